@@ -1,0 +1,18 @@
+//! logbook: a Kubernetes controller in which nothing is lost.
+//!
+//! Every watch event, plan, action and outcome is an entry in an append-only, hash-chained log
+//! that can be audited and replayed offline. The crate is organised one room per job:
+//!
+//! - [`model`]: the `Application` custom resource and the names and labels of its children.
+//! - [`reconcile`]: the pure planner, `(world) -> actions`; no I/O, no clock, no randomness.
+//! - [`world`]: the world view the planner reads, built from observed objects.
+//! - [`log`]: the append-only SQLite log (entries, hash chain, verify).
+//! - [`sandbox`]: a Kubernetes API emulator served over real HTTP, for tests and `logbook dev`.
+//! - [`cli`]: the `logbook` command line.
+
+pub mod cli;
+pub mod log;
+pub mod model;
+pub mod reconcile;
+pub mod sandbox;
+pub mod world;

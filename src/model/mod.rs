@@ -1,0 +1,10 @@
+//! The `Application` custom resource and the naming and labelling rules of its children.
+//!
+//! Types only: what a developer writes, what logbook reports back in `status`, and the labels
+//! every managed object carries. No I/O and no planning happens here (see [`crate::reconcile`]).
+
+mod application;
+mod labels;
+
+pub use application::*;
+pub use labels::*;

@@ -1,0 +1,1 @@
+//! The sandbox: a Kubernetes API emulator served over real HTTP.
