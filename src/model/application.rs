@@ -38,6 +38,7 @@ fn default_path() -> String {
     plural = "applications",
     shortname = "app",
     namespaced,
+    doc = "An application logbook runs: a Deployment, a Service and a rule in the namespace's shared Ingress.",
     status = "ApplicationStatus",
     printcolumn = r#"{"name":"Image","type":"string","jsonPath":".spec.image"}"#,
     printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".spec.replicas"}"#,

@@ -1,8 +1,280 @@
 //! The world view the planner reads: Applications and managed objects as last observed.
 //!
-//! Owns the indexes that keep planning incremental (hosts, per-namespace ingress rules). It is
-//! pure data: built by folding observations, never by reading the API server itself.
+//! Owns the indexes that keep planning incremental (host claims, children by application,
+//! applications by namespace). It is pure data, changed only by [`World::observe`] and
+//! [`World::forget`]; it never reads the API server and never looks at a clock.
 
 mod key;
 
 pub use key::ObjKey;
+
+use crate::model::{Application, INSTANCE_LABEL, SHARED_INGRESS, is_managed};
+use crate::reconcile::Action;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The kind name of [`Application`].
+pub const APPLICATION: &str = "Application";
+
+/// An object as observed: its identity, version and content (managedFields dropped).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed {
+    /// `apiVersion`, e.g. `apps/v1`.
+    pub api_version: String,
+    /// `metadata.uid` (empty when unknown, e.g. objects read from a file).
+    pub uid: String,
+    /// `metadata.resourceVersion` (empty when unknown).
+    pub resource_version: String,
+    /// The whole object as JSON.
+    pub object: Value,
+}
+
+impl Observed {
+    /// Reads identity and version out of a JSON object.
+    pub fn from_value(object: Value) -> Result<(ObjKey, Observed), String> {
+        let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        let meta = object.get("metadata");
+        let field = |f: &str| meta.and_then(|m| m.get(f)).and_then(Value::as_str).unwrap_or_default();
+        let name = field("name");
+        if kind.is_empty() || api_version.is_empty() {
+            return Err("object has no `kind` or `apiVersion`".to_string());
+        }
+        if name.is_empty() {
+            return Err(format!("{kind} has no `metadata.name`"));
+        }
+        let key = ObjKey::new(kind, field("namespace"), name);
+        let observed = Observed {
+            api_version: api_version.to_string(),
+            uid: field("uid").to_string(),
+            resource_version: field("resourceVersion").to_string(),
+            object: strip_managed_fields(object),
+        };
+        Ok((key, observed))
+    }
+
+    /// The object's labels.
+    pub fn labels(&self) -> Option<BTreeMap<String, String>> {
+        let labels = self.object.pointer("/metadata/labels")?.as_object()?;
+        Some(
+            labels
+                .iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect(),
+        )
+    }
+
+    /// True when the object carries `app.kubernetes.io/managed-by=logbook`.
+    pub fn is_managed(&self) -> bool {
+        is_managed(self.labels().as_ref())
+    }
+}
+
+/// Removes `metadata.managedFields`, which is bookkeeping of the API server, not state.
+pub fn strip_managed_fields(mut object: Value) -> Value {
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    object
+}
+
+/// Who claims a host: ordered oldest first (by creationTimestamp, then namespace and name;
+/// an Application without a timestamp counts as the newest).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HostClaim {
+    /// True when the claimant has no creationTimestamp (sorts after every timestamp).
+    pub undated: bool,
+    /// The claimant's creationTimestamp (RFC 3339), empty when undated.
+    pub created: String,
+    /// The claimant's namespace.
+    pub namespace: String,
+    /// The claimant's name.
+    pub name: String,
+}
+
+/// The world as the controller knows it: the input of the planner.
+#[derive(Clone, Debug, Default)]
+pub struct World {
+    apps: BTreeMap<ObjKey, Application>,
+    objects: BTreeMap<ObjKey, Observed>,
+    pending: BTreeMap<ObjKey, Action>,
+    hosts: BTreeMap<String, BTreeSet<HostClaim>>,
+    /// namespace → Application names in it.
+    apps_by_ns: BTreeMap<String, BTreeSet<String>>,
+    /// (namespace, application) → managed children that name it as their instance.
+    children: BTreeMap<(String, String), BTreeSet<ObjKey>>,
+    now: Option<String>,
+}
+
+impl World {
+    /// An empty world.
+    pub fn new() -> Self {
+        World::default()
+    }
+
+    /// Records an observed object (an Application or anything else), replacing what was known.
+    /// Returns an error when an Application's spec cannot be read; the world is then unchanged.
+    pub fn observe(&mut self, key: ObjKey, observed: Observed) -> Result<(), String> {
+        if key.kind == APPLICATION {
+            let app: Application = serde_json::from_value(observed.object.clone())
+                .map_err(|e| format!("{key}: not a valid Application: {e}"))?;
+            self.forget(&key);
+            self.insert_app(key.clone(), app);
+        } else {
+            self.forget(&key);
+            if let Some(app) = instance_of(&observed) {
+                self.children.entry((key.namespace.clone(), app)).or_default().insert(key.clone());
+            }
+        }
+        self.objects.insert(key, observed);
+        Ok(())
+    }
+
+    /// Forgets an object (it was deleted). Unknown keys are ignored.
+    pub fn forget(&mut self, key: &ObjKey) {
+        if let Some(old) = self.objects.remove(key) {
+            if let Some(app) = instance_of(&old) {
+                let slot = (key.namespace.clone(), app);
+                if let Some(set) = self.children.get_mut(&slot) {
+                    set.remove(key);
+                    if set.is_empty() {
+                        self.children.remove(&slot);
+                    }
+                }
+            }
+        }
+        if let Some(app) = self.apps.remove(key) {
+            if let Some(host) = app.spec.host.as_deref() {
+                if let Some(claims) = self.hosts.get_mut(host) {
+                    claims.retain(|c| !(c.namespace == key.namespace && c.name == key.name));
+                    if claims.is_empty() {
+                        self.hosts.remove(host);
+                    }
+                }
+            }
+            if let Some(names) = self.apps_by_ns.get_mut(&key.namespace) {
+                names.remove(&key.name);
+                if names.is_empty() {
+                    self.apps_by_ns.remove(&key.namespace);
+                }
+            }
+        }
+    }
+
+    fn insert_app(&mut self, key: ObjKey, app: Application) {
+        if let Some(host) = app.spec.host.clone() {
+            let created = app
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_default();
+            self.hosts.entry(host).or_default().insert(HostClaim {
+                undated: created.is_empty(),
+                created,
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+            });
+        }
+        self.apps_by_ns.entry(key.namespace.clone()).or_default().insert(key.name.clone());
+        self.apps.insert(key, app);
+    }
+
+    /// Sets the planner's notion of "now": the timestamp of the last entry it read (RFC 3339).
+    pub fn set_now(&mut self, now: Option<String>) {
+        self.now = now;
+    }
+
+    /// The timestamp of the last entry read, if any.
+    pub fn now(&self) -> Option<&str> {
+        self.now.as_deref()
+    }
+
+    /// Marks an action as on its way (planned, not yet answered nor observed).
+    pub fn set_pending(&mut self, action: Action) {
+        self.pending.insert(action.target.clone(), action);
+    }
+
+    /// Clears the pending action on `target` if it is the one with `action_id`.
+    pub fn clear_pending(&mut self, target: &ObjKey, action_id: &str) {
+        if self.pending.get(target).is_some_and(|a| a.id == action_id) {
+            self.pending.remove(target);
+        }
+    }
+
+    /// The pending action on `target`, if any.
+    pub fn pending(&self, target: &ObjKey) -> Option<&Action> {
+        self.pending.get(target)
+    }
+
+    /// All pending actions, ordered by target.
+    pub fn pending_actions(&self) -> impl Iterator<Item = &Action> {
+        self.pending.values()
+    }
+
+    /// The Application at `key`.
+    pub fn app(&self, key: &ObjKey) -> Option<&Application> {
+        self.apps.get(key)
+    }
+
+    /// All Applications, ordered by namespace and name.
+    pub fn apps(&self) -> impl Iterator<Item = (&ObjKey, &Application)> {
+        self.apps.iter()
+    }
+
+    /// The number of Applications.
+    pub fn app_count(&self) -> usize {
+        self.apps.len()
+    }
+
+    /// The observed object at `key` (any kind, Applications included).
+    pub fn object(&self, key: &ObjKey) -> Option<&Observed> {
+        self.objects.get(key)
+    }
+
+    /// All observed objects, ordered by key.
+    pub fn objects(&self) -> impl Iterator<Item = (&ObjKey, &Observed)> {
+        self.objects.iter()
+    }
+
+    /// Names of the Applications in `namespace`, sorted.
+    pub fn app_names_in(&self, namespace: &str) -> impl Iterator<Item = &String> {
+        self.apps_by_ns.get(namespace).into_iter().flatten()
+    }
+
+    /// Every namespace that has Applications or managed objects, sorted.
+    pub fn namespaces(&self) -> BTreeSet<String> {
+        let mut out: BTreeSet<String> = self.apps_by_ns.keys().cloned().collect();
+        out.extend(
+            self.objects
+                .iter()
+                .filter(|(k, o)| k.name == SHARED_INGRESS && k.kind == "Ingress" && o.is_managed())
+                .map(|(k, _)| k.namespace.clone()),
+        );
+        out
+    }
+
+    /// Managed children that name `namespace/app` as their instance.
+    pub fn children_of(&self, namespace: &str, app: &str) -> impl Iterator<Item = &ObjKey> {
+        self.children.get(&(namespace.to_string(), app.to_string())).into_iter().flatten()
+    }
+
+    /// Every (namespace, application) that has managed children, sorted.
+    pub fn child_owners(&self) -> impl Iterator<Item = &(String, String)> {
+        self.children.keys()
+    }
+
+    /// The claims on `host`, oldest first.
+    pub fn host_claims(&self, host: &str) -> impl Iterator<Item = &HostClaim> {
+        self.hosts.get(host).into_iter().flatten()
+    }
+}
+
+/// The Application a managed object belongs to (its `app.kubernetes.io/instance` label).
+fn instance_of(observed: &Observed) -> Option<String> {
+    let labels = observed.labels()?;
+    if !is_managed(Some(&labels)) {
+        return None;
+    }
+    labels.get(INSTANCE_LABEL).cloned()
+}
