@@ -1,1 +1,89 @@
-fn main() {}
+//! Planner benchmarks: a full plan of 10,000 Applications with 30% drift, and the incremental
+//! plan after one Application changed in a world of 10,000.
+//!
+//! The world spreads the Applications over 100 namespaces (100 per shared Ingress), each with
+//! a host, children present and server-defaulted as an API server would leave them.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use logbook::fixtures::model_apply;
+use logbook::model::Application;
+use logbook::reconcile::{Planner, PlannerConfig};
+use logbook::world::{ObjKey, Observed, World};
+use serde_json::json;
+use std::hint::black_box;
+
+const APPS: usize = 10_000;
+const NAMESPACES: usize = 100;
+
+fn app(i: usize, image: &str) -> (ObjKey, Observed) {
+    Application::test(&format!("ns{}", i % NAMESPACES), &format!("app{i}"))
+        .image(image)
+        .replicas(2)
+        .host(&format!("app{i}.example.com"))
+        .env("MODE", "production")
+        .created(1_700_000_000 + i as i64)
+        .observed()
+}
+
+/// A converged world of `APPS` Applications.
+fn converged(planner: &Planner) -> World {
+    let mut world = World::new();
+    for i in 0..APPS {
+        let (k, o) = app(i, "nginx:1.27");
+        world.observe(k, o).expect("valid app");
+    }
+    let mut rv = 1_000_000;
+    for _ in 0..3 {
+        let actions = planner.plan_all(&world);
+        if actions.is_empty() {
+            break;
+        }
+        rv = model_apply(&mut world, &actions, rv);
+    }
+    assert!(planner.plan_all(&world).is_empty(), "bench world must start converged");
+    world
+}
+
+fn bench_planner(c: &mut Criterion) {
+    let planner = Planner::new(PlannerConfig::default());
+    let mut world = converged(&planner);
+
+    // 30% drift: a hand-edited image on every third-ish Deployment
+    let mut drifted = world.clone();
+    for i in (0..APPS).filter(|i| i % 10 < 3) {
+        let key = ObjKey::new("Deployment", &format!("ns{}", i % NAMESPACES), &format!("app{i}"));
+        let mut obj = drifted.object(&key).expect("deployment exists").object.clone();
+        obj["spec"]["template"]["spec"]["containers"][0]["image"] = json!("hand:edit");
+        let (k, o) = Observed::from_value(obj).expect("valid");
+        drifted.observe(k, o).expect("valid");
+    }
+    let n = planner.plan_all(&drifted).len();
+    assert_eq!(n, APPS * 3 / 10, "one apply per drifted Deployment");
+
+    let mut group = c.benchmark_group("planner");
+    group.sample_size(20);
+    group.bench_function("full_plan_10k_apps_30pct_drift", |b| {
+        b.iter(|| black_box(planner.plan_all(black_box(&drifted))))
+    });
+
+    // one Application changes (its image flips between two versions): fold it in, find the
+    // touched scopes (before and after), plan them
+    let versions = [app(4242, "nginx:1.28"), app(4242, "nginx:1.27")];
+    let key = versions[0].0.clone();
+    let mut flip = 0usize;
+    group.sample_size(100);
+    group.bench_function("incremental_plan_one_app_changed_in_10k", |b| {
+        b.iter(|| {
+            let (k, o) = versions[flip % 2].clone();
+            flip += 1;
+            let mut scopes = planner.scopes_for(&world, [&key]);
+            world.observe(k, o).expect("valid");
+            scopes.extend(planner.scopes_for(&world, [&key]));
+            black_box(planner.plan_scopes(&world, &scopes))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_planner);
+criterion_main!(benches);

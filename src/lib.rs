@@ -9,8 +9,10 @@
 //! - [`log`]: the append-only SQLite log (entries, hash chain, verify).
 //! - [`sandbox`]: a Kubernetes API emulator served over real HTTP, for tests and `logbook dev`.
 //! - [`cli`]: the `logbook` command line.
+//! - [`fixtures`]: builders for tests and benches (never used by the controller).
 
 pub mod cli;
+pub mod fixtures;
 pub mod log;
 pub mod model;
 pub mod reconcile;

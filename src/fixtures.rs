@@ -1,0 +1,281 @@
+//! Fluent builders for tests, benches and examples: Applications, observed objects, and a small
+//! model of what the API server does with an action (defaults, versions, deletes).
+//!
+//! Test machinery only; the controller never calls it. Pure and deterministic like the planner.
+
+use crate::model::{Application, ApplicationSpec, EnvVar, HealthCheck, KeyRef};
+use crate::reconcile::{Action, Verb};
+use crate::world::{ObjKey, Observed, World};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use serde_json::{Value, json};
+
+/// Builds an [`Application`]: `Application::test("shop", "web").host("shop.example.com")`.
+#[derive(Clone, Debug)]
+pub struct AppBuilder {
+    app: Application,
+}
+
+impl Application {
+    /// A valid Application `namespace/name` running `nginx:1.27` with uid `uid-NAMESPACE-NAME`.
+    pub fn test(namespace: &str, name: &str) -> AppBuilder {
+        let mut app = Application::new(
+            name,
+            ApplicationSpec {
+                image: "nginx:1.27".into(),
+                replicas: 1,
+                port: 8080,
+                host: None,
+                path: "/".into(),
+                env: vec![],
+                resources: None,
+                health_check: None,
+            },
+        );
+        app.metadata = ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            uid: Some(format!("uid-{namespace}-{name}")),
+            generation: Some(1),
+            resource_version: Some("1".into()),
+            ..Default::default()
+        };
+        AppBuilder { app }
+    }
+}
+
+impl AppBuilder {
+    /// Sets the image.
+    pub fn image(mut self, image: &str) -> Self {
+        self.app.spec.image = image.into();
+        self
+    }
+    /// Sets the replica count.
+    pub fn replicas(mut self, n: i32) -> Self {
+        self.app.spec.replicas = n;
+        self
+    }
+    /// Sets the container port.
+    pub fn port(mut self, port: i32) -> Self {
+        self.app.spec.port = port;
+        self
+    }
+    /// Sets the host (and optionally keeps the default path).
+    pub fn host(mut self, host: &str) -> Self {
+        self.app.spec.host = Some(host.into());
+        self
+    }
+    /// Sets the path.
+    pub fn path(mut self, path: &str) -> Self {
+        self.app.spec.path = path.into();
+        self
+    }
+    /// Adds a literal environment variable.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.app.spec.env.push(EnvVar {
+            name: name.into(),
+            value: Some(value.into()),
+            secret_key_ref: None,
+            config_map_key_ref: None,
+        });
+        self
+    }
+    /// Adds an environment variable taken from a Secret key.
+    pub fn secret_env(mut self, name: &str, secret: &str, key: &str) -> Self {
+        self.app.spec.env.push(EnvVar {
+            name: name.into(),
+            value: None,
+            secret_key_ref: Some(KeyRef { name: secret.into(), key: key.into() }),
+            config_map_key_ref: None,
+        });
+        self
+    }
+    /// Sets an HTTP readiness check.
+    pub fn health_check(mut self, path: &str) -> Self {
+        self.app.spec.health_check = Some(HealthCheck { path: path.into() });
+        self
+    }
+    /// Sets the creationTimestamp from seconds since the epoch.
+    pub fn created(mut self, secs: i64) -> Self {
+        self.app.metadata.creation_timestamp = k8s_openapi::jiff::Timestamp::from_second(secs).ok().map(Time);
+        self
+    }
+    /// Sets the resourceVersion.
+    pub fn resource_version(mut self, rv: &str) -> Self {
+        self.app.metadata.resource_version = Some(rv.into());
+        self
+    }
+    /// Sets the generation.
+    pub fn generation(mut self, g: i64) -> Self {
+        self.app.metadata.generation = Some(g);
+        self
+    }
+    /// The Application.
+    pub fn build(self) -> Application {
+        self.app
+    }
+    /// The Application as observed: its key and JSON.
+    pub fn observed(self) -> (ObjKey, Observed) {
+        observed(&self.app)
+    }
+}
+
+/// Any serializable object as observed (key, uid and resourceVersion read from it).
+pub fn observed<T: serde::Serialize>(object: &T) -> (ObjKey, Observed) {
+    let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
+    if value.get("kind").is_none() {
+        if let Some(map) = value.as_object_mut() {
+            map.insert("apiVersion".into(), json!("logbook.dev/v1alpha1"));
+            map.insert("kind".into(), json!("Application"));
+        }
+    }
+    match Observed::from_value(value) {
+        Ok(pair) => pair,
+        Err(e) => panic!("fixture object is malformed: {e}"),
+    }
+}
+
+/// A world holding `objects`.
+pub fn world_of(objects: impl IntoIterator<Item = (ObjKey, Observed)>) -> World {
+    let mut world = World::new();
+    for (k, o) in objects {
+        if let Err(e) = world.observe(k, o) {
+            panic!("fixture object rejected: {e}");
+        }
+    }
+    world
+}
+
+/// Adds what an API server would: uid, resourceVersion, generation, status and defaulted fields
+/// (protocol, clusterIP, imagePullPolicy, ...), none of which logbook sets.
+pub fn server_defaults(object: &mut Value, uid: &str, resource_version: u64) {
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.entry("uid").or_insert_with(|| json!(uid));
+        meta.insert("resourceVersion".into(), json!(resource_version.to_string()));
+        meta.entry("creationTimestamp").or_insert_with(|| json!("2026-01-01T00:00:00Z"));
+        meta.entry("generation").or_insert_with(|| json!(1));
+    }
+    match kind.as_str() {
+        "Deployment" => {
+            if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.entry("revisionHistoryLimit").or_insert(json!(10));
+                spec.entry("progressDeadlineSeconds").or_insert(json!(600));
+                spec.entry("strategy").or_insert(json!({"type": "RollingUpdate"}));
+            }
+            if let Some(containers) =
+                object.pointer_mut("/spec/template/spec/containers").and_then(Value::as_array_mut)
+            {
+                for c in containers {
+                    if let Some(c) = c.as_object_mut() {
+                        c.entry("imagePullPolicy").or_insert(json!("IfNotPresent"));
+                        c.entry("terminationMessagePath").or_insert(json!("/dev/termination-log"));
+                    }
+                }
+            }
+            if let Some(ports) =
+                object.pointer_mut("/spec/template/spec/containers/0/ports").and_then(Value::as_array_mut)
+            {
+                for p in ports {
+                    if let Some(p) = p.as_object_mut() {
+                        p.entry("protocol").or_insert(json!("TCP"));
+                    }
+                }
+            }
+            if let Some(map) = object.as_object_mut() {
+                map.entry("status").or_insert(json!({"replicas": 0}));
+            }
+        }
+        "Service" => {
+            if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.entry("clusterIP").or_insert(json!("10.96.0.10"));
+                spec.entry("type").or_insert(json!("ClusterIP"));
+                spec.entry("sessionAffinity").or_insert(json!("None"));
+            }
+            if let Some(ports) = object.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+                for p in ports {
+                    if let Some(p) = p.as_object_mut() {
+                        p.entry("protocol").or_insert(json!("TCP"));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Merges `desired` into `actual` the way server-side apply does for a sole field manager:
+/// maps merge, lists of named elements are replaced by the desired names (each element merged),
+/// other lists are replaced whole.
+pub fn apply_merge(actual: &mut Value, desired: &Value) {
+    match (actual, desired) {
+        (Value::Object(a), Value::Object(d)) => {
+            for (k, dv) in d {
+                match a.get_mut(k) {
+                    Some(av) => apply_merge(av, dv),
+                    None => {
+                        a.insert(k.clone(), dv.clone());
+                    }
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(d)) => {
+            let named = |l: &Vec<Value>| l.iter().all(|v| v.get("name").and_then(Value::as_str).is_some());
+            if !d.is_empty() && named(d) && named(a) {
+                let mut out = Vec::new();
+                for dv in d {
+                    let name = dv.get("name");
+                    let mut merged = a.iter().find(|av| av.get("name") == name).cloned().unwrap_or(json!({}));
+                    apply_merge(&mut merged, dv);
+                    out.push(merged);
+                }
+                *a = out;
+            } else {
+                *a = d.clone();
+            }
+        }
+        (a, d) => *a = d.clone(),
+    }
+}
+
+/// Applies `actions` to `world` as an API server and a perfect executor would, bumping
+/// resourceVersions from `next_rv`. Returns the next free resourceVersion.
+pub fn model_apply(world: &mut World, actions: &[Action], mut next_rv: u64) -> u64 {
+    for a in actions {
+        next_rv += 1;
+        match a.verb {
+            Verb::Create | Verb::Apply => {
+                let Some(desired) = &a.object else { continue };
+                let mut object = world.object(&a.target).map(|o| o.object.clone()).unwrap_or(json!({}));
+                apply_merge(&mut object, desired);
+                server_defaults(&mut object, &format!("uid-{}", a.target), next_rv);
+                if let Ok((k, o)) = Observed::from_value(object) {
+                    let _ = world.observe(k, o);
+                }
+            }
+            Verb::Delete => {
+                let uid_ok = world.object(&a.target).is_some_and(|o| a.uid.as_ref().is_none_or(|u| *u == o.uid));
+                if uid_ok {
+                    world.forget(&a.target);
+                }
+            }
+            Verb::Status => {
+                let (Some(obs), Some(status)) =
+                    (world.object(&a.target), a.object.as_ref().and_then(|o| o.get("status")))
+                else {
+                    continue;
+                };
+                let mut object = obs.object.clone();
+                if let Some(map) = object.as_object_mut() {
+                    map.insert("status".into(), status.clone());
+                    if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
+                        meta.insert("resourceVersion".into(), json!(next_rv.to_string()));
+                    }
+                }
+                if let Ok((k, o)) = Observed::from_value(object) {
+                    let _ = world.observe(k, o);
+                }
+            }
+        }
+    }
+    next_rv
+}
