@@ -39,3 +39,9 @@ fn crd_validates_what_a_schema_can() {
         assert!(columns.contains(&want), "missing printer column {want}: {columns:?}");
     }
 }
+
+#[test]
+fn deploy_carries_the_same_crd() {
+    let deployed = include_str!("../deploy/application.crd.yaml");
+    assert!(deployed == CHECKED_IN, "deploy/application.crd.yaml differs from schema/: run `make crd`");
+}

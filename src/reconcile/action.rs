@@ -92,13 +92,77 @@ impl Action {
         action
     }
 
-    /// `act-` and the first 20 hex digits of the SHA-256 of the action's canonical JSON
-    /// (its id field left empty). serde_json maps are sorted, so the bytes are canonical.
+    /// `act-` and the first 20 hex digits of the SHA-256 of the action's canonical JSON with
+    /// an empty id. serde_json maps are sorted, so the bytes are canonical; they are streamed
+    /// into the hash, never copied.
     pub fn content_id(&self) -> String {
-        let mut copy = self.clone();
+        let view = IdView {
+            id: "",
+            verb: self.verb,
+            target: &self.target,
+            api_version: &self.api_version,
+            app: &self.app,
+            object: &self.object,
+            uid: &self.uid,
+            reason: &self.reason,
+            basis: &self.basis,
+        };
+        let mut hasher = HashWriter(Sha256::new());
+        // Writing into a hasher cannot fail, and these types always serialize.
+        let _ = serde_json::to_writer(&mut hasher, &view);
+        format!("act-{}", &hex::encode(hasher.0.finalize())[..20])
+    }
+}
+
+/// The fields of an [`Action`], borrowed, in the order the struct declares them.
+#[derive(Serialize)]
+struct IdView<'a> {
+    id: &'a str,
+    verb: Verb,
+    target: &'a ObjKey,
+    api_version: &'a str,
+    app: &'a Option<String>,
+    object: &'a Option<serde_json::Value>,
+    uid: &'a Option<String>,
+    reason: &'a str,
+    basis: &'a BTreeMap<String, String>,
+}
+
+/// Feeds written bytes into a SHA-256.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_is_the_hash_of_the_canonical_json_without_id() {
+        let a = Action::new(
+            Verb::Apply,
+            ObjKey::new("Deployment", "ns", "web"),
+            "apps/v1",
+            Some("ns/web".into()),
+            Some(serde_json::json!({"b": 1, "a": [1, 2]})),
+            None,
+            "drift at spec.replicas".into(),
+            BTreeMap::from([("Deployment/ns/web".to_string(), "7".to_string())]),
+        );
+        let mut copy = a.clone();
         copy.id.clear();
-        let bytes = serde_json::to_vec(&copy).unwrap_or_default();
-        let digest = Sha256::digest(&bytes);
-        format!("act-{}", &hex::encode(digest)[..20])
+        let expected = format!("act-{}", &hex::encode(Sha256::digest(serde_json::to_vec(&copy).unwrap()))[..20]);
+        assert_eq!(a.id, expected);
+        let mut other = a.clone();
+        other.basis.insert("Deployment/ns/web".into(), "8".into());
+        assert_ne!(other.content_id(), a.id, "a new cause is a new action");
     }
 }

@@ -468,11 +468,10 @@ impl Reconciler for ApplicationReconciler {
             _ => {
                 if let Some(app) = world
                     .object(key)
-                    .and_then(|o| o.labels())
-                    .filter(|l| crate::model::is_managed(Some(l)))
-                    .and_then(|l| l.get(crate::model::INSTANCE_LABEL).cloned())
+                    .filter(|o| o.is_managed())
+                    .and_then(|o| o.label(crate::model::INSTANCE_LABEL))
                 {
-                    scopes.insert(ObjKey::new(APPLICATION, ns, &app));
+                    scopes.insert(ObjKey::new(APPLICATION, ns, app));
                 } else if key.kind == DEPLOYMENT || key.kind == SERVICE {
                     // a child that vanished: its Application (same name) may need it back
                     scopes.insert(ObjKey::new(APPLICATION, ns, &key.name));

@@ -32,7 +32,7 @@ fn walk(actual: &Value, desired: &Value, path: &mut String, quantities: bool) ->
                     path.push('.');
                 }
                 path.push_str(k);
-                let q = k == "requests" || k == "limits";
+                let q = quantities || k == "requests" || k == "limits";
                 let ok = match a.get(k) {
                     Some(av) => walk(av, dv, path, q),
                     None => is_empty(dv),

@@ -8,7 +8,7 @@ mod key;
 
 pub use key::ObjKey;
 
-use crate::model::{Application, INSTANCE_LABEL, SHARED_INGRESS, is_managed};
+use crate::model::{Application, INSTANCE_LABEL, MANAGED_BY, MANAGER, SHARED_INGRESS};
 use crate::reconcile::Action;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -64,9 +64,14 @@ impl Observed {
         )
     }
 
+    /// The value of label `name`, if set.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.object.get("metadata")?.get("labels")?.get(name)?.as_str()
+    }
+
     /// True when the object carries `app.kubernetes.io/managed-by=logbook`.
     pub fn is_managed(&self) -> bool {
-        is_managed(self.labels().as_ref())
+        self.label(MANAGED_BY) == Some(MANAGER)
     }
 }
 
@@ -272,9 +277,8 @@ impl World {
 
 /// The Application a managed object belongs to (its `app.kubernetes.io/instance` label).
 fn instance_of(observed: &Observed) -> Option<String> {
-    let labels = observed.labels()?;
-    if !is_managed(Some(&labels)) {
+    if !observed.is_managed() {
         return None;
     }
-    labels.get(INSTANCE_LABEL).cloned()
+    observed.label(INSTANCE_LABEL).map(str::to_string)
 }

