@@ -14,7 +14,7 @@ use std::process::ExitCode;
 /// turns it into the Deployment, Service and Ingress rule that run it, recording every event,
 /// plan, action and outcome in an append-only, replayable log.
 #[derive(Parser, Debug)]
-#[command(name = "logbook", version, about, long_about = None, propagate_version = true)]
+#[command(name = "logbook", version, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,6 +33,7 @@ enum Command {
 /// Entry point of the `logbook` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_tracing();
     match cli.command {
         Command::Plan(args) => plan::run(args),
         Command::Crd => {
@@ -41,4 +42,11 @@ pub fn main() -> ExitCode {
         }
         Command::Sandbox(args) => sandbox::run(args),
     }
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default `info`).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
