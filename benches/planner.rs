@@ -40,7 +40,10 @@ fn converged(planner: &Planner) -> World {
         }
         rv = model_apply(&mut world, &actions, rv);
     }
-    assert!(planner.plan_all(&world).is_empty(), "bench world must start converged");
+    assert!(
+        planner.plan_all(&world).is_empty(),
+        "bench world must start converged"
+    );
     world
 }
 
@@ -51,8 +54,16 @@ fn bench_planner(c: &mut Criterion) {
     // 30% drift: a hand-edited image on every third-ish Deployment
     let mut drifted = world.clone();
     for i in (0..APPS).filter(|i| i % 10 < 3) {
-        let key = ObjKey::new("Deployment", &format!("ns{}", i % NAMESPACES), &format!("app{i}"));
-        let mut obj = drifted.object(&key).expect("deployment exists").object.clone();
+        let key = ObjKey::new(
+            "Deployment",
+            &format!("ns{}", i % NAMESPACES),
+            &format!("app{i}"),
+        );
+        let mut obj = drifted
+            .object(&key)
+            .expect("deployment exists")
+            .object
+            .clone();
         obj["spec"]["template"]["spec"]["containers"][0]["image"] = json!("hand:edit");
         let (k, o) = Observed::from_value(obj).expect("valid");
         drifted.observe(k, o).expect("valid");

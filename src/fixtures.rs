@@ -84,7 +84,10 @@ impl AppBuilder {
         self.app.spec.env.push(EnvVar {
             name: name.into(),
             value: None,
-            secret_key_ref: Some(KeyRef { name: secret.into(), key: key.into() }),
+            secret_key_ref: Some(KeyRef {
+                name: secret.into(),
+                key: key.into(),
+            }),
             config_map_key_ref: None,
         });
         self
@@ -96,7 +99,9 @@ impl AppBuilder {
     }
     /// Sets the creationTimestamp from seconds since the epoch.
     pub fn created(mut self, secs: i64) -> Self {
-        self.app.metadata.creation_timestamp = k8s_openapi::jiff::Timestamp::from_second(secs).ok().map(Time);
+        self.app.metadata.creation_timestamp = k8s_openapi::jiff::Timestamp::from_second(secs)
+            .ok()
+            .map(Time);
         self
     }
     /// Sets the resourceVersion.
@@ -122,11 +127,11 @@ impl AppBuilder {
 /// Any serializable object as observed (key, uid and resourceVersion read from it).
 pub fn observed<T: serde::Serialize>(object: &T) -> (ObjKey, Observed) {
     let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
-    if value.get("kind").is_none() {
-        if let Some(map) = value.as_object_mut() {
-            map.insert("apiVersion".into(), json!("logbook.dev/v1alpha1"));
-            map.insert("kind".into(), json!("Application"));
-        }
+    if value.get("kind").is_none()
+        && let Some(map) = value.as_object_mut()
+    {
+        map.insert("apiVersion".into(), json!("logbook.dev/v1alpha1"));
+        map.insert("kind".into(), json!("Application"));
     }
     match Observed::from_value(value) {
         Ok(pair) => pair,
@@ -148,11 +153,19 @@ pub fn world_of(objects: impl IntoIterator<Item = (ObjKey, Observed)>) -> World 
 /// Adds what an API server would: uid, resourceVersion, generation, status and defaulted fields
 /// (protocol, clusterIP, imagePullPolicy, ...), none of which logbook sets.
 pub fn server_defaults(object: &mut Value, uid: &str, resource_version: u64) {
-    let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.entry("uid").or_insert_with(|| json!(uid));
-        meta.insert("resourceVersion".into(), json!(resource_version.to_string()));
-        meta.entry("creationTimestamp").or_insert_with(|| json!("2026-01-01T00:00:00Z"));
+        meta.insert(
+            "resourceVersion".into(),
+            json!(resource_version.to_string()),
+        );
+        meta.entry("creationTimestamp")
+            .or_insert_with(|| json!("2026-01-01T00:00:00Z"));
         meta.entry("generation").or_insert_with(|| json!(1));
     }
     match kind.as_str() {
@@ -160,20 +173,24 @@ pub fn server_defaults(object: &mut Value, uid: &str, resource_version: u64) {
             if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) {
                 spec.entry("revisionHistoryLimit").or_insert(json!(10));
                 spec.entry("progressDeadlineSeconds").or_insert(json!(600));
-                spec.entry("strategy").or_insert(json!({"type": "RollingUpdate"}));
+                spec.entry("strategy")
+                    .or_insert(json!({"type": "RollingUpdate"}));
             }
-            if let Some(containers) =
-                object.pointer_mut("/spec/template/spec/containers").and_then(Value::as_array_mut)
+            if let Some(containers) = object
+                .pointer_mut("/spec/template/spec/containers")
+                .and_then(Value::as_array_mut)
             {
                 for c in containers {
                     if let Some(c) = c.as_object_mut() {
                         c.entry("imagePullPolicy").or_insert(json!("IfNotPresent"));
-                        c.entry("terminationMessagePath").or_insert(json!("/dev/termination-log"));
+                        c.entry("terminationMessagePath")
+                            .or_insert(json!("/dev/termination-log"));
                     }
                 }
             }
-            if let Some(ports) =
-                object.pointer_mut("/spec/template/spec/containers/0/ports").and_then(Value::as_array_mut)
+            if let Some(ports) = object
+                .pointer_mut("/spec/template/spec/containers/0/ports")
+                .and_then(Value::as_array_mut)
             {
                 for p in ports {
                     if let Some(p) = p.as_object_mut() {
@@ -191,7 +208,10 @@ pub fn server_defaults(object: &mut Value, uid: &str, resource_version: u64) {
                 spec.entry("type").or_insert(json!("ClusterIP"));
                 spec.entry("sessionAffinity").or_insert(json!("None"));
             }
-            if let Some(ports) = object.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+            if let Some(ports) = object
+                .pointer_mut("/spec/ports")
+                .and_then(Value::as_array_mut)
+            {
                 for p in ports {
                     if let Some(p) = p.as_object_mut() {
                         p.entry("protocol").or_insert(json!("TCP"));
@@ -219,12 +239,19 @@ pub fn apply_merge(actual: &mut Value, desired: &Value) {
             }
         }
         (Value::Array(a), Value::Array(d)) => {
-            let named = |l: &Vec<Value>| l.iter().all(|v| v.get("name").and_then(Value::as_str).is_some());
+            let named = |l: &Vec<Value>| {
+                l.iter()
+                    .all(|v| v.get("name").and_then(Value::as_str).is_some())
+            };
             if !d.is_empty() && named(d) && named(a) {
                 let mut out = Vec::new();
                 for dv in d {
                     let name = dv.get("name");
-                    let mut merged = a.iter().find(|av| av.get("name") == name).cloned().unwrap_or(json!({}));
+                    let mut merged = a
+                        .iter()
+                        .find(|av| av.get("name") == name)
+                        .cloned()
+                        .unwrap_or(json!({}));
                     apply_merge(&mut merged, dv);
                     out.push(merged);
                 }
@@ -245,7 +272,10 @@ pub fn model_apply(world: &mut World, actions: &[Action], mut next_rv: u64) -> u
         match a.verb {
             Verb::Create | Verb::Apply => {
                 let Some(desired) = &a.object else { continue };
-                let mut object = world.object(&a.target).map(|o| o.object.clone()).unwrap_or(json!({}));
+                let mut object = world
+                    .object(&a.target)
+                    .map(|o| o.object.clone())
+                    .unwrap_or(json!({}));
                 apply_merge(&mut object, desired);
                 server_defaults(&mut object, &format!("uid-{}", a.target), next_rv);
                 if let Ok((k, o)) = Observed::from_value(object) {
@@ -253,15 +283,18 @@ pub fn model_apply(world: &mut World, actions: &[Action], mut next_rv: u64) -> u
                 }
             }
             Verb::Delete => {
-                let uid_ok = world.object(&a.target).is_some_and(|o| a.uid.as_ref().is_none_or(|u| *u == o.uid));
+                let uid_ok = world
+                    .object(&a.target)
+                    .is_some_and(|o| a.uid.as_ref().is_none_or(|u| *u == o.uid));
                 if uid_ok {
                     world.forget(&a.target);
                 }
             }
             Verb::Status => {
-                let (Some(obs), Some(status)) =
-                    (world.object(&a.target), a.object.as_ref().and_then(|o| o.get("status")))
-                else {
+                let (Some(obs), Some(status)) = (
+                    world.object(&a.target),
+                    a.object.as_ref().and_then(|o| o.get("status")),
+                ) else {
                     continue;
                 };
                 let mut object = obs.object.clone();

@@ -36,12 +36,18 @@ fn crd_validates_what_a_schema_can() {
         .filter_map(|c| c["name"].as_str())
         .collect();
     for want in ["Image", "Replicas", "Ready", "URL", "Age"] {
-        assert!(columns.contains(&want), "missing printer column {want}: {columns:?}");
+        assert!(
+            columns.contains(&want),
+            "missing printer column {want}: {columns:?}"
+        );
     }
 }
 
 #[test]
 fn deploy_carries_the_same_crd() {
     let deployed = include_str!("../deploy/application.crd.yaml");
-    assert!(deployed == CHECKED_IN, "deploy/application.crd.yaml differs from schema/: run `make crd`");
+    assert!(
+        deployed == CHECKED_IN,
+        "deploy/application.crd.yaml differs from schema/: run `make crd`"
+    );
 }

@@ -4,7 +4,10 @@ use std::io::Write;
 use std::process::{Command, Output};
 
 fn logbook(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_logbook")).args(args).output().expect("the logbook binary runs")
+    Command::new(env!("CARGO_BIN_EXE_logbook"))
+        .args(args)
+        .output()
+        .expect("the logbook binary runs")
 }
 
 fn file(text: &str) -> tempfile::NamedTempFile {
@@ -16,9 +19,18 @@ fn file(text: &str) -> tempfile::NamedTempFile {
 #[test]
 fn plans_the_examples_as_a_table() {
     let out = logbook(&["plan", "-f", "examples/apps.yaml"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    for want in ["Deployment/shop/storefront", "Service/shop/checkout", "Ingress/shop/logbook", "Ingress/blog/logbook"] {
+    for want in [
+        "Deployment/shop/storefront",
+        "Service/shop/checkout",
+        "Ingress/shop/logbook",
+        "Ingress/blog/logbook",
+    ] {
         assert!(text.contains(want), "missing {want} in:\n{text}");
     }
 }
@@ -28,30 +40,63 @@ fn yaml_output_is_objects_kubectl_can_apply() {
     let out = logbook(&["plan", "-f", "examples/apps.yaml", "-o", "yaml"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).expect("multi-document YAML");
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&text).expect("multi-document YAML");
     let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
     assert_eq!(kinds.iter().filter(|k| **k == "Deployment").count(), 3);
     assert_eq!(kinds.iter().filter(|k| **k == "Ingress").count(), 2);
-    assert!(docs.iter().filter(|d| !d.is_null()).all(|d| d["apiVersion"].is_string() && d["metadata"]["name"].is_string()));
+    assert!(
+        docs.iter()
+            .filter(|d| !d.is_null())
+            .all(|d| d["apiVersion"].is_string() && d["metadata"]["name"].is_string())
+    );
 }
 
 #[test]
 fn json_output_round_trips_and_actual_state_is_honoured() {
     let out = logbook(&["plan", "-f", "examples/apps.yaml", "-o", "json"]);
     assert!(out.status.success());
-    let actions: Vec<logbook::reconcile::Action> = serde_json::from_slice(&out.stdout).expect("actions as JSON");
+    let actions: Vec<logbook::reconcile::Action> =
+        serde_json::from_slice(&out.stdout).expect("actions as JSON");
     // feed the created objects back as the actual state: only status writes remain
-    let objects: Vec<serde_json::Value> = actions.iter().filter_map(|a| a.object.clone()).filter(|o| o["kind"] != "Application").collect();
-    let actual = file(&serde_json::to_string(&serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects})).unwrap());
-    let out = logbook(&["plan", "-f", "examples/apps.yaml", "--actual", actual.path().to_str().unwrap(), "-o", "json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let objects: Vec<serde_json::Value> = actions
+        .iter()
+        .filter_map(|a| a.object.clone())
+        .filter(|o| o["kind"] != "Application")
+        .collect();
+    let actual = file(
+        &serde_json::to_string(
+            &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects}),
+        )
+        .unwrap(),
+    );
+    let out = logbook(&[
+        "plan",
+        "-f",
+        "examples/apps.yaml",
+        "--actual",
+        actual.path().to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let again: Vec<logbook::reconcile::Action> = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(again.iter().all(|a| a.verb == logbook::reconcile::Verb::Status), "{again:#?}");
+    assert!(
+        again
+            .iter()
+            .all(|a| a.verb == logbook::reconcile::Verb::Status),
+        "{again:#?}"
+    );
 }
 
 #[test]
 fn bad_yaml_is_one_clear_line_and_a_non_zero_exit() {
-    let bad = file("apiVersion: logbook.dev/v1alpha1\nkind: Application\nmetadata: {name: [unclosed\n");
+    let bad =
+        file("apiVersion: logbook.dev/v1alpha1\nkind: Application\nmetadata: {name: [unclosed\n");
     let out = logbook(&["plan", "-f", bad.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -63,11 +108,20 @@ fn bad_yaml_is_one_clear_line_and_a_non_zero_exit() {
 #[test]
 fn an_unknown_kind_is_named() {
     let bad = file("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n");
-    let out = logbook(&["plan", "-f", "examples/apps.yaml", "--actual", bad.path().to_str().unwrap()]);
+    let out = logbook(&[
+        "plan",
+        "-f",
+        "examples/apps.yaml",
+        "--actual",
+        bad.path().to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert!(err.contains("unknown kind \"ConfigMap\"") && err.contains("document 1"), "{err}");
+    assert!(
+        err.contains("unknown kind \"ConfigMap\"") && err.contains("document 1"),
+        "{err}"
+    );
     let out = logbook(&["plan", "-f", bad.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not an Application"));
@@ -78,9 +132,14 @@ fn a_missing_file_and_a_bad_spec_are_reported() {
     let out = logbook(&["plan", "-f", "does-not-exist.yaml"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does-not-exist.yaml: cannot read"));
-    let bad = file("apiVersion: logbook.dev/v1alpha1\nkind: Application\nmetadata: {name: web}\nspec: {replicas: 2}\n");
+    let bad = file(
+        "apiVersion: logbook.dev/v1alpha1\nkind: Application\nmetadata: {name: web}\nspec: {replicas: 2}\n",
+    );
     let out = logbook(&["plan", "-f", bad.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not a valid Application") && err.contains("image"), "{err}");
+    assert!(
+        err.contains("not a valid Application") && err.contains("image"),
+        "{err}"
+    );
 }

@@ -7,7 +7,9 @@
 
 use logbook::fixtures::{model_apply, observed, server_defaults};
 use logbook::model::{Application, SHARED_INGRESS};
-use logbook::reconcile::{Action, ApplicationReconciler, Planner, PlannerConfig, Verb, covers, validate};
+use logbook::reconcile::{
+    Action, ApplicationReconciler, Planner, PlannerConfig, Verb, covers, validate,
+};
 use logbook::world::{ObjKey, Observed, World};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -53,11 +55,18 @@ fn app_case() -> impl Strategy<Value = AppCase> {
         prop::sample::select(vec!["nginx:1.27", "nginx:1.28", "ghcr.io/acme/api:2"]),
         0..4i32,
         prop::sample::select(vec![80, 8080, 9000]),
-        prop::option::of(prop::sample::select(vec!["x.example.com", "y.example.com", "z.example.com"])),
+        prop::option::of(prop::sample::select(vec![
+            "x.example.com",
+            "y.example.com",
+            "z.example.com",
+        ])),
         prop::option::of(prop::sample::select(vec![1_000i64, 2_000, 3_000])),
         prop::bool::weighted(0.1),
         prop::collection::vec(
-            (prop::sample::select(vec!["A", "B", "C"]), prop::sample::select(vec!["1", "2"])),
+            (
+                prop::sample::select(vec!["A", "B", "C"]),
+                prop::sample::select(vec!["1", "2"]),
+            ),
             0..3,
         ),
         prop::sample::select(vec![
@@ -68,23 +77,30 @@ fn app_case() -> impl Strategy<Value = AppCase> {
             ChildState::ExtraEnv,
         ]),
     )
-        .prop_map(|(ns, name, image, replicas, port, host, created, env_two_sources, env, child)| AppCase {
-            ns,
-            name: name.to_string(),
-            image,
-            replicas,
-            port,
-            host,
-            created,
-            env_two_sources,
-            env,
-            child,
-        })
+        .prop_map(
+            |(ns, name, image, replicas, port, host, created, env_two_sources, env, child)| {
+                AppCase {
+                    ns,
+                    name: name.to_string(),
+                    image,
+                    replicas,
+                    port,
+                    host,
+                    created,
+                    env_two_sources,
+                    env,
+                    child,
+                }
+            },
+        )
 }
 
 fn stray() -> impl Strategy<Value = Stray> {
     prop_oneof![
-        (prop::sample::select(vec!["a", "b", "c"]), prop::sample::select(vec!["gone", "web", "old"]))
+        (
+            prop::sample::select(vec!["a", "b", "c"]),
+            prop::sample::select(vec!["gone", "web", "old"])
+        )
             .prop_map(|(ns, n)| Stray::Orphan(ns, n.to_string())),
         (
             prop::sample::select(vec!["a", "b", "c"]),
@@ -97,7 +113,10 @@ fn stray() -> impl Strategy<Value = Stray> {
 }
 
 fn build_app(c: &AppCase) -> Application {
-    let mut b = Application::test(c.ns, &c.name).image(c.image).replicas(c.replicas).port(c.port);
+    let mut b = Application::test(c.ns, &c.name)
+        .image(c.image)
+        .replicas(c.replicas)
+        .port(c.port);
     if let Some(h) = c.host {
         b = b.host(h);
     }
@@ -115,7 +134,10 @@ fn build_app(c: &AppCase) -> Application {
         app.spec.env.push(logbook::model::EnvVar {
             name: "TWO".into(),
             value: Some("v".into()),
-            secret_key_ref: Some(logbook::model::KeyRef { name: "s".into(), key: "k".into() }),
+            secret_key_ref: Some(logbook::model::KeyRef {
+                name: "s".into(),
+                key: "k".into(),
+            }),
             config_map_key_ref: None,
         });
     }
@@ -142,10 +164,13 @@ fn build_entries(apps: &[AppCase], strays: &[Stray]) -> Vec<(ObjKey, Observed)> 
         match c.child {
             ChildState::Missing => continue,
             ChildState::Matching => {}
-            ChildState::DriftedImage => dep["spec"]["template"]["spec"]["containers"][0]["image"] = json!("hand:edit"),
+            ChildState::DriftedImage => {
+                dep["spec"]["template"]["spec"]["containers"][0]["image"] = json!("hand:edit")
+            }
             ChildState::DriftedReplicas => dep["spec"]["replicas"] = json!(c.replicas + 5),
             ChildState::ExtraEnv => {
-                dep["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{"name": "HAND", "value": "x"}])
+                dep["spec"]["template"]["spec"]["containers"][0]["env"] =
+                    json!([{"name": "HAND", "value": "x"}])
             }
         }
         rv += 1;
@@ -160,12 +185,16 @@ fn build_entries(apps: &[AppCase], strays: &[Stray]) -> Vec<(ObjKey, Observed)> 
                 "metadata": {"name": name, "namespace": ns, "labels": {
                     "app.kubernetes.io/managed-by": "logbook", "app.kubernetes.io/instance": name}},
                 "spec": {"replicas": 1}}),
-            Stray::Foreign(ns, kind, name) => json!({"apiVersion": if *kind == "Deployment" {"apps/v1"} else if *kind == "Ingress" {"networking.k8s.io/v1"} else {"v1"},
+            Stray::Foreign(ns, kind, name) => {
+                json!({"apiVersion": if *kind == "Deployment" {"apps/v1"} else if *kind == "Ingress" {"networking.k8s.io/v1"} else {"v1"},
                 "kind": kind, "metadata": {"name": name, "namespace": ns, "labels": {"team": "other"}},
-                "spec": {"replicas": 9}}),
-            Stray::StaleIngress(ns) => json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                "spec": {"replicas": 9}})
+            }
+            Stray::StaleIngress(ns) => {
+                json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
                 "metadata": {"name": SHARED_INGRESS, "namespace": ns, "labels": {"app.kubernetes.io/managed-by": "logbook"}},
-                "spec": {"rules": [{"host": "stale.example.com"}]}}),
+                "spec": {"rules": [{"host": "stale.example.com"}]}})
+            }
         };
         out.push(to_observed(v, &format!("uid-stray-{rv}"), rv));
     }
@@ -181,7 +210,8 @@ fn build_entries(apps: &[AppCase], strays: &[Stray]) -> Vec<(ObjKey, Observed)> 
 fn world_from(entries: &[(ObjKey, Observed)]) -> World {
     let mut w = World::new();
     for (k, o) in entries {
-        w.observe(k.clone(), o.clone()).expect("generated objects are valid");
+        w.observe(k.clone(), o.clone())
+            .expect("generated objects are valid");
     }
     w
 }
@@ -191,7 +221,11 @@ fn planner() -> Planner {
 }
 
 fn foreign_keys(world: &World) -> BTreeSet<ObjKey> {
-    world.objects().filter(|(k, o)| k.kind != "Application" && !o.is_managed()).map(|(k, _)| k.clone()).collect()
+    world
+        .objects()
+        .filter(|(k, o)| k.kind != "Application" && !o.is_managed())
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
 fn bytes(actions: &[Action]) -> Vec<u8> {

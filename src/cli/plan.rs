@@ -10,7 +10,9 @@ use std::process::ExitCode;
 
 /// Flags of `logbook plan`.
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  logbook plan -f examples/apps.yaml\n  logbook plan -f examples/apps.yaml --actual examples/actual.yaml -o table\n  logbook plan -f examples/apps.yaml -o yaml | kubectl apply -f -")]
+#[command(
+    after_help = "Examples:\n  logbook plan -f examples/apps.yaml\n  logbook plan -f examples/apps.yaml --actual examples/actual.yaml -o table\n  logbook plan -f examples/apps.yaml -o yaml | kubectl apply -f -"
+)]
 pub struct PlanArgs {
     /// YAML file(s) of Applications (multi-document; `-` reads standard input).
     #[arg(short = 'f', long = "filename", required = true, value_name = "FILE")]
@@ -69,9 +71,17 @@ fn plan(args: &PlanArgs) -> Result<String, String> {
     for file in &args.actual {
         for (i, doc) in load_documents(file)?.into_iter().enumerate() {
             let at = || format!("{}: document {}", file.display(), i + 1);
-            let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+            let kind = doc
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             let items = match kind.as_str() {
-                "List" => doc.get("items").and_then(Value::as_array).cloned().unwrap_or_default(),
+                "List" => doc
+                    .get("items")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
                 "Deployment" | "Service" | "Ingress" | APPLICATION => vec![doc],
                 other => {
                     return Err(format!(
@@ -85,7 +95,10 @@ fn plan(args: &PlanArgs) -> Result<String, String> {
             }
         }
     }
-    let planner = Planner::new(PlannerConfig { ingress_class: args.ingress_class.clone(), ..PlannerConfig::default() });
+    let planner = Planner::new(PlannerConfig {
+        ingress_class: args.ingress_class.clone(),
+        ..PlannerConfig::default()
+    });
     let actions = planner.plan_all(&world);
     Ok(match args.output {
         Output::Table => table(&actions),
@@ -98,14 +111,22 @@ fn plan(args: &PlanArgs) -> Result<String, String> {
 pub fn load_documents(path: &Path) -> Result<Vec<Value>, String> {
     let text = if path == Path::new("-") {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).map_err(|e| format!("standard input: {e}"))?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| format!("standard input: {e}"))?;
         s
     } else {
-        std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?
+        std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?
     };
     let docs: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| {
         let msg = e.to_string();
-        let first = msg.lines().next().unwrap_or("not valid YAML").trim().to_string();
+        let first = msg
+            .lines()
+            .next()
+            .unwrap_or("not valid YAML")
+            .trim()
+            .to_string();
         format!("{}: not valid YAML: {first}", path.display())
     })?;
     docs.into_iter()
@@ -115,17 +136,24 @@ pub fn load_documents(path: &Path) -> Result<Vec<Value>, String> {
             if d.is_object() {
                 Ok(d)
             } else {
-                Err(format!("{}: document {} is not a mapping with apiVersion and kind", path.display(), i + 1))
+                Err(format!(
+                    "{}: document {} is not a mapping with apiVersion and kind",
+                    path.display(),
+                    i + 1
+                ))
             }
         })
         .collect()
 }
 
 fn observe(world: &mut World, mut doc: Value, default_ns: &str) -> Result<(), String> {
-    if let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut) {
-        if meta.get("namespace").and_then(Value::as_str).is_none_or(str::is_empty) {
-            meta.insert("namespace".into(), Value::String(default_ns.to_string()));
-        }
+    if let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut)
+        && meta
+            .get("namespace")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+    {
+        meta.insert("namespace".into(), Value::String(default_ns.to_string()));
     }
     let (key, observed) = Observed::from_value(doc)?;
     world.observe(key, observed)
@@ -133,7 +161,8 @@ fn observe(world: &mut World, mut doc: Value, default_ns: &str) -> Result<(), St
 
 fn table(actions: &[Action]) -> String {
     if actions.is_empty() {
-        return "nothing to do: the objects already match what the Applications ask for\n".to_string();
+        return "nothing to do: the objects already match what the Applications ask for\n"
+            .to_string();
     }
     let rows: Vec<[String; 5]> = actions
         .iter()
@@ -156,7 +185,11 @@ fn table(actions: &[Action]) -> String {
     }
     let mut out = String::new();
     for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         out.push_str(line.join("   ").trim_end());
         out.push('\n');
     }
@@ -170,12 +203,21 @@ fn yaml(actions: &[Action]) -> Result<String, String> {
         match (a.verb, &a.object) {
             (Verb::Create | Verb::Apply, Some(object)) => {
                 let body = serde_saphyr::to_string(object).map_err(|e| e.to_string())?;
-                out.push_str(&format!("---\n# {} {}: {} ({})\n{body}", a.verb, a.target, a.reason, a.id));
+                out.push_str(&format!(
+                    "---\n# {} {}: {} ({})\n{body}",
+                    a.verb, a.target, a.reason, a.id
+                ));
             }
             (Verb::Delete, _) => {
-                out.push_str(&format!("---\n# delete {}: {} ({})\n", a.target, a.reason, a.id));
+                out.push_str(&format!(
+                    "---\n# delete {}: {} ({})\n",
+                    a.target, a.reason, a.id
+                ));
             }
-            _ => out.push_str(&format!("---\n# {} {}: {} ({})\n", a.verb, a.target, a.reason, a.id)),
+            _ => out.push_str(&format!(
+                "---\n# {} {}: {} ({})\n",
+                a.verb, a.target, a.reason, a.id
+            )),
         }
     }
     Ok(out)

@@ -10,8 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A DNS subdomain, lowercase, as an Ingress rule's host must be (no wildcard).
-pub const HOST_PATTERN: &str =
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+pub const HOST_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 /// An HTTP path for an Ingress rule or a probe: starts with `/`, no whitespace.
 pub const PATH_PATTERN: &str = r"^/[^\s]*$";
 /// An environment variable name, as Kubernetes accepts it.

@@ -73,7 +73,9 @@ pub fn selector_labels(app: &str) -> BTreeMap<String, String> {
 pub fn is_label_value(v: &str) -> bool {
     v.len() <= 63
         && (v.is_empty()
-            || (v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            || (v
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
                 && v.starts_with(|c: char| c.is_ascii_alphanumeric())
                 && v.ends_with(|c: char| c.is_ascii_alphanumeric())))
 }
@@ -94,7 +96,8 @@ pub fn is_dns1035_label(v: &str) -> bool {
         && v.len() <= 63
         && v.starts_with(|c: char| c.is_ascii_lowercase())
         && v.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 #[cfg(test)]

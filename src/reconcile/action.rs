@@ -159,7 +159,10 @@ mod tests {
         );
         let mut copy = a.clone();
         copy.id.clear();
-        let expected = format!("act-{}", &hex::encode(Sha256::digest(serde_json::to_vec(&copy).unwrap()))[..20]);
+        let expected = format!(
+            "act-{}",
+            &hex::encode(Sha256::digest(serde_json::to_vec(&copy).unwrap()))[..20]
+        );
         assert_eq!(a.id, expected);
         let mut other = a.clone();
         other.basis.insert("Deployment/ns/web".into(), "8".into());

@@ -14,13 +14,13 @@ use crate::model::{
 use crate::world::{APPLICATION, ObjKey, Observed, World};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMapKeySelector, Container, ContainerPort, EnvVar as K8sEnvVar, EnvVarSource, HTTPGetAction,
-    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SecretKeySelector, Service, ServicePort,
-    ServiceSpec,
+    ConfigMapKeySelector, Container, ContainerPort, EnvVar as K8sEnvVar, EnvVarSource,
+    HTTPGetAction, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SecretKeySelector,
+    Service, ServicePort, ServiceSpec,
 };
 use k8s_openapi::api::networking::v1::{
-    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend,
-    IngressSpec, ServiceBackendPort,
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, ServiceBackendPort,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -89,7 +89,11 @@ impl ApplicationReconciler {
                 }
                 (!m.is_empty()).then_some(m)
             };
-            let req = ResourceRequirements { requests: list(&r.requests), limits: list(&r.limits), ..Default::default() };
+            let req = ResourceRequirements {
+                requests: list(&r.requests),
+                limits: list(&r.limits),
+                ..Default::default()
+            };
             (req.requests.is_some() || req.limits.is_some()).then_some(req)
         });
         let container = Container {
@@ -116,10 +120,19 @@ impl ApplicationReconciler {
             metadata: self.child_meta(ns, name, app, labels.clone()),
             spec: DeploymentSpec {
                 replicas: Some(spec.replicas),
-                selector: LabelSelector { match_labels: Some(selector_labels(name)), ..Default::default() },
+                selector: LabelSelector {
+                    match_labels: Some(selector_labels(name)),
+                    ..Default::default()
+                },
                 template: PodTemplateSpec {
-                    metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
-                    spec: Some(PodSpec { containers: vec![container], ..Default::default() }),
+                    metadata: Some(ObjectMeta {
+                        labels: Some(labels),
+                        ..Default::default()
+                    }),
+                    spec: Some(PodSpec {
+                        containers: vec![container],
+                        ..Default::default()
+                    }),
                 },
                 ..Default::default()
             },
@@ -131,7 +144,12 @@ impl ApplicationReconciler {
     /// The Service `app` asks for.
     pub fn desired_service(&self, ns: &str, name: &str, app: &Application) -> Value {
         let service = Service {
-            metadata: self.child_meta(ns, name, app, child_labels(name, "server", image_tag(&app.spec.image))),
+            metadata: self.child_meta(
+                ns,
+                name,
+                app,
+                child_labels(name, "server", image_tag(&app.spec.image)),
+            ),
             spec: Some(ServiceSpec {
                 selector: Some(selector_labels(name)),
                 ports: Some(vec![ServicePort {
@@ -179,7 +197,10 @@ impl ApplicationReconciler {
                     backend: IngressBackend {
                         service: Some(IngressServiceBackend {
                             name: name.to_string(),
-                            port: Some(ServiceBackendPort { number: Some(app.spec.port), ..Default::default() }),
+                            port: Some(ServiceBackendPort {
+                                number: Some(app.spec.port),
+                                ..Default::default()
+                            }),
                         }),
                         ..Default::default()
                     },
@@ -188,17 +209,28 @@ impl ApplicationReconciler {
         }
     }
 
-    fn child_meta(&self, ns: &str, name: &str, app: &Application, labels: BTreeMap<String, String>) -> ObjectMeta {
-        let owner = app.metadata.uid.as_ref().filter(|u| !u.is_empty()).map(|uid| {
-            vec![OwnerReference {
-                api_version: APP_API_VERSION.to_string(),
-                kind: APPLICATION.to_string(),
-                name: name.to_string(),
-                uid: uid.clone(),
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            }]
-        });
+    fn child_meta(
+        &self,
+        ns: &str,
+        name: &str,
+        app: &Application,
+        labels: BTreeMap<String, String>,
+    ) -> ObjectMeta {
+        let owner = app
+            .metadata
+            .uid
+            .as_ref()
+            .filter(|u| !u.is_empty())
+            .map(|uid| {
+                vec![OwnerReference {
+                    api_version: APP_API_VERSION.to_string(),
+                    kind: APPLICATION.to_string(),
+                    name: name.to_string(),
+                    uid: uid.clone(),
+                    controller: Some(true),
+                    block_owner_deletion: Some(true),
+                }]
+            });
         ObjectMeta {
             name: Some(name.to_string()),
             namespace: Some(ns.to_string()),
@@ -236,21 +268,42 @@ impl ApplicationReconciler {
                 observed_generation: generation,
             }
         };
-        let ready_replicas = deployment.map(|d| int_at(&d.object, "/status/readyReplicas").unwrap_or(0) as i32);
+        let ready_replicas =
+            deployment.map(|d| int_at(&d.object, "/status/readyReplicas").unwrap_or(0) as i32);
         let conditions = match invalid {
             Some(inv) => vec![
                 cond(condition::INVALID, true, inv.reason(), inv.message()),
-                cond(condition::PROGRESSING, false, "Invalid", "nothing is rolled out while the spec is invalid".into()),
+                cond(
+                    condition::PROGRESSING,
+                    false,
+                    "Invalid",
+                    "nothing is rolled out while the spec is invalid".into(),
+                ),
                 cond(condition::READY, false, "Invalid", inv.message()),
             ],
             None => {
                 let want = app.spec.replicas;
-                let valid = cond(condition::INVALID, false, "Valid", "the spec is valid".into());
+                let valid = cond(
+                    condition::INVALID,
+                    false,
+                    "Valid",
+                    "the spec is valid".into(),
+                );
                 match deployment {
                     None => vec![
                         valid,
-                        cond(condition::PROGRESSING, true, "Creating", "the Deployment is being created".into()),
-                        cond(condition::READY, false, "Pending", "the Deployment does not exist yet".into()),
+                        cond(
+                            condition::PROGRESSING,
+                            true,
+                            "Creating",
+                            "the Deployment is being created".into(),
+                        ),
+                        cond(
+                            condition::READY,
+                            false,
+                            "Pending",
+                            "the Deployment does not exist yet".into(),
+                        ),
                     ],
                     Some(d) => {
                         let ready = ready_replicas.unwrap_or(0);
@@ -260,8 +313,18 @@ impl ApplicationReconciler {
                         if rolled {
                             vec![
                                 valid,
-                                cond(condition::PROGRESSING, false, "Complete", format!("{want} of {want} replicas ready")),
-                                cond(condition::READY, true, "Available", format!("{ready} of {want} replicas ready")),
+                                cond(
+                                    condition::PROGRESSING,
+                                    false,
+                                    "Complete",
+                                    format!("{want} of {want} replicas ready"),
+                                ),
+                                cond(
+                                    condition::READY,
+                                    true,
+                                    "Available",
+                                    format!("{ready} of {want} replicas ready"),
+                                ),
                             ]
                         } else {
                             let msg = format!("{ready} of {want} replicas ready");
@@ -279,7 +342,12 @@ impl ApplicationReconciler {
             (None, Some(host)) => Some(format!("http://{host}{}", app.spec.path)),
             _ => None,
         };
-        ApplicationStatus { observed_generation: generation, conditions, url, ready_replicas }
+        ApplicationStatus {
+            observed_generation: generation,
+            conditions,
+            url,
+            ready_replicas,
+        }
     }
 
     /// Plans one Application: its Deployment, Service, stray children and status.
@@ -292,7 +360,13 @@ impl ApplicationReconciler {
                 if child.kind == INGRESS {
                     continue;
                 }
-                self.delete(world, child, Some(app_ref.clone()), "orphaned: its Application is gone", out);
+                self.delete(
+                    world,
+                    child,
+                    Some(app_ref.clone()),
+                    "orphaned: its Application is gone",
+                    out,
+                );
             }
             return;
         };
@@ -306,12 +380,36 @@ impl ApplicationReconciler {
         if invalid.is_none() {
             let dep = self.desired_deployment(ns, name, app);
             let basis = basis_of(key, app_obs);
-            deployment_current = self.converge(world, basis.clone(), &dep_key, "apps/v1", dep, Some(app_ref.clone()), out);
+            deployment_current = self.converge(
+                world,
+                basis.clone(),
+                &dep_key,
+                "apps/v1",
+                dep,
+                Some(app_ref.clone()),
+                out,
+            );
             let svc = self.desired_service(ns, name, app);
-            self.converge(world, basis, &ObjKey::new(SERVICE, ns, name), "v1", svc, Some(app_ref.clone()), out);
+            self.converge(
+                world,
+                basis,
+                &ObjKey::new(SERVICE, ns, name),
+                "v1",
+                svc,
+                Some(app_ref.clone()),
+                out,
+            );
             for child in world.children_of(ns, name) {
-                if child.kind != INGRESS && !(child.name == name && (child.kind == DEPLOYMENT || child.kind == SERVICE)) {
-                    self.delete(world, child, Some(app_ref.clone()), "stray: not a child its Application asks for", out);
+                if child.kind != INGRESS
+                    && !(child.name == name && (child.kind == DEPLOYMENT || child.kind == SERVICE))
+                {
+                    self.delete(
+                        world,
+                        child,
+                        Some(app_ref.clone()),
+                        "stray: not a child its Application asks for",
+                        out,
+                    );
                 }
             }
         }
@@ -342,7 +440,16 @@ impl ApplicationReconciler {
             if let Some(d) = dep_obs {
                 basis.insert(dep_key.to_string(), d.resource_version.clone());
             }
-            out.push(Action::new(Verb::Status, key.clone(), APP_API_VERSION, Some(app_ref), Some(object), None, reason, basis));
+            out.push(Action::new(
+                Verb::Status,
+                key.clone(),
+                APP_API_VERSION,
+                Some(app_ref),
+                Some(object),
+                None,
+                reason,
+                basis,
+            ));
         }
     }
 
@@ -353,8 +460,11 @@ impl ApplicationReconciler {
         for name in world.app_names_in(ns) {
             let key = ObjKey::new(APPLICATION, ns, name);
             let Some(app) = world.app(&key) else { continue };
-            let Some(host) = app.spec.host.as_deref() else { continue };
-            if app.metadata.deletion_timestamp.is_some() || validate(world, ns, name, app).is_err() {
+            let Some(host) = app.spec.host.as_deref() else {
+                continue;
+            };
+            if app.metadata.deletion_timestamp.is_some() || validate(world, ns, name, app).is_err()
+            {
                 continue;
             }
             if host_holder(world, host).is_some_and(|h| h.namespace == ns && &h.name == name) {
@@ -370,7 +480,13 @@ impl ApplicationReconciler {
             }
             None => {
                 if world.object(&key).is_some_and(Observed::is_managed) {
-                    self.delete(world, &key, None, "no Application in the namespace has a host", out);
+                    self.delete(
+                        world,
+                        &key,
+                        None,
+                        "no Application in the namespace has a host",
+                        out,
+                    );
                 }
             }
         }
@@ -400,10 +516,19 @@ impl ApplicationReconciler {
         let (verb, reason) = match world.pending(key) {
             Some(p) if matches!(p.verb, Verb::Create | Verb::Apply) => {
                 match p.object.as_ref().map(|o| covers(o, &desired)) {
-                    Some(Ok(())) => return observed.is_some_and(|o| covers(&o.object, &desired).is_ok()),
+                    Some(Ok(())) => {
+                        return observed.is_some_and(|o| covers(&o.object, &desired).is_ok());
+                    }
                     Some(Err(path)) => {
                         basis.insert("pending".to_string(), p.id.clone());
-                        (if observed.is_some() { Verb::Apply } else { Verb::Create }, format!("changed at {path} since the last action"))
+                        (
+                            if observed.is_some() {
+                                Verb::Apply
+                            } else {
+                                Verb::Create
+                            },
+                            format!("changed at {path} since the last action"),
+                        )
                     }
                     None => (Verb::Apply, "pending action has no object".to_string()),
                 }
@@ -420,18 +545,43 @@ impl ApplicationReconciler {
                 },
             },
         };
-        out.push(Action::new(verb, key.clone(), api_version, app, Some(desired), None, reason, basis));
+        out.push(Action::new(
+            verb,
+            key.clone(),
+            api_version,
+            app,
+            Some(desired),
+            None,
+            reason,
+            basis,
+        ));
         false
     }
 
-    fn delete(&self, world: &World, key: &ObjKey, app: Option<String>, reason: &str, out: &mut Vec<Action>) {
+    fn delete(
+        &self,
+        world: &World,
+        key: &ObjKey,
+        app: Option<String>,
+        reason: &str,
+        out: &mut Vec<Action>,
+    ) {
         let Some(o) = world.object(key) else { return };
         if !o.is_managed() || world.pending(key).is_some_and(|p| p.verb == Verb::Delete) {
             return;
         }
         let uid = (!o.uid.is_empty()).then(|| o.uid.clone());
         let basis = basis_of(key, Some(o));
-        out.push(Action::new(Verb::Delete, key.clone(), &o.api_version, app, None, uid, reason.to_string(), basis));
+        out.push(Action::new(
+            Verb::Delete,
+            key.clone(),
+            &o.api_version,
+            app,
+            None,
+            uid,
+            reason.to_string(),
+            basis,
+        ));
     }
 }
 
@@ -483,15 +633,26 @@ impl Reconciler for ApplicationReconciler {
 
     fn all_scopes(&self, world: &World) -> BTreeSet<ObjKey> {
         let mut scopes: BTreeSet<ObjKey> = world.apps().map(|(k, _)| k.clone()).collect();
-        scopes.extend(world.child_owners().map(|(ns, app)| ObjKey::new(APPLICATION, ns, app)));
-        scopes.extend(world.namespaces().into_iter().map(|ns| ObjKey::new(INGRESS, &ns, SHARED_INGRESS)));
+        scopes.extend(
+            world
+                .child_owners()
+                .map(|(ns, app)| ObjKey::new(APPLICATION, ns, app)),
+        );
+        scopes.extend(
+            world
+                .namespaces()
+                .into_iter()
+                .map(|ns| ObjKey::new(INGRESS, &ns, SHARED_INGRESS)),
+        );
         scopes
     }
 
     fn plan_scope(&self, world: &World, scope: &ObjKey, out: &mut Vec<Action>) {
         match scope.kind.as_str() {
             APPLICATION => self.plan_app(world, scope, out),
-            INGRESS if scope.name == SHARED_INGRESS => self.plan_ingress(world, &scope.namespace, out),
+            INGRESS if scope.name == SHARED_INGRESS => {
+                self.plan_ingress(world, &scope.namespace, out)
+            }
             _ => {}
         }
     }

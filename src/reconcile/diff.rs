@@ -20,7 +20,11 @@ use serde_json::Value;
 /// field that differs, e.g. `spec.template.spec.containers[app].image`.
 pub fn covers(actual: &Value, desired: &Value) -> Result<(), String> {
     let mut path = String::new();
-    if walk(actual, desired, &mut path, false) { Ok(()) } else { Err(if path.is_empty() { ".".into() } else { path }) }
+    if walk(actual, desired, &mut path, false) {
+        Ok(())
+    } else {
+        Err(if path.is_empty() { ".".into() } else { path })
+    }
 }
 
 fn walk(actual: &Value, desired: &Value, path: &mut String, quantities: bool) -> bool {
@@ -79,7 +83,8 @@ fn walk(actual: &Value, desired: &Value, path: &mut String, quantities: bool) ->
             d.is_empty()
         }
         (Value::String(d), Value::String(a)) if quantities => {
-            d == a || matches!((quantity::parse(d), quantity::parse(a)), (Some(x), Some(y)) if x == y)
+            d == a
+                || matches!((quantity::parse(d), quantity::parse(a)), (Some(x), Some(y)) if x == y)
         }
         (Value::Number(d), Value::Number(a)) => {
             d == a || matches!((d.as_f64(), a.as_f64()), (Some(x), Some(y)) if x == y)
@@ -128,7 +133,10 @@ mod tests {
     fn drift_names_the_path() {
         let desired = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "a:2"}]}}}});
         let actual = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "a:1"}]}}}});
-        assert_eq!(covers(&actual, &desired), Err("spec.template.spec.containers[app].image".into()));
+        assert_eq!(
+            covers(&actual, &desired),
+            Err("spec.template.spec.containers[app].image".into())
+        );
     }
 
     #[test]

@@ -44,7 +44,11 @@ fn default_container() -> String {
 
 impl Default for PlannerConfig {
     fn default() -> Self {
-        PlannerConfig { ingress_class: None, path_type: default_path_type(), container_name: default_container() }
+        PlannerConfig {
+            ingress_class: None,
+            path_type: default_path_type(),
+            container_name: default_container(),
+        }
     }
 }
 
@@ -77,7 +81,9 @@ pub struct Planner {
 impl Planner {
     /// The planner logbook runs: the Application reconciler with `config`.
     pub fn new(config: PlannerConfig) -> Self {
-        Planner { reconcilers: vec![Box::new(ApplicationReconciler::new(config))] }
+        Planner {
+            reconcilers: vec![Box::new(ApplicationReconciler::new(config))],
+        }
     }
 
     /// A planner running the given reconcilers, in order.
@@ -102,7 +108,11 @@ impl Planner {
     }
 
     /// The scopes that a change of `keys` touches, for every reconciler.
-    pub fn scopes_for<'k>(&self, world: &World, keys: impl IntoIterator<Item = &'k ObjKey>) -> BTreeSet<ObjKey> {
+    pub fn scopes_for<'k>(
+        &self,
+        world: &World,
+        keys: impl IntoIterator<Item = &'k ObjKey>,
+    ) -> BTreeSet<ObjKey> {
         let mut scopes = BTreeSet::new();
         for key in keys {
             for r in &self.reconcilers {

@@ -11,7 +11,9 @@ pub fn parse(s: &str) -> Option<i128> {
         Some(rest) => (-1, rest),
         None => (1, s.strip_prefix('+').unwrap_or(s)),
     };
-    let end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (number, suffix) = s.split_at(end);
     if number.is_empty() || number == "." {
         return None;
@@ -22,13 +24,19 @@ pub fn parse(s: &str) -> Option<i128> {
     }
     let mut nanos: i128 = 0;
     for c in int.chars().chain(frac.chars()) {
-        nanos = nanos.checked_mul(10)?.checked_add(i128::from(c.to_digit(10)?))?;
+        nanos = nanos
+            .checked_mul(10)?
+            .checked_add(i128::from(c.to_digit(10)?))?;
     }
     nanos = nanos.checked_mul(10i128.checked_pow(9 - frac.len() as u32)?)?;
     let scaled = match suffix {
         "" => nanos,
-        "n" => nanos.checked_div(1_000_000_000).filter(|_| nanos % 1_000_000_000 == 0)?,
-        "u" => nanos.checked_div(1_000_000).filter(|_| nanos % 1_000_000 == 0)?,
+        "n" => nanos
+            .checked_div(1_000_000_000)
+            .filter(|_| nanos % 1_000_000_000 == 0)?,
+        "u" => nanos
+            .checked_div(1_000_000)
+            .filter(|_| nanos % 1_000_000 == 0)?,
         "m" => nanos.checked_div(1_000).filter(|_| nanos % 1_000 == 0)?,
         "k" => nanos.checked_mul(1_000)?,
         "M" => nanos.checked_mul(1_000_000)?,

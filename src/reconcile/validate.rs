@@ -44,7 +44,12 @@ impl Invalid {
 }
 
 /// Checks `app` (at `namespace/name`) against everything its schema cannot enforce.
-pub fn validate(world: &World, namespace: &str, name: &str, app: &Application) -> Result<(), Invalid> {
+pub fn validate(
+    world: &World,
+    namespace: &str,
+    name: &str,
+    app: &Application,
+) -> Result<(), Invalid> {
     let mut problems = Vec::new();
     let spec = &app.spec;
     if !is_dns1035_label(name) {
@@ -58,28 +63,37 @@ pub fn validate(world: &World, namespace: &str, name: &str, app: &Application) -
         problems.push(format!("spec.image {:?} contains whitespace", spec.image));
     }
     if !(0..=1000).contains(&spec.replicas) {
-        problems.push(format!("spec.replicas is {}: it must be between 0 and 1000", spec.replicas));
+        problems.push(format!(
+            "spec.replicas is {}: it must be between 0 and 1000",
+            spec.replicas
+        ));
     }
     if !(1..=65535).contains(&spec.port) {
-        problems.push(format!("spec.port is {}: it must be between 1 and 65535", spec.port));
+        problems.push(format!(
+            "spec.port is {}: it must be between 1 and 65535",
+            spec.port
+        ));
     }
-    if let Some(host) = &spec.host {
-        if !is_dns_subdomain(host) {
-            problems.push(format!(
+    if let Some(host) = &spec.host
+        && !is_dns_subdomain(host)
+    {
+        problems.push(format!(
                 "spec.host {host:?} is not a DNS name: use lowercase letters, digits, '-' and '.', at most 253 characters"
             ));
-        }
     }
     if !is_path(&spec.path) {
-        problems.push(format!("spec.path {:?} must start with '/' and contain no spaces", spec.path));
+        problems.push(format!(
+            "spec.path {:?} must start with '/' and contain no spaces",
+            spec.path
+        ));
     }
-    if let Some(check) = &spec.health_check {
-        if !is_path(&check.path) {
-            problems.push(format!(
-                "spec.healthCheck.path {:?} must start with '/' and contain no spaces",
-                check.path
-            ));
-        }
+    if let Some(check) = &spec.health_check
+        && !is_path(&check.path)
+    {
+        problems.push(format!(
+            "spec.healthCheck.path {:?} must start with '/' and contain no spaces",
+            check.path
+        ));
     }
     let mut seen = std::collections::BTreeSet::new();
     for (i, env) in spec.env.iter().enumerate() {
@@ -93,7 +107,10 @@ pub fn validate(world: &World, namespace: &str, name: &str, app: &Application) -
             ));
         }
         if !seen.insert(env.name.as_str()) {
-            problems.push(format!("spec.env[{i}] repeats the name {}: each variable may appear once", env.name));
+            problems.push(format!(
+                "spec.env[{i}] repeats the name {}: each variable may appear once",
+                env.name
+            ));
         }
         if env.name.is_empty() {
             problems.push(format!("spec.env[{i}] has an empty name"));
@@ -102,37 +119,41 @@ pub fn validate(world: &World, namespace: &str, name: &str, app: &Application) -
     if let Some(res) = &spec.resources {
         let requests = res.requests.clone().unwrap_or_default();
         let limits = res.limits.clone().unwrap_or_default();
-        for (field, req, lim) in [("cpu", &requests.cpu, &limits.cpu), ("memory", &requests.memory, &limits.memory)] {
+        for (field, req, lim) in [
+            ("cpu", &requests.cpu, &limits.cpu),
+            ("memory", &requests.memory, &limits.memory),
+        ] {
             for (which, q) in [("requests", req), ("limits", lim)] {
-                if let Some(q) = q {
-                    if quantity::parse(q).is_none_or(|v| v < 0) {
-                        problems.push(format!("spec.resources.{which}.{field} {q:?} is not a quantity such as 250m or 512Mi"));
-                    }
+                if let Some(q) = q
+                    && quantity::parse(q).is_none_or(|v| v < 0)
+                {
+                    problems.push(format!("spec.resources.{which}.{field} {q:?} is not a quantity such as 250m or 512Mi"));
                 }
             }
-            if let (Some(r), Some(l)) = (req.as_deref().and_then(quantity::parse), lim.as_deref().and_then(quantity::parse)) {
-                if r > l {
-                    problems.push(format!(
+            if let (Some(r), Some(l)) = (
+                req.as_deref().and_then(quantity::parse),
+                lim.as_deref().and_then(quantity::parse),
+            ) && r > l
+            {
+                problems.push(format!(
                         "spec.resources.requests.{field} ({}) is above spec.resources.limits.{field} ({})",
                         req.as_deref().unwrap_or_default(),
                         lim.as_deref().unwrap_or_default()
                     ));
-                }
             }
         }
     }
     if !problems.is_empty() {
         return Err(Invalid::Spec(problems));
     }
-    if let Some(host) = &spec.host {
-        if let Some(holder) = host_holder(world, host) {
-            if holder.namespace != namespace || holder.name != name {
-                return Err(Invalid::HostConflict {
-                    host: host.clone(),
-                    holder: format!("{}/{}", holder.namespace, holder.name),
-                });
-            }
-        }
+    if let Some(host) = &spec.host
+        && let Some(holder) = host_holder(world, host)
+        && (holder.namespace != namespace || holder.name != name)
+    {
+        return Err(Invalid::HostConflict {
+            host: host.clone(),
+            holder: format!("{}/{}", holder.namespace, holder.name),
+        });
     }
     Ok(())
 }
@@ -154,7 +175,9 @@ fn is_dns_subdomain(host: &str) -> bool {
         && host.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })

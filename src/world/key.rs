@@ -19,16 +19,24 @@ pub struct ObjKey {
 impl ObjKey {
     /// A key from its three parts.
     pub fn new(kind: &str, namespace: &str, name: &str) -> Self {
-        ObjKey { kind: kind.to_string(), namespace: namespace.to_string(), name: name.to_string() }
+        ObjKey {
+            kind: kind.to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
     }
 
     /// Parses `KIND/NAMESPACE/NAME` (or `KIND/NAME` for cluster-scoped objects).
     pub fn parse(s: &str) -> Result<Self, String> {
         let parts: Vec<&str> = s.split('/').collect();
         match parts.as_slice() {
-            [kind, ns, name] if !kind.is_empty() && !name.is_empty() => Ok(ObjKey::new(kind, ns, name)),
+            [kind, ns, name] if !kind.is_empty() && !name.is_empty() => {
+                Ok(ObjKey::new(kind, ns, name))
+            }
             [kind, name] if !kind.is_empty() && !name.is_empty() => Ok(ObjKey::new(kind, "", name)),
-            _ => Err(format!("`{s}` is not an object reference; expected KIND/NAMESPACE/NAME, e.g. Deployment/default/web")),
+            _ => Err(format!(
+                "`{s}` is not an object reference; expected KIND/NAMESPACE/NAME, e.g. Deployment/default/web"
+            )),
         }
     }
 }

@@ -32,10 +32,20 @@ pub struct Observed {
 impl Observed {
     /// Reads identity and version out of a JSON object.
     pub fn from_value(object: Value) -> Result<(ObjKey, Observed), String> {
-        let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
-        let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        let kind = object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let api_version = object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let meta = object.get("metadata");
-        let field = |f: &str| meta.and_then(|m| m.get(f)).and_then(Value::as_str).unwrap_or_default();
+        let field = |f: &str| {
+            meta.and_then(|m| m.get(f))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        };
         let name = field("name");
         if kind.is_empty() || api_version.is_empty() {
             return Err("object has no `kind` or `apiVersion`".to_string());
@@ -66,7 +76,11 @@ impl Observed {
 
     /// The value of label `name`, if set.
     pub fn label(&self, name: &str) -> Option<&str> {
-        self.object.get("metadata")?.get("labels")?.get(name)?.as_str()
+        self.object
+            .get("metadata")?
+            .get("labels")?
+            .get(name)?
+            .as_str()
     }
 
     /// True when the object carries `app.kubernetes.io/managed-by=logbook`.
@@ -128,7 +142,10 @@ impl World {
         } else {
             self.forget(&key);
             if let Some(app) = instance_of(&observed) {
-                self.children.entry((key.namespace.clone(), app)).or_default().insert(key.clone());
+                self.children
+                    .entry((key.namespace.clone(), app))
+                    .or_default()
+                    .insert(key.clone());
             }
         }
         self.objects.insert(key, observed);
@@ -137,24 +154,24 @@ impl World {
 
     /// Forgets an object (it was deleted). Unknown keys are ignored.
     pub fn forget(&mut self, key: &ObjKey) {
-        if let Some(old) = self.objects.remove(key) {
-            if let Some(app) = instance_of(&old) {
-                let slot = (key.namespace.clone(), app);
-                if let Some(set) = self.children.get_mut(&slot) {
-                    set.remove(key);
-                    if set.is_empty() {
-                        self.children.remove(&slot);
-                    }
+        if let Some(old) = self.objects.remove(key)
+            && let Some(app) = instance_of(&old)
+        {
+            let slot = (key.namespace.clone(), app);
+            if let Some(set) = self.children.get_mut(&slot) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.children.remove(&slot);
                 }
             }
         }
         if let Some(app) = self.apps.remove(key) {
-            if let Some(host) = app.spec.host.as_deref() {
-                if let Some(claims) = self.hosts.get_mut(host) {
-                    claims.retain(|c| !(c.namespace == key.namespace && c.name == key.name));
-                    if claims.is_empty() {
-                        self.hosts.remove(host);
-                    }
+            if let Some(host) = app.spec.host.as_deref()
+                && let Some(claims) = self.hosts.get_mut(host)
+            {
+                claims.retain(|c| !(c.namespace == key.namespace && c.name == key.name));
+                if claims.is_empty() {
+                    self.hosts.remove(host);
                 }
             }
             if let Some(names) = self.apps_by_ns.get_mut(&key.namespace) {
@@ -181,7 +198,10 @@ impl World {
                 name: key.name.clone(),
             });
         }
-        self.apps_by_ns.entry(key.namespace.clone()).or_default().insert(key.name.clone());
+        self.apps_by_ns
+            .entry(key.namespace.clone())
+            .or_default()
+            .insert(key.name.clone());
         self.apps.insert(key, app);
     }
 
@@ -261,7 +281,10 @@ impl World {
 
     /// Managed children that name `namespace/app` as their instance.
     pub fn children_of(&self, namespace: &str, app: &str) -> impl Iterator<Item = &ObjKey> {
-        self.children.get(&(namespace.to_string(), app.to_string())).into_iter().flatten()
+        self.children
+            .get(&(namespace.to_string(), app.to_string()))
+            .into_iter()
+            .flatten()
     }
 
     /// Every (namespace, application) that has managed children, sorted.
