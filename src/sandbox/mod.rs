@@ -1,1 +1,320 @@
-//! The sandbox: a Kubernetes API emulator served over real HTTP.
+//! The sandbox: a Kubernetes API emulator served over real HTTP on loopback, for tests,
+//! benches and `logbook dev`. The real `kube` client and `kubectl` talk to it unchanged.
+//!
+//! It serves discovery, the built-in kinds logbook needs (Namespaces, Services, ConfigMaps,
+//! Secrets, Events, Deployments, Ingresses, Leases, CustomResourceDefinitions) and every
+//! resource a CRD declares, with get, list, watch, create, update, patch (JSON, merge,
+//! strategic merge), server-side apply, delete and `/status`; it keeps the bookkeeping the API
+//! server keeps (uid, resourceVersion, generation, Status errors, garbage collection) and
+//! simulates Deployments becoming ready. Faults (latency, error answers, short watches,
+//! compaction, pause) are reproducible from a seed, through [`Faults`] or the `/sandbox/`
+//! admin endpoint.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), logbook::sandbox::SandboxError> {
+//! use logbook::sandbox::{Sandbox, SandboxConfig};
+//! let sandbox = Sandbox::start(SandboxConfig::default()).await?;
+//! let client = sandbox.client();
+//! # drop(client);
+//! sandbox.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Modules, one job each: [`store`] (objects, resourceVersion, history), [`resources`] (what
+//! is served), [`routes`] (HTTP), [`discovery`], [`openapi`] (what kubectl needs of it), [`verbs`], [`patch`] (patch types and apply),
+//! [`watch`], [`schema`] (CRD schemas), [`table`] (kubectl tables), [`selectors`], [`meta`],
+//! [`status`] (errors), [`faults`], [`workloads`], [`gc`], [`kubeconfig`], [`admin`],
+//! [`persist`] (`--state`).
+
+pub mod admin;
+pub mod discovery;
+pub mod faults;
+pub mod gc;
+pub mod kubeconfig;
+pub mod meta;
+pub mod openapi;
+pub mod patch;
+pub mod persist;
+pub mod resources;
+pub mod routes;
+pub mod schema;
+pub mod selectors;
+pub mod status;
+pub mod store;
+pub mod table;
+pub mod verbs;
+pub mod watch;
+pub mod workloads;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use faults::{FaultConfig, Faults, Injected, Verb};
+pub use status::ApiError;
+
+/// Namespaces that exist from the start, as in a fresh cluster.
+pub const INITIAL_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// How a sandbox is started.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Where to listen; port 0 picks a free one.
+    pub addr: SocketAddr,
+    /// How long a Deployment takes to report all replicas ready.
+    pub ready_delay: Duration,
+    /// How many change events are retained for watches from an older resourceVersion.
+    pub history: usize,
+    /// Seed of the fault-injection random sequence.
+    pub seed: u64,
+    /// How often watches that allow bookmarks get one.
+    pub bookmark_interval: Duration,
+    /// How long the garbage collector waits after a delete before it sweeps.
+    pub gc_delay: Duration,
+    /// Largest accepted request body, in bytes (413 beyond).
+    pub max_body: usize,
+    /// Events a watcher may fall behind before its stream is ended.
+    pub watch_buffer: usize,
+    /// A state file to restore from at start (if it exists) and save to on shutdown.
+    pub state: Option<PathBuf>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ready_delay: Duration::from_millis(200),
+            history: 10_000,
+            seed: 0,
+            bookmark_interval: Duration::from_secs(10),
+            gc_delay: Duration::from_millis(20),
+            max_body: routes::MAX_BODY,
+            watch_buffer: 16_384,
+            state: None,
+        }
+    }
+}
+
+/// What can go wrong starting, running or saving a sandbox.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The state file could not be read or written.
+    #[error("sandbox state file {path}: {message}")]
+    State {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The kubeconfig could not be written.
+    #[error("cannot write kubeconfig {path}: {source}")]
+    Kubeconfig {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A kube client for the sandbox could not be built.
+    #[error("cannot build a kube client: {0}")]
+    Client(String),
+}
+
+/// A running emulator; dropping it shuts the server down.
+pub struct Sandbox {
+    addr: SocketAddr,
+    store: Arc<store::Store>,
+    faults: Faults,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+    tasks: Vec<JoinHandle<()>>,
+    state: Option<PathBuf>,
+}
+
+fn bootstrap(store: &store::Store) {
+    for ns in INITIAL_NAMESPACES {
+        let _ = store.write(store::NAMESPACES, "", ns, |ctx| {
+            if ctx.current.is_some() {
+                return Err(ApiError::already_exists("", "namespaces", ns));
+            }
+            Ok(store::Op::Create(json!({
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": { "name": ns, "labels": { "kubernetes.io/metadata.name": ns } },
+                "spec": { "finalizers": ["kubernetes"] },
+                "status": { "phase": "Active" },
+            })))
+        });
+    }
+}
+
+impl Sandbox {
+    /// Start serving (must be called within a tokio runtime).
+    pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        let store = Arc::new(store::Store::new(config.history, config.watch_buffer));
+        if let Some(path) = &config.state
+            && persist::load(&store, path)?
+        {
+            tracing::info!(path = %path.display(), "sandbox state restored");
+        }
+        bootstrap(&store);
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .map_err(|source| SandboxError::Bind {
+                addr: config.addr,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| SandboxError::Bind {
+            addr: config.addr,
+            source,
+        })?;
+        let faults = Faults::new(config.seed, store.clone());
+        let app = Arc::new(routes::App {
+            store: store.clone(),
+            faults: faults.clone(),
+            bookmark_every: config.bookmark_interval.max(Duration::from_millis(10)),
+            max_body: config.max_body,
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let server = tokio::spawn(async move {
+            let served = axum::serve(listener, routes::router(app))
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "sandbox server stopped");
+            }
+        });
+        let tasks = vec![
+            tokio::spawn(gc::run(store.clone(), config.gc_delay)),
+            tokio::spawn(workloads::run(store.clone(), config.ready_delay)),
+        ];
+        tracing::info!(url = %format!("http://{addr}"), "sandbox serving");
+        Ok(Sandbox {
+            addr,
+            store,
+            faults,
+            stop: Some(stop),
+            server: Some(server),
+            tasks,
+            state: config.state,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kube client configured for this sandbox (default namespace `default`).
+    pub fn try_client(&self) -> Result<kube::Client, SandboxError> {
+        let uri: http::Uri = self
+            .url()
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| SandboxError::Client(e.to_string()))?;
+        let config = kube::Config::new(uri);
+        kube::Client::try_from(config).map_err(|e| SandboxError::Client(e.to_string()))
+    }
+
+    /// A real `kube::Client` over HTTP to this sandbox (must be called within a tokio runtime).
+    ///
+    /// # Panics
+    /// If kube cannot build a client for a plain-HTTP loopback URL, which it always can.
+    pub fn client(&self) -> kube::Client {
+        match self.try_client() {
+            Ok(c) => c,
+            Err(e) => panic!("kube client for the sandbox at {}: {e}", self.url()),
+        }
+    }
+
+    /// A kubeconfig (YAML) for kube and kubectl.
+    pub fn kubeconfig_yaml(&self) -> String {
+        kubeconfig::yaml(&self.url())
+    }
+
+    /// Write [`Sandbox::kubeconfig_yaml`] to a file.
+    pub fn write_kubeconfig(&self, path: &Path) -> Result<(), SandboxError> {
+        std::fs::write(path, self.kubeconfig_yaml()).map_err(|source| SandboxError::Kubeconfig {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// The fault-injection handle.
+    pub fn faults(&self) -> Faults {
+        self.faults.clone()
+    }
+
+    /// Save every object to a file (the format `--state` reads).
+    pub fn save_state(&self, path: &Path) -> Result<(), SandboxError> {
+        persist::save(&self.store, path)
+    }
+
+    /// The current resourceVersion of the store.
+    pub fn resource_version(&self) -> u64 {
+        self.store.resource_version()
+    }
+
+    fn stop_now(&mut self) {
+        self.faults.resume();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.store.close_watches();
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+
+    /// Stop serving: open watches end, requests in flight finish, the state file (if any) is
+    /// saved.
+    pub async fn shutdown(mut self) {
+        self.stop_now();
+        if let Some(server) = self.server.take() {
+            let abort = server.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), server)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+        if let Some(path) = self.state.take()
+            && let Err(e) = persist::save(&self.store, &path)
+        {
+            tracing::error!(error = %e, "sandbox state not saved");
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.stop_now();
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
