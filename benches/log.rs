@@ -1,1 +1,221 @@
-fn main() {}
+//! Log benchmarks: durable batched append, sequential read and decode, and verify.
+//! Results and the machine they ran on are recorded in benches/README.md.
+
+use chrono::{TimeZone, Utc};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use logbook::log::{
+    Change, Keys, Log, LogReader, NewEntry, ObservedEvent, OutcomeRecord, OutcomeResult,
+    PlanRecord, content_uuid,
+};
+use logbook::reconcile::{Action, Verb};
+use logbook::world::ObjKey;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::time::Duration;
+
+const BATCH: u64 = 1_000;
+const READ_ENTRIES: u64 = 100_000;
+
+/// A Deployment as the controller would record it (managedFields dropped): ~0.5 KiB encoded.
+fn deployment(name: &str, n: u64) -> serde_json::Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "shop", "uid": format!("uid-{name}"),
+                     "resourceVersion": n.to_string(), "generation": n % 7,
+                     "labels": {"app.kubernetes.io/managed-by": "logbook", "app.kubernetes.io/name": name}},
+        "spec": {"replicas": n % 5, "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+                 "template": {"metadata": {"labels": {"app.kubernetes.io/name": name}},
+                              "spec": {"containers": [{"name": "web", "image": format!("registry.example/{name}:1.{n}"),
+                                                       "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                                                       "env": [{"name": "PORT", "value": "8080"}]}]}}},
+        "status": {"replicas": n % 5, "readyReplicas": n % 5, "observedGeneration": n % 7}
+    })
+}
+
+/// Entry `n` of a plausible mix: 6 events, 1 plan, 1 action, 2 outcomes in every 10.
+fn entry(n: u64) -> NewEntry {
+    let at = Utc
+        .with_ymd_and_hms(2025, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
+        + chrono::Duration::microseconds(n as i64);
+    let name = format!("app-{}", n % 97);
+    let id = content_uuid("bench", &n.to_be_bytes());
+    let target = ObjKey::new("Deployment", "shop", &name);
+    let app = format!("shop/{name}");
+    match n % 10 {
+        0..=5 => NewEntry::event(
+            id,
+            at,
+            ObservedEvent {
+                change: Change::Upsert,
+                key: target,
+                api_version: "apps/v1".into(),
+                uid: format!("uid-{name}"),
+                resource_version: n.to_string(),
+                object: Some(deployment(&name, n)),
+                synthesized: false,
+            },
+            Some(&app),
+        ),
+        6 => NewEntry::plan(
+            id,
+            at,
+            PlanRecord {
+                upto_seq: n,
+                controller_version: "0.1.0".into(),
+                reconciler: "application".into(),
+                scope: vec![ObjKey::new("Application", "shop", &name)],
+                action_ids: vec![format!("act-{n:020x}")],
+                config_digest: "sha256:0123456789abcdef".into(),
+            },
+        ),
+        7 => {
+            let mut basis = BTreeMap::new();
+            basis.insert(format!("Application/shop/{name}"), n.to_string());
+            let action = Action::new(
+                Verb::Apply,
+                target,
+                "apps/v1",
+                Some(app),
+                Some(deployment(&name, n)),
+                None,
+                "drift at spec.replicas".into(),
+                basis,
+            );
+            NewEntry::action(id, at, n - 1, action)
+        }
+        _ => NewEntry::outcome(
+            id,
+            at,
+            Keys::for_object(&target, Some(&app)),
+            OutcomeRecord {
+                action_id: format!("act-{n:020x}"),
+                result: OutcomeResult::Applied,
+                message: "applied".into(),
+                executor: "executor-1".into(),
+                attempt: 1,
+                resource_version: Some(n.to_string()),
+            },
+        ),
+    }
+}
+
+fn batch(start: u64) -> Vec<NewEntry> {
+    (start..start + BATCH).map(entry).collect()
+}
+
+/// Where the bench logs go: `LOGBOOK_BENCH_DIR`, else the system's temporary directory (it must
+/// be a real disk, not tmpfs, for the durable-append figure to mean anything).
+fn tempdir() -> tempfile::TempDir {
+    let base = std::env::var_os("LOGBOOK_BENCH_DIR").map_or_else(std::env::temp_dir, Into::into);
+    match tempfile::tempdir_in(&base) {
+        Ok(d) => d,
+        Err(e) => panic!(
+            "cannot create a directory for the bench log in {}: {e}",
+            base.display()
+        ),
+    }
+}
+
+fn append(c: &mut Criterion) {
+    let dir = tempdir();
+    let mut log = Log::open(&dir.path().join("bench.db")).unwrap_or_else(|e| panic!("{e}"));
+    let mut next = 0u64;
+    let mut group = c.benchmark_group("log");
+    group.throughput(Throughput::Elements(BATCH));
+    group
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(15));
+    group.bench_function("append_1000_durable", |b| {
+        b.iter_batched(
+            || {
+                next += BATCH;
+                batch(next)
+            },
+            |batch| black_box(log.append(&batch).unwrap_or_else(|e| panic!("{e}"))),
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+fn read(c: &mut Criterion) {
+    let dir = tempdir();
+    let path = dir.path().join("bench.db");
+    {
+        let mut log = Log::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        for start in (0..READ_ENTRIES).step_by(BATCH as usize) {
+            log.append(&batch(start)).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    let reader = LogReader::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut group = c.benchmark_group("log");
+    group.throughput(Throughput::Elements(READ_ENTRIES));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(15));
+    group.bench_function("read_decode_sequential", |b| {
+        b.iter(|| {
+            let mut n = 0u64;
+            for e in reader.range(..) {
+                let e = e.unwrap_or_else(|e| panic!("{e}"));
+                n += black_box(&e).seq & 1;
+            }
+            n
+        })
+    });
+    group.bench_function("verify", |b| {
+        b.iter(|| {
+            let report = reader.verify().unwrap_or_else(|e| panic!("{e}"));
+            assert!(report.is_ok(), "{report}");
+            report.checked
+        })
+    });
+    group.finish();
+}
+
+/// The same scan over Outcome entries only (no embedded Kubernetes objects): the cost of the
+/// log itself, without building `serde_json::Value` trees.
+fn read_small(c: &mut Criterion) {
+    let dir = tempdir();
+    let path = dir.path().join("bench-small.db");
+    {
+        let mut log = Log::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        for start in (0..READ_ENTRIES).step_by(BATCH as usize) {
+            let batch: Vec<NewEntry> = (start..start + BATCH)
+                .map(|n| entry(n / 10 * 10 + 8 + n % 2))
+                .collect();
+            let batch: Vec<NewEntry> = batch
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut e)| {
+                    e.id = content_uuid("bench-small", &(start + i as u64).to_be_bytes());
+                    e
+                })
+                .collect();
+            log.append(&batch).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    let reader = LogReader::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut group = c.benchmark_group("log");
+    group.throughput(Throughput::Elements(READ_ENTRIES));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
+    group.bench_function("read_decode_sequential_outcomes", |b| {
+        b.iter(|| {
+            let mut n = 0u64;
+            for e in reader.range(..) {
+                let e = e.unwrap_or_else(|e| panic!("{e}"));
+                n += black_box(&e).seq & 1;
+            }
+            n
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, append, read, read_small);
+criterion_main!(benches);
