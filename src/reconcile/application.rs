@@ -250,11 +250,14 @@ impl ApplicationReconciler {
         deployment_current: bool,
     ) -> ApplicationStatus {
         let generation = app.metadata.generation;
-        let old = app.status.clone().unwrap_or_default();
+        let old = app
+            .status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default();
         let cond = |type_: &str, status: bool, reason: &str, message: String| {
             let status = if status { "True" } else { "False" };
             let since = old
-                .conditions
                 .iter()
                 .find(|c| c.type_ == type_ && c.status == status)
                 .and_then(|c| c.last_transition_time.clone())
@@ -415,15 +418,16 @@ impl ApplicationReconciler {
         }
         let dep_obs = world.object(&dep_key).filter(|d| d.is_managed());
         let status = self.desired_status(world, app, invalid.as_ref(), dep_obs, deployment_current);
-        let current = match world.pending(key) {
+        let pending_status = match world.pending(key) {
             Some(p) if p.verb == Verb::Status => p
                 .object
                 .as_ref()
                 .and_then(|o| o.get("status"))
                 .and_then(|s| serde_json::from_value::<ApplicationStatus>(s.clone()).ok()),
-            _ => app.status.clone(),
+            _ => None,
         };
-        if current.as_ref().map(without_times) != Some(without_times(&status)) {
+        let current = pending_status.as_ref().or(app.status.as_ref());
+        if !current.is_some_and(|c| same_but_times(c, &status)) {
             let object = serde_json::json!({
                 "apiVersion": APP_API_VERSION,
                 "kind": APPLICATION,
@@ -681,10 +685,24 @@ fn basis_of(key: &ObjKey, observed: Option<&Observed>) -> BTreeMap<String, Strin
     basis
 }
 
-fn without_times(status: &ApplicationStatus) -> ApplicationStatus {
-    let mut s = status.clone();
-    for c in &mut s.conditions {
-        c.last_transition_time = None;
-    }
-    s
+/// Equal in everything but the conditions' lastTransitionTime. (Destructured, so a field
+/// added to the status cannot be forgotten here.)
+fn same_but_times(a: &ApplicationStatus, b: &ApplicationStatus) -> bool {
+    let ApplicationStatus {
+        observed_generation,
+        conditions,
+        url,
+        ready_replicas,
+    } = a;
+    *observed_generation == b.observed_generation
+        && *url == b.url
+        && *ready_replicas == b.ready_replicas
+        && conditions.len() == b.conditions.len()
+        && conditions.iter().zip(&b.conditions).all(|(x, y)| {
+            x.type_ == y.type_
+                && x.status == y.status
+                && x.reason == y.reason
+                && x.message == y.message
+                && x.observed_generation == y.observed_generation
+        })
 }
