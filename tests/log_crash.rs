@@ -5,7 +5,7 @@
 mod log_common;
 
 use log_common::*;
-use logbook::log::{Log, LogReader, MarkerKind, NewEntry, content_uuid};
+use logbook::log::{Log, LogReader, MarkerKind, NewEntry, entry_uuid};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::io::{BufRead, BufReader, Write};
@@ -45,7 +45,7 @@ fn crash_child_writer() {
             .enumerate()
             .map(|(i, mut e)| {
                 // Unique per round, batch and position; content varies with the kind.
-                e.id = content_uuid("crash", format!("{round}/{batch_no}/{i}").as_bytes());
+                e.id = entry_uuid(e.at, "crash", format!("{round}/{batch_no}/{i}").as_bytes());
                 e
             })
             .collect();
@@ -53,11 +53,14 @@ fn crash_child_writer() {
         if let Some(p) = previous.take().filter(|_| batch_no % 3 == 1) {
             batch.insert(size as usize / 2, p);
         }
-        batch.push(marker(MarkerKind::Config, batch_no));
-        let last_id = content_uuid("crash", format!("{round}/{batch_no}/last").as_bytes());
-        if let Some(m) = batch.last_mut() {
-            m.id = last_id;
-        }
+        let mut last = marker(MarkerKind::Config, batch_no);
+        let last_id = entry_uuid(
+            last.at,
+            "crash",
+            format!("{round}/{batch_no}/last").as_bytes(),
+        );
+        last.id = last_id;
+        batch.push(last);
         let appended = log.append(&batch).unwrap_or_else(|e| panic!("child: {e}"));
         let seq = appended.last().map_or(0, |a| a.seq());
         report(&format!("committed {seq} {last_id}"));

@@ -176,7 +176,8 @@ impl fmt::Display for Problem {
                 allocated: None,
             } => write!(
                 f,
-                "the record of the highest seq ever appended is gone, so entries after {last_seq} may have been removed from the end"
+                "the record of the highest seq ever appended is gone, so entries from {} on may have been removed from the end",
+                last_seq + 1
             ),
         }
     }

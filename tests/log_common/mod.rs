@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use logbook::log::{
-    Change, Keys, MarkerKind, NewEntry, ObservedEvent, OutcomeRecord, OutcomeResult, PlanRecord,
-    content_uuid,
+    Change, Json, Keys, MarkerKind, NewEntry, ObservedEvent, OutcomeRecord, OutcomeResult,
+    PlanRecord, entry_uuid,
 };
 use logbook::reconcile::{Action, Verb};
 use logbook::world::ObjKey;
@@ -64,11 +64,12 @@ pub fn event(name: &str, rv: u64) -> NewEntry {
         api_version: "apps/v1".into(),
         uid: uid.clone(),
         resource_version: rv.to_string(),
-        object: Some(deployment(name, rv as i64 % 5)),
+        object: Some(Json::from_value(&deployment(name, rv as i64 % 5))),
         synthesized: false,
     };
-    let id = content_uuid("event", format!("{uid}/{rv}/upsert").as_bytes());
-    NewEntry::event(id, at(rv as i64), ev, Some(&format!("shop/{name}")))
+    let when = at(rv as i64);
+    let id = entry_uuid(when, "event", format!("{uid}/{rv}/upsert").as_bytes());
+    NewEntry::event(id, when, ev, Some(&format!("shop/{name}")))
 }
 
 pub fn delete_event(name: &str, rv: u64) -> NewEntry {
@@ -82,8 +83,9 @@ pub fn delete_event(name: &str, rv: u64) -> NewEntry {
         object: None,
         synthesized: true,
     };
-    let id = content_uuid("event", format!("svc-{name}/{rv}/delete").as_bytes());
-    NewEntry::event(id, at(rv as i64), ev, Some(&format!("shop/{name}")))
+    let when = at(rv as i64);
+    let id = entry_uuid(when, "event", format!("svc-{name}/{rv}/delete").as_bytes());
+    NewEntry::event(id, when, ev, Some(&format!("shop/{name}")))
 }
 
 pub fn action(name: &str) -> Action {
@@ -113,16 +115,18 @@ pub fn plan(upto: u64, action_ids: Vec<String>) -> NewEntry {
         action_ids,
         config_digest: "sha256:abc".into(),
     };
+    let when = at(upto as i64 + 1);
     NewEntry::plan(
-        content_uuid("plan", format!("plan/{upto}").as_bytes()),
-        at(upto as i64 + 1),
+        entry_uuid(when, "plan", format!("plan/{upto}").as_bytes()),
+        when,
         rec,
     )
 }
 
 pub fn action_entry(plan_seq: u64, a: Action) -> NewEntry {
-    let id = content_uuid("action", format!("{plan_seq}/{}", a.id).as_bytes());
-    NewEntry::action(id, at(plan_seq as i64 + 2), plan_seq, a)
+    let when = at(plan_seq as i64 + 2);
+    let id = entry_uuid(when, "action", format!("{plan_seq}/{}", a.id).as_bytes());
+    NewEntry::action(id, when, plan_seq, a)
 }
 
 pub fn outcome(a: &Action, attempt: u32, result: OutcomeResult) -> NewEntry {
@@ -134,13 +138,9 @@ pub fn outcome(a: &Action, attempt: u32, result: OutcomeResult) -> NewEntry {
         attempt,
         resource_version: Some("1043".into()),
     };
-    let id = content_uuid("outcome", format!("{}/{attempt}", a.id).as_bytes());
-    NewEntry::outcome(
-        id,
-        at(50 + i64::from(attempt)),
-        Keys::for_object(&a.target, a.app.as_deref()),
-        rec,
-    )
+    let when = at(50 + i64::from(attempt));
+    let id = entry_uuid(when, "outcome", format!("{}/{attempt}", a.id).as_bytes());
+    NewEntry::outcome(id, when, Keys::for_object(&a.target, a.app.as_deref()), rec)
 }
 
 pub fn marker(kind: MarkerKind, n: u64) -> NewEntry {
@@ -151,9 +151,10 @@ pub fn marker(kind: MarkerKind, n: u64) -> NewEntry {
         "config",
         json!({"executors": 3, "nats": {"url": "nats://127.0.0.1:4222", "tls": null}}),
     );
+    let when = at(n as i64);
     NewEntry::marker(
-        content_uuid("marker", format!("{kind:?}/{n}").as_bytes()),
-        at(n as i64),
+        entry_uuid(when, "marker", format!("{kind:?}/{n}").as_bytes()),
+        when,
         kind,
         json!(detail),
     )
