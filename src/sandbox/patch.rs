@@ -18,16 +18,19 @@ pub enum PatchType {
     Apply,
 }
 
+/// The media type of a Content-Type value, lowercased, without parameters (`; charset=...`).
+pub fn media_type(ct: &str) -> String {
+    ct.split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
 impl PatchType {
     /// The patch type for a Content-Type header value (parameters ignored).
     pub fn from_content_type(ct: &str) -> Option<PatchType> {
-        let base = ct
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        match base.as_str() {
+        match media_type(ct).as_str() {
             "application/json-patch+json" => Some(PatchType::Json),
             "application/merge-patch+json" => Some(PatchType::Merge),
             "application/strategic-merge-patch+json" => Some(PatchType::Strategic),

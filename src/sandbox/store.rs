@@ -492,30 +492,7 @@ impl Store {
                 if terminating && meta::finalizers(&obj).is_empty() {
                     return self.remove(inner, rtype, ns, name, Some(obj));
                 }
-                inner.rv += 1;
-                let rv = inner.rv;
-                meta::metadata_mut(&mut obj)
-                    .insert("resourceVersion".into(), json!(rv.to_string()));
-                let stored = Stored::new(obj);
-                inner
-                    .objects
-                    .entry(key.clone())
-                    .or_default()
-                    .insert((ns.to_string(), name.to_string()), stored.clone());
-                self.record(
-                    inner,
-                    rv,
-                    &key,
-                    ns,
-                    EventType::Modified,
-                    &stored,
-                    Some(old.obj),
-                );
-                Ok(Written {
-                    stored,
-                    deleted: false,
-                    created: false,
-                })
+                Ok(self.put_modified(inner, &key, ns, name, obj, old.obj))
             }
             (Op::Delete, Some(cur)) => {
                 if meta::finalizers(&cur.obj).is_empty() {
@@ -530,36 +507,14 @@ impl Store {
                 }
                 // Finalizers hold the object: mark it, it goes when the last one is removed.
                 let mut obj = (*cur.obj).clone();
-                inner.rv += 1;
-                let rv = inner.rv;
                 let generation = obj.pointer("/metadata/generation").and_then(|g| g.as_i64());
                 let m = meta::metadata_mut(&mut obj);
                 m.insert("deletionTimestamp".into(), json!(meta::now()));
                 m.insert("deletionGracePeriodSeconds".into(), json!(0));
-                m.insert("resourceVersion".into(), json!(rv.to_string()));
                 if let Some(g) = generation {
                     m.insert("generation".into(), json!(g + 1));
                 }
-                let stored = Stored::new(obj);
-                inner
-                    .objects
-                    .entry(key.clone())
-                    .or_default()
-                    .insert((ns.to_string(), name.to_string()), stored.clone());
-                self.record(
-                    inner,
-                    rv,
-                    &key,
-                    ns,
-                    EventType::Modified,
-                    &stored,
-                    Some(cur.obj),
-                );
-                Ok(Written {
-                    stored,
-                    deleted: false,
-                    created: false,
-                })
+                Ok(self.put_modified(inner, &key, ns, name, obj, cur.obj))
             }
         }
     }
@@ -636,6 +591,34 @@ impl Store {
             deleted: true,
             created: false,
         })
+    }
+
+    /// Stores `obj` as the new version of an existing object: the next resourceVersion, a
+    /// MODIFIED event for watchers, and the written result.
+    fn put_modified(
+        &self,
+        inner: &mut Inner,
+        key: &str,
+        ns: &str,
+        name: &str,
+        mut obj: Value,
+        old: Arc<Value>,
+    ) -> Written {
+        inner.rv += 1;
+        let rv = inner.rv;
+        meta::metadata_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
+        let stored = Stored::new(obj);
+        inner
+            .objects
+            .entry(key.to_string())
+            .or_default()
+            .insert((ns.to_string(), name.to_string()), stored.clone());
+        self.record(inner, rv, key, ns, EventType::Modified, &stored, Some(old));
+        Written {
+            stored,
+            deleted: false,
+            created: false,
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -95,13 +95,7 @@ pub const BODY_TYPES: [&str; 2] = ["application/json", "application/yaml"];
 /// The body format for a Content-Type of POST or PUT, or 415.
 pub fn body_format(ct: Option<&str>) -> Result<BodyFormat, ApiError> {
     let raw = ct.unwrap_or("");
-    let base = raw
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    match base.as_str() {
+    match patch::media_type(raw).as_str() {
         "application/json" => Ok(BodyFormat::Json),
         "application/yaml" | "application/x-yaml" | "text/yaml" => Ok(BodyFormat::Yaml),
         _ => Err(ApiError::unsupported_media_type(raw, &BODY_TYPES)),
