@@ -81,6 +81,62 @@ fn apply_throughput(c: &mut Criterion) {
     rt.block_on(sandbox.shutdown());
 }
 
+/// The same applies as [`applies`], sent with a plain HTTP/1 client (a pooled hyper client,
+/// no kube layers), so the figure is the server's cost plus the least a client can cost.
+async fn raw_applies(http: &RawClient, base: &str, round: u64, n: u64) {
+    futures::stream::iter(0..n)
+        .for_each_concurrent(CONCURRENCY, |i| async move {
+            let name = format!("cm-{}", i % 256);
+            let body = json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": { "name": name, "labels": { "app.kubernetes.io/managed-by": "logbook" } },
+                "data": { "round": round.to_string(), "i": i.to_string() }
+            });
+            let req = http::Request::patch(format!(
+                "{base}/api/v1/namespaces/default/configmaps/{name}?fieldManager=logbook&force=true"
+            ))
+            .header("content-type", "application/apply-patch+yaml")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
+            .expect("request");
+            let resp = http.request(req).await.expect("apply");
+            assert!(resp.status().is_success(), "apply answered {}", resp.status());
+            http_body_util::BodyExt::collect(resp.into_body()).await.expect("body");
+        })
+        .await;
+}
+
+type RawClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
+fn raw_apply_throughput(c: &mut Criterion) {
+    let rt = runtime();
+    let (sandbox, client) = start(&rt);
+    drop(client);
+    let base = sandbox.url();
+    let http: RawClient = rt.block_on(async {
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_max_idle_per_host(CONCURRENCY)
+            .build_http()
+    });
+    rt.block_on(raw_applies(&http, &base, 0, 256));
+    let mut group = c.benchmark_group("sandbox_apply");
+    group.throughput(Throughput::Elements(BATCH));
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(10));
+    let mut round = 0;
+    group.bench_function("server_side_apply_raw_http_x512_c64", |b| {
+        b.iter(|| {
+            round += 1;
+            rt.block_on(raw_applies(&http, &base, round, BATCH));
+        })
+    });
+    group.finish();
+    drop(http);
+    rt.block_on(sandbox.shutdown());
+}
+
 /// Start `WATCHERS` watches on the ConfigMap `fan`; each reports (seq, when received).
 async fn watchers(client: &kube::Client) -> mpsc::UnboundedReceiver<(u64, Instant)> {
     let api: Api<ConfigMap> = Api::default_namespaced(client.clone());
@@ -188,5 +244,10 @@ fn watch_fan_out(c: &mut Criterion) {
     rt.block_on(sandbox.shutdown());
 }
 
-criterion_group!(benches, apply_throughput, watch_fan_out);
+criterion_group!(
+    benches,
+    apply_throughput,
+    raw_apply_throughput,
+    watch_fan_out
+);
 criterion_main!(benches);
