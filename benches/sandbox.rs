@@ -39,6 +39,17 @@ fn start(rt: &Runtime) -> (Sandbox, kube::Client) {
     })
 }
 
+/// The name and body of apply `i` of `round`: one of 256 ConfigMaps, changed by every round.
+fn apply_body(round: u64, i: u64) -> (String, serde_json::Value) {
+    let name = format!("cm-{}", i % 256);
+    let body = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": { "name": name, "labels": { "app.kubernetes.io/managed-by": "logbook" } },
+        "data": { "round": round.to_string(), "i": i.to_string() }
+    });
+    (name, body)
+}
+
 /// `n` applies of ConfigMaps (each one a real change), `CONCURRENCY` at a time.
 async fn applies(client: &kube::Client, round: u64, n: u64) {
     let api: Api<ConfigMap> = Api::default_namespaced(client.clone());
@@ -47,15 +58,14 @@ async fn applies(client: &kube::Client, round: u64, n: u64) {
         .for_each_concurrent(CONCURRENCY, |i| {
             let api = api.clone();
             async move {
-                let name = format!("cm-{}", i % 256);
-                let body = json!({
-                    "apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": { "name": name, "labels": { "app.kubernetes.io/managed-by": "logbook" } },
-                    "data": { "round": round.to_string(), "i": i.to_string() }
-                });
-                api.patch(&name, &PatchParams::apply("logbook").force(), &Patch::Apply(&body))
-                    .await
-                    .expect("apply");
+                let (name, body) = apply_body(round, i);
+                api.patch(
+                    &name,
+                    &PatchParams::apply("logbook").force(),
+                    &Patch::Apply(&body),
+                )
+                .await
+                .expect("apply");
             }
         })
         .await;
@@ -86,21 +96,24 @@ fn apply_throughput(c: &mut Criterion) {
 async fn raw_applies(http: &RawClient, base: &str, round: u64, n: u64) {
     futures::stream::iter(0..n)
         .for_each_concurrent(CONCURRENCY, |i| async move {
-            let name = format!("cm-{}", i % 256);
-            let body = json!({
-                "apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": { "name": name, "labels": { "app.kubernetes.io/managed-by": "logbook" } },
-                "data": { "round": round.to_string(), "i": i.to_string() }
-            });
+            let (name, body) = apply_body(round, i);
             let req = http::Request::patch(format!(
                 "{base}/api/v1/namespaces/default/configmaps/{name}?fieldManager=logbook&force=true"
             ))
             .header("content-type", "application/apply-patch+yaml")
-            .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.to_string(),
+            )))
             .expect("request");
             let resp = http.request(req).await.expect("apply");
-            assert!(resp.status().is_success(), "apply answered {}", resp.status());
-            http_body_util::BodyExt::collect(resp.into_body()).await.expect("body");
+            assert!(
+                resp.status().is_success(),
+                "apply answered {}",
+                resp.status()
+            );
+            http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .expect("body");
         })
         .await;
 }

@@ -32,11 +32,6 @@ pub fn managed_selector() -> String {
     format!("{MANAGED_BY}={MANAGER}")
 }
 
-/// True when the labels mark the object as managed by logbook.
-pub fn is_managed(labels: Option<&BTreeMap<String, String>>) -> bool {
-    labels.and_then(|l| l.get(MANAGED_BY)).map(String::as_str) == Some(MANAGER)
-}
-
 /// The labels of a child of application `app` playing role `component`.
 pub fn child_labels(app: &str, component: &str, version: Option<&str>) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::new();

@@ -63,17 +63,6 @@ impl Observed {
         Ok((key, observed))
     }
 
-    /// The object's labels.
-    pub fn labels(&self) -> Option<BTreeMap<String, String>> {
-        let labels = self.object.pointer("/metadata/labels")?.as_object()?;
-        Some(
-            labels
-                .iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                .collect(),
-        )
-    }
-
     /// The value of label `name`, if set.
     pub fn label(&self, name: &str) -> Option<&str> {
         self.object
