@@ -99,6 +99,7 @@ fn entry(n: u64) -> NewEntry {
                 executor: "executor-1".into(),
                 attempt: 1,
                 resource_version: Some(n.to_string()),
+                retry: false,
             },
         ),
     }

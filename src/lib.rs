@@ -11,6 +11,7 @@
 //! - [`cli`]: the `logbook` command line.
 //! - [`fixtures`]: builders for tests and benches (never used by the controller).
 
+pub mod bus;
 pub mod cli;
 pub mod fixtures;
 pub mod log;

@@ -424,6 +424,10 @@ pub struct OutcomeRecord {
     pub attempt: u32,
     /// The object's resourceVersion after the attempt, when known.
     pub resource_version: Option<String>,
+    /// True when the action will be delivered again (a transient failure or conflict); the
+    /// action then stays on its way. Absent in entries written before it existed: false.
+    #[serde(default)]
+    pub retry: bool,
 }
 
 /// Which milestone a marker records.
@@ -438,6 +442,8 @@ pub enum MarkerKind {
     Config,
     /// Leadership was acquired or lost.
     Leadership,
+    /// A periodic resync: the whole world is planned again after it.
+    Resync,
 }
 
 /// A milestone of the controller, with free-form detail.

@@ -158,6 +158,21 @@ pub struct ApplicationStatus {
     /// How many pods are ready, as the Deployment reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_replicas: Option<i32>,
+    /// The action that last wrote this status, stamped by the executor: the fencing token
+    /// that keeps an older plan's status from overwriting a newer one. The planner never sets
+    /// it and never compares it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_action: Option<LastAction>,
+}
+
+/// Which action last wrote an Application's status.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastAction {
+    /// The action's id (also the `Audit-ID` of the write).
+    pub action_id: String,
+    /// The sequence of the plan that produced it, in the controller's log.
+    pub plan_seq: u64,
 }
 
 /// A status condition, in the shape of `metav1.Condition`.

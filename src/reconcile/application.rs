@@ -319,6 +319,7 @@ impl ApplicationReconciler {
             conditions,
             url,
             ready_replicas,
+            last_action: None,
         }
     }
 
@@ -671,6 +672,7 @@ fn same_but_times(a: &ApplicationStatus, b: &ApplicationStatus) -> bool {
         conditions,
         url,
         ready_replicas,
+        last_action: _,
     } = a;
     *observed_generation == b.observed_generation
         && *url == b.url

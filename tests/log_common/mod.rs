@@ -137,6 +137,7 @@ pub fn outcome(a: &Action, attempt: u32, result: OutcomeResult) -> NewEntry {
         executor: "executor-0".into(),
         attempt,
         resource_version: Some("1043".into()),
+        retry: false,
     };
     let when = at(50 + i64::from(attempt));
     let id = entry_uuid(when, "outcome", format!("{}/{attempt}", a.id).as_bytes());

@@ -1,0 +1,89 @@
+//! Connecting to NATS: URL, credentials file, token or TLS CA, from flags or the environment.
+
+use super::BusError;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How to reach NATS; every flag has an environment-variable fallback.
+#[derive(clap::Args, Clone, Debug)]
+pub struct NatsArgs {
+    /// NATS server URL(s), comma-separated.
+    #[arg(long = "nats-url", env = "LOGBOOK_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub url: String,
+    /// A NATS credentials file (JWT and NKey seed), as `nsc` writes it.
+    #[arg(long = "nats-creds", env = "LOGBOOK_NATS_CREDS", value_name = "FILE")]
+    pub creds: Option<PathBuf>,
+    /// A NATS authentication token.
+    #[arg(
+        long = "nats-token",
+        env = "LOGBOOK_NATS_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// A PEM file of CA certificates to trust for TLS (turns TLS on).
+    #[arg(long = "nats-tls-ca", env = "LOGBOOK_NATS_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl NatsArgs {
+    /// Settings for a plain connection to `url` (tests, `logbook dev`).
+    pub fn plain(url: &str) -> NatsArgs {
+        NatsArgs {
+            url: url.to_string(),
+            creds: None,
+            token: None,
+            tls_ca: None,
+        }
+    }
+}
+
+/// Connects to NATS, naming the connection `name` (it shows in the server's monitoring).
+/// Reconnects forever once connected; the first connection is retried for about 10 seconds.
+pub async fn connect(args: &NatsArgs, name: &str) -> Result<async_nats::Client, BusError> {
+    let mut opts = async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(Duration::from_secs(5))
+        .max_reconnects(None)
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis((50 * 2u64.saturating_pow(attempts.min(6) as u32)).min(2_000))
+        });
+    if let Some(path) = &args.creds {
+        opts = opts
+            .credentials_file(path)
+            .await
+            .map_err(|source| BusError::File {
+                what: "NATS credentials",
+                path: path.display().to_string(),
+                source,
+            })?;
+    }
+    if let Some(token) = &args.token {
+        opts = opts.token(token.clone());
+    }
+    if let Some(ca) = &args.tls_ca {
+        if let Err(source) = std::fs::metadata(ca) {
+            return Err(BusError::File {
+                what: "NATS TLS CA",
+                path: ca.display().to_string(),
+                source,
+            });
+        }
+        opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    let mut attempt = 0u64;
+    loop {
+        match opts.clone().connect(args.url.as_str()).await {
+            Ok(client) => return Ok(client),
+            Err(source) if attempt >= 19 => {
+                return Err(BusError::Connect {
+                    url: args.url.clone(),
+                    source,
+                });
+            }
+            Err(_) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100 * attempt.min(10))).await;
+            }
+        }
+    }
+}

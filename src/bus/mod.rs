@@ -1,0 +1,64 @@
+//! The bus: NATS JetStream between the controller and the executors.
+//!
+//! Owns connecting (URL, credentials, token, TLS CA), the subject scheme, the streams and
+//! consumers with their explicit settings, and the wire format of the messages. It makes no
+//! decisions and never touches the log or the cluster.
+
+mod config;
+mod subjects;
+mod topology;
+pub mod wire;
+
+pub use config::{NatsArgs, connect};
+pub use subjects::{action_subject, entry_subject, outcome_subject, token};
+pub use topology::{
+    ACTIONS_STREAM, CONTROLLER_CONSUMER, EXECUTORS_CONSUMER, LOG_STREAM, OUTCOMES_STREAM, Topology,
+    controller_consumer, ensure_topology, executors_consumer,
+};
+
+use thiserror::Error;
+
+/// What can go wrong on the bus.
+#[derive(Debug, Error)]
+pub enum BusError {
+    /// The server could not be reached or refused the connection.
+    #[error(
+        "cannot connect to NATS at {url}: {source} (is nats-server running with JetStream \
+         enabled (`-js`)? set --nats-url or LOGBOOK_NATS_URL)"
+    )]
+    Connect {
+        /// The URL tried.
+        url: String,
+        /// The client's error.
+        source: async_nats::ConnectError,
+    },
+    /// A credentials or CA file could not be read.
+    #[error("cannot read {what} file {path}: {source}")]
+    File {
+        /// Which file (credentials, TLS CA).
+        what: &'static str,
+        /// Its path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A stream or consumer could not be created, checked or updated.
+    #[error("JetStream {what}: {message} (does the NATS account have JetStream enabled?)")]
+    Setup {
+        /// Which stream or consumer.
+        what: String,
+        /// The server's answer.
+        message: String,
+    },
+    /// Publishing failed or was not acknowledged.
+    #[error("publishing to {subject}: {message}")]
+    Publish {
+        /// The subject.
+        subject: String,
+        /// The error.
+        message: String,
+    },
+    /// A message could not be encoded or decoded.
+    #[error("{0}")]
+    Wire(String),
+}
