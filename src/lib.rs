@@ -13,6 +13,8 @@
 
 pub mod bus;
 pub mod cli;
+pub mod controller;
+pub mod executor;
 pub mod fixtures;
 pub mod log;
 pub mod model;

@@ -8,7 +8,11 @@ use std::time::Duration;
 #[derive(clap::Args, Clone, Debug)]
 pub struct NatsArgs {
     /// NATS server URL(s), comma-separated.
-    #[arg(long = "nats-url", env = "LOGBOOK_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long = "nats-url",
+        env = "LOGBOOK_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
     pub url: String,
     /// A NATS credentials file (JWT and NKey seed), as `nsc` writes it.
     #[arg(long = "nats-creds", env = "LOGBOOK_NATS_CREDS", value_name = "FILE")]

@@ -5,6 +5,7 @@
 //! decisions and never touches the log or the cluster.
 
 mod config;
+pub mod server;
 mod subjects;
 mod topology;
 pub mod wire;

@@ -183,7 +183,9 @@ pub async fn ensure_topology(
 }
 
 /// The executors' consumer (after [`ensure_topology`]).
-pub async fn executors_consumer(js: &Context) -> Result<jetstream::consumer::PullConsumer, BusError> {
+pub async fn executors_consumer(
+    js: &Context,
+) -> Result<jetstream::consumer::PullConsumer, BusError> {
     consumer(js, ACTIONS_STREAM, EXECUTORS_CONSUMER).await
 }
 

@@ -164,5 +164,9 @@ pub fn encode_entry(entry: &Entry) -> Result<(String, HeaderMap, Bytes), BusErro
     .map_err(|e| BusError::Wire(format!("cannot encode entry {}: {e}", entry.seq)))?;
     let mut headers = HeaderMap::new();
     headers.insert(MSG_ID, entry.id.to_string().as_str());
-    Ok((subjects::entry_subject(entry), headers, Bytes::from(payload)))
+    Ok((
+        subjects::entry_subject(entry),
+        headers,
+        Bytes::from(payload),
+    ))
 }

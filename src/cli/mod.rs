@@ -2,6 +2,7 @@
 //!
 //! Parsing and printing only; the work is done by the library modules they call.
 
+pub mod common;
 mod plan;
 pub mod sandbox;
 

@@ -1,0 +1,136 @@
+//! Flags shared by the long-running subcommands: how to reach Kubernetes, stream settings,
+//! and shutdown on SIGTERM or Ctrl-C.
+
+use crate::bus::Topology;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How to reach the Kubernetes API: a kubeconfig (flag, `KUBECONFIG`, `~/.kube/config`) or,
+/// inside a cluster, the service account, as kube resolves it.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct KubeArgs {
+    /// The kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster config).
+    #[arg(long, env = "KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long, env = "LOGBOOK_KUBE_CONTEXT")]
+    pub context: Option<String>,
+}
+
+impl KubeArgs {
+    /// A client for the configured cluster, or a message saying what is missing.
+    pub async fn client(&self) -> Result<kube::Client, String> {
+        let options = kube::config::KubeConfigOptions {
+            context: self.context.clone(),
+            ..Default::default()
+        };
+        let config = match &self.kubeconfig {
+            Some(path) => {
+                let kc = kube::config::Kubeconfig::read_from(path)
+                    .map_err(|e| format!("cannot read kubeconfig {}: {e}", path.display()))?;
+                kube::Config::from_custom_kubeconfig(kc, &options)
+                    .await
+                    .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?
+            }
+            None if self.context.is_some() => kube::Config::from_kubeconfig(&options)
+                .await
+                .map_err(|e| format!("kubeconfig: {e}"))?,
+            None => kube::Config::infer().await.map_err(|e| {
+                format!(
+                    "no Kubernetes configuration found ({e}); pass --kubeconfig or set \
+                     KUBECONFIG, or run inside a cluster"
+                )
+            })?,
+        };
+        kube::Client::try_from(config).map_err(|e| format!("cannot build a Kubernetes client: {e}"))
+    }
+}
+
+/// Stream and consumer settings that operators tune.
+#[derive(clap::Args, Clone, Debug)]
+pub struct TopologyArgs {
+    /// How long a delivered action may stay unacknowledged before it is delivered again.
+    #[arg(long, env = "LOGBOOK_ACK_WAIT", default_value = "30s", value_parser = parse_duration)]
+    pub ack_wait: Duration,
+    /// Deliveries of one action before it is abandoned.
+    #[arg(long, env = "LOGBOOK_MAX_DELIVER", default_value_t = 5, value_parser = clap::value_parser!(i64).range(2..))]
+    pub max_deliver: i64,
+    /// Stream replicas (3 on a NATS cluster).
+    #[arg(long, env = "LOGBOOK_STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
+}
+
+impl TopologyArgs {
+    /// The topology these flags describe.
+    pub fn topology(&self) -> Topology {
+        Topology {
+            ack_wait: self.ack_wait,
+            max_deliver: self.max_deliver,
+            replicas: self.stream_replicas,
+            ..Topology::default()
+        }
+    }
+}
+
+/// Parses `250ms`, `5s`, `2m`, `1h` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (examples: 250ms, 5s, 2m, 1h)"))?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    })
+}
+
+/// A token cancelled on SIGTERM or Ctrl-C (SIGINT).
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+        tracing::info!("shutdown requested");
+        t.cancel();
+    });
+    token
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+}
