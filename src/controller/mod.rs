@@ -5,7 +5,13 @@
 //! and never reads the API server to plan: the world view is the fold of the log and nothing
 //! else.
 
-use crate::bus::{NatsArgs, Topology};
+pub mod core;
+mod intake;
+mod outbox;
+mod watch;
+
+use crate::bus::{self, NatsArgs, Topology};
+use crate::log::Log;
 use crate::reconcile::PlannerConfig;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,14 +43,131 @@ pub enum ControllerError {
     /// The log could not be opened, read or written.
     #[error(transparent)]
     Log(#[from] crate::log::LogError),
+    /// Something that should not happen did; the message says what.
+    #[error("{0}")]
+    Internal(String),
 }
 
-/// Runs the controller until `shutdown` is cancelled.
+/// Runs the controller until `shutdown` is cancelled: records a stop marker, tries for a
+/// moment to publish what is left (the rest goes out at the next start), and returns.
 pub async fn run(
     client: kube::Client,
     config: ControllerConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ControllerError> {
-    let _ = (client, config, shutdown);
-    todo!("controller")
+    let log_path = config.log_path.clone();
+    let log = tokio::task::spawn_blocking(move || Log::open(&log_path))
+        .await
+        .map_err(|e| ControllerError::Internal(format!("opening the log: {e}")))??;
+    let nats = bus::connect(&config.nats, "logbook-controller").await?;
+    let js = bus::ensure_topology(nats, &config.topology).await?;
+
+    let watched = watch::watched();
+    let kinds: Vec<&'static str> = watched.iter().map(|w| w.kind).collect();
+    let (notify, committed) = tokio::sync::watch::channel(0);
+    let planner = config.planner.clone();
+    let debounce = config.debounce;
+    let mut core = tokio::task::spawn_blocking(move || {
+        core::Core::new(log, planner, kinds, debounce, notify)
+    })
+    .await
+    .map_err(|e| ControllerError::Internal(format!("folding the log: {e}")))??;
+    let published = {
+        let reader = crate::log::LogReader::open(&config.log_path)?;
+        reader.cursor(core::OUTBOX_CURSOR)?.unwrap_or(0)
+    };
+    tracing::info!(
+        entries = core.fold().last_seq(),
+        published,
+        applications = core.fold().world().app_count(),
+        "log folded"
+    );
+    core.start(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "pid": std::process::id(),
+        "debounce_ms": config.debounce.as_millis() as u64,
+        "resync_s": config.resync.as_secs(),
+    }))?;
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tasks = shutdown.child_token();
+    let core_thread = std::thread::Builder::new()
+        .name("logbook-core".into())
+        .spawn(move || core.run(rx))
+        .map_err(|e| ControllerError::Internal(format!("cannot start the core thread: {e}")))?;
+    let mut handles = Vec::new();
+    for w in watched {
+        handles.push(tokio::spawn(watch::run(
+            client.clone(),
+            w,
+            tx.clone(),
+            tasks.clone(),
+        )));
+    }
+    handles.push(tokio::spawn(intake::run(
+        js.clone(),
+        tx.clone(),
+        tasks.clone(),
+    )));
+    let outbox_stop = CancellationToken::new();
+    let outbox = tokio::spawn(outbox::run(
+        config.log_path.clone(),
+        js,
+        published,
+        committed,
+        tx.clone(),
+        outbox_stop.clone(),
+    ));
+    let resync_tx = tx.clone();
+    let resync = config.resync;
+    let resync_stop = tasks.clone();
+    handles.push(tokio::spawn(async move {
+        if resync.is_zero() {
+            return;
+        }
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + resync, resync);
+        loop {
+            tokio::select! {
+                _ = resync_stop.cancelled() => return,
+                _ = tick.tick() => if resync_tx.send(core::Input::Resync).is_err() { return },
+            }
+        }
+    }));
+
+    // Wait for shutdown, or for the core to stop on its own (an error).
+    let core_done = tokio::task::spawn_blocking(move || core_thread.join());
+    tokio::pin!(core_done);
+    let result = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        r = &mut core_done => Some(r),
+    };
+    tasks.cancel();
+    for h in handles {
+        let _ = h.await;
+    }
+    let result = match result {
+        Some(r) => r,
+        None => {
+            let _ = tx.send(core::Input::Stop);
+            core_done.await
+        }
+    };
+    drop(tx);
+    let result = match result {
+        Ok(Ok(r)) => r,
+        _ => Err(ControllerError::Internal(
+            "the core thread panicked; the log is intact up to its last commit".to_string(),
+        )),
+    };
+    // Publish what is left, briefly; the next start resumes from the cursor anyway.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        // The outbox ends by itself once the core is gone and it has caught up.
+        let mut outbox = outbox;
+        tokio::select! {
+            _ = &mut outbox => {}
+            _ = tokio::time::sleep(Duration::from_secs(2)) => outbox_stop.cancel(),
+        }
+    })
+    .await;
+    result
 }

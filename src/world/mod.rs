@@ -4,8 +4,10 @@
 //! applications by namespace). It is pure data, changed only by [`World::observe`] and
 //! [`World::forget`]; it never reads the API server and never looks at a clock.
 
+mod fold;
 mod key;
 
+pub use fold::Fold;
 pub use key::ObjKey;
 
 use crate::model::{Application, INSTANCE_LABEL, MANAGED_BY, MANAGER, SHARED_INGRESS};

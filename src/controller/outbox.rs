@@ -1,0 +1,98 @@
+//! The outbox: publishes every committed entry to JetStream once, in order, with
+//! `Nats-Msg-Id` = the entry's id, and tells the core how far it got (a durable cursor).
+//!
+//! After a crash it resumes from the cursor; what was published but not yet counted is sent
+//! again and dropped by the server as a duplicate. Outcomes came from the bus and are not sent
+//! back to it.
+
+use super::core::Input;
+use crate::bus::wire;
+use crate::log::{Body, LogReader};
+use async_nats::jetstream::Context;
+use std::path::PathBuf;
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+const CHUNK: u64 = 512;
+
+/// Publishes from `published + 1` on, whenever the core commits more, until `shutdown`; then
+/// makes one last bounded attempt to catch up.
+pub async fn run(
+    log_path: PathBuf,
+    js: Context,
+    mut published: u64,
+    mut committed: watch::Receiver<u64>,
+    tx: Sender<Input>,
+    shutdown: CancellationToken,
+) {
+    let mut reader = None;
+    let mut failures = 0u32;
+    loop {
+        let last = *committed.borrow_and_update();
+        if published >= last {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                changed = committed.changed() => {
+                    if changed.is_err() {
+                        return; // the core has stopped and everything it wrote was seen
+                    }
+                    continue;
+                }
+            }
+        }
+        let upto = last.min(published + CHUNK);
+        match publish_range(&log_path, &mut reader, &js, published + 1, upto).await {
+            Ok(()) => {
+                failures = 0;
+                published = upto;
+                let _ = tx.send(Input::Published(published));
+            }
+            Err(e) => {
+                failures += 1;
+                let wait = Duration::from_millis((100 * 2u64.pow(failures.min(5))).min(3_000));
+                tracing::warn!(from = published + 1, error = %e, retry_in = ?wait, "publishing the log is behind");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn publish_range(
+    log_path: &PathBuf,
+    reader: &mut Option<LogReader>,
+    js: &Context,
+    from: u64,
+    to: u64,
+) -> Result<(), String> {
+    if reader.is_none() {
+        *reader = Some(LogReader::open(log_path).map_err(|e| e.to_string())?);
+    }
+    let Some(r) = reader.as_ref() else {
+        return Err("no reader".to_string());
+    };
+    let mut messages = Vec::new();
+    for entry in r.range(from..=to) {
+        let entry = entry.map_err(|e| e.to_string())?;
+        if matches!(entry.body, Body::Outcome(_)) {
+            continue;
+        }
+        messages.push(wire::encode_entry(&entry).map_err(|e| e.to_string())?);
+    }
+    let mut acks = Vec::with_capacity(messages.len());
+    for (subject, headers, payload) in messages {
+        let ack = js
+            .publish_with_headers(subject.clone(), headers, payload)
+            .await
+            .map_err(|e| format!("{subject}: {e}"))?;
+        acks.push((subject, ack));
+    }
+    for (subject, ack) in acks {
+        ack.await.map_err(|e| format!("{subject}: {e}"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! The fold: log entries, in order, into the world view the planner reads.
+//!
+//! The one place both the controller and replay build the planner's input, so they cannot
+//! disagree. Pure and deterministic: it reads nothing but the entries it is given.
+//!
+//! - An event observes or forgets its object.
+//! - An action is pending on its target from then on (the planner sees it and does not ask
+//!   again) until it is answered: observed on the object (its `logbook.dev/action-id`
+//!   annotation, the status's `lastAction`, or the resourceVersion its outcome reported), or
+//!   given a final outcome that changed nothing (no-op, superseded, conflict, failed,
+//!   abandoned). An `applied` outcome keeps it pending until the change is observed, so a
+//!   plan between the outcome and the watch event does not ask for it again.
+//! - Every entry moves the planner's "now" to its own timestamp.
+
+use super::{Observed, World};
+use crate::log::{Body, Change, OutcomeRecord, OutcomeResult};
+use crate::model::ACTION_ID_ANNOTATION;
+use crate::reconcile::{Action, Verb};
+use crate::world::ObjKey;
+use chrono::{DateTime, SecondsFormat, Utc};
+use std::collections::BTreeMap;
+
+/// The world view and the bookkeeping of pending actions, built entry by entry.
+#[derive(Clone, Debug, Default)]
+pub struct Fold {
+    world: World,
+    /// Pending action id → its target (only actions still pending).
+    pending_ids: BTreeMap<String, ObjKey>,
+    /// Targets whose pending action was applied but whose change is not yet observed, with
+    /// the resourceVersion the executor reported.
+    awaiting: BTreeMap<ObjKey, (String, Option<String>)>,
+    last_seq: u64,
+    /// Entries that could not be folded (e.g. an Application whose spec does not parse), with
+    /// why; they change nothing.
+    rejected: Vec<(u64, String)>,
+}
+
+impl Fold {
+    /// An empty fold (an empty log).
+    pub fn new() -> Fold {
+        Fold::default()
+    }
+
+    /// The world view after the last entry folded.
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    /// The seq of the last entry folded (0 before any).
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Entries that changed nothing because they could not be read, with why.
+    pub fn rejected(&self) -> &[(u64, String)] {
+        &self.rejected
+    }
+
+    /// Folds one entry. Returns the key of the object whose observed state changed, if any.
+    pub fn apply(&mut self, seq: u64, at: DateTime<Utc>, body: &Body) -> Option<ObjKey> {
+        self.last_seq = seq;
+        self.world
+            .set_now(Some(at.to_rfc3339_opts(SecondsFormat::Secs, true)));
+        match body {
+            Body::Event(e) => match e.change {
+                Change::Upsert => {
+                    let Some(json) = &e.object else {
+                        self.rejected
+                            .push((seq, format!("{}: an upsert without an object", e.key)));
+                        return None;
+                    };
+                    let observed = match json.parse() {
+                        Ok(v) => match Observed::from_value(v) {
+                            Ok((_, o)) => o,
+                            Err(err) => {
+                                self.rejected.push((seq, format!("{}: {err}", e.key)));
+                                return None;
+                            }
+                        },
+                        Err(err) => {
+                            self.rejected
+                                .push((seq, format!("{}: object is not JSON: {err}", e.key)));
+                            return None;
+                        }
+                    };
+                    if let Err(err) = self.world.observe(e.key.clone(), observed) {
+                        self.rejected.push((seq, err));
+                        return None;
+                    }
+                    self.settle_observed(&e.key);
+                    Some(e.key.clone())
+                }
+                Change::Delete => {
+                    self.world.forget(&e.key);
+                    if let Some(p) = self.world.pending(&e.key)
+                        && p.verb == Verb::Delete
+                    {
+                        let id = p.id.clone();
+                        self.clear(&e.key, &id);
+                    }
+                    Some(e.key.clone())
+                }
+            },
+            Body::Action(a) => {
+                match a.action.to_action() {
+                    Ok(action) => self.set_pending(action),
+                    Err(err) => self.rejected.push((
+                        seq,
+                        format!("action {}: object is not JSON: {err}", a.action.id),
+                    )),
+                }
+                None
+            }
+            Body::Outcome(o) => {
+                self.outcome(o);
+                None
+            }
+            Body::Plan(_) | Body::Marker(_) => None,
+        }
+    }
+
+    fn set_pending(&mut self, action: Action) {
+        let target = action.target.clone();
+        if let Some(old) = self.world.pending(&target) {
+            self.pending_ids.remove(&old.id.clone());
+        }
+        self.awaiting.remove(&target);
+        self.pending_ids.insert(action.id.clone(), target);
+        self.world.set_pending(action);
+    }
+
+    fn clear(&mut self, target: &ObjKey, action_id: &str) {
+        self.world.clear_pending(target, action_id);
+        self.pending_ids.remove(action_id);
+        if self.awaiting.get(target).is_some_and(|(id, _)| id == action_id) {
+            self.awaiting.remove(target);
+        }
+    }
+
+    /// After an upsert of `key`: clears its pending action when the object shows it.
+    fn settle_observed(&mut self, key: &ObjKey) {
+        let Some(p) = self.world.pending(key) else {
+            return;
+        };
+        if p.verb == Verb::Delete {
+            return;
+        }
+        let id = p.id.clone();
+        let Some(o) = self.world.object(key) else {
+            return;
+        };
+        let reported = self
+            .awaiting
+            .get(key)
+            .filter(|(a, _)| *a == id)
+            .and_then(|(_, rv)| rv.as_deref());
+        if shows(o, &id) || reported.is_some_and(|rv| reached(&o.resource_version, rv)) {
+            self.clear(key, &id);
+        }
+    }
+
+    fn outcome(&mut self, o: &OutcomeRecord) {
+        if o.retry {
+            return; // delivered again: still on its way
+        }
+        let Some(target) = self.pending_ids.get(&o.action_id).cloned() else {
+            return; // not pending (any more): nothing to settle
+        };
+        let Some(p) = self.world.pending(&target) else {
+            return;
+        };
+        if o.result != OutcomeResult::Applied {
+            self.clear(&target, &o.action_id);
+            return;
+        }
+        let seen = match (p.verb, self.world.object(&target)) {
+            (Verb::Delete, obj) => obj.is_none(),
+            (_, Some(obj)) => {
+                shows(obj, &o.action_id)
+                    || o
+                        .resource_version
+                        .as_deref()
+                        .is_none_or(|rv| reached(&obj.resource_version, rv))
+            }
+            (_, None) => o.resource_version.is_none(),
+        };
+        if seen {
+            self.clear(&target, &o.action_id);
+        } else {
+            self.awaiting.insert(
+                target,
+                (o.action_id.clone(), o.resource_version.clone()),
+            );
+        }
+    }
+}
+
+/// True when the observed object carries `action_id`: as its action annotation, or (an
+/// Application's status) as `status.lastAction.actionId`.
+fn shows(o: &Observed, action_id: &str) -> bool {
+    let annotated = o
+        .object
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(ACTION_ID_ANNOTATION))
+        .and_then(|v| v.as_str())
+        == Some(action_id);
+    annotated
+        || o.object
+            .pointer("/status/lastAction/actionId")
+            .and_then(|v| v.as_str())
+            == Some(action_id)
+}
+
+/// True when resourceVersion `seen` is `wanted` or later. resourceVersions are opaque strings
+/// in general; when both are integers (etcd's, and the sandbox's) they are compared as such.
+fn reached(seen: &str, wanted: &str) -> bool {
+    match (seen.parse::<u64>(), wanted.parse::<u64>()) {
+        (Ok(s), Ok(w)) => s >= w,
+        _ => seen == wanted,
+    }
+}

@@ -1,0 +1,148 @@
+//! End to end: sandbox + real nats-server + `logbook controller` + `logbook executor` processes.
+//! Applications become Deployments, Services and Ingress rules; changes follow; deletes clean up;
+//! conflicts and hand edits are answered; every step is in the log.
+
+#[path = "support/sandbox.rs"]
+mod support;
+#[path = "support/e2e.rs"]
+mod e2e;
+
+use e2e::{Env, outcomes};
+use kube::api::{Patch, PatchParams};
+use logbook::log::{Body, Change};
+use logbook::model::Application;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applications_become_children_follow_changes_and_clean_up() {
+    support::bounded(async {
+        let mut env = Env::start(&["shop", "blog"]).await;
+        env.controller();
+        env.executor("ex-1", 8);
+
+        env.apply(&Application::test("shop", "web").host("shop.example.com").build()).await;
+        env.apply(&Application::test("shop", "api").host("api.example.com").path("/v1").build()).await;
+        env.apply(&Application::test("blog", "site").host("blog.example.com").build()).await;
+
+        for (ns, name, url) in [
+            ("shop", "web", "http://shop.example.com/"),
+            ("shop", "api", "http://api.example.com/v1"),
+            ("blog", "site", "http://blog.example.com/"),
+        ] {
+            let app = env.ready(ns, name).await;
+            assert_eq!(app.status.as_ref().unwrap().url.as_deref(), Some(url));
+            assert!(env.services(ns).get_opt(name).await.unwrap().is_some(), "{ns}/{name} Service");
+        }
+        let hosts = env
+            .wait("both shop rules in the shared Ingress", || async {
+                env.ingress_hosts("shop").await.filter(|h| h.len() == 2)
+            })
+            .await;
+        assert_eq!(hosts, ["api.example.com", "shop.example.com"]);
+        assert_eq!(env.ingress_hosts("blog").await.unwrap(), ["blog.example.com"]);
+
+        // A new image: the Deployment follows.
+        env.apply(&Application::test("shop", "web").host("shop.example.com").image("registry.example.com/web:2.0").build()).await;
+        env.wait("the Deployment to follow the new image", || async {
+            (env.image("shop", "web").await.as_deref() == Some("registry.example.com/web:2.0")).then_some(())
+        })
+        .await;
+
+        // A host already taken: Invalid naming the holder, and no children.
+        env.apply(&Application::test("blog", "thief").host("shop.example.com").build()).await;
+        let thief = env
+            .wait("the thief to be Invalid", || async {
+                let app = env.apps("blog").get_opt("thief").await.ok()??;
+                let c = app.status?.conditions.into_iter().find(|c| c.type_ == "Invalid" && c.status == "True")?;
+                Some(c)
+            })
+            .await;
+        assert_eq!(thief.reason, "HostConflict");
+        assert!(thief.message.contains("shop/web"), "names the holder: {}", thief.message);
+        assert!(env.deployments("blog").get_opt("thief").await.unwrap().is_none());
+        assert_eq!(env.ingress_hosts("blog").await.unwrap(), ["blog.example.com"]);
+
+        // Delete one of the two in shop: its children go, its rule leaves, the other's stays.
+        env.delete_app("shop", "api").await;
+        env.wait("api's children and rule to go", || async {
+            let gone = env.deployments("shop").get_opt("api").await.ok()?.is_none()
+                && env.services("shop").get_opt("api").await.ok()?.is_none();
+            let hosts = env.ingress_hosts("shop").await?;
+            (gone && hosts == ["shop.example.com"]).then_some(())
+        })
+        .await;
+        assert!(env.deployments("shop").get_opt("web").await.unwrap().is_some());
+
+        // The log tells the story: events, plans, actions, outcomes, all applied or no-op.
+        let entries = env.entries();
+        let outs = outcomes(&entries);
+        assert!(!outs.is_empty());
+        assert!(
+            outs.iter().all(|(_, r, _)| r == "applied" || r == "noop"),
+            "{outs:?}"
+        );
+        let actions = entries.iter().filter(|e| matches!(e.body, Body::Action(_))).count();
+        assert!(actions >= 10, "{actions} actions");
+        let r = logbook::log::LogReader::open(&env.log_path).unwrap();
+        assert!(r.verify().unwrap().problem.is_none());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_edit_of_a_managed_deployment_is_put_back_and_logged() {
+    support::bounded(async {
+        let mut env = Env::start(&["shop"]).await;
+        env.controller();
+        env.executor("ex-1", 4);
+        env.apply(&Application::test("shop", "web").image("registry.example.com/web:1.0").build()).await;
+        env.ready("shop", "web").await;
+
+        // Someone edits the image by hand.
+        let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "app", "image": "evil.example.com/miner:latest"}
+        ]}}}});
+        env.deployments("shop")
+            .patch("web", &PatchParams::default(), &Patch::Strategic(patch))
+            .await
+            .unwrap();
+        env.wait("logbook to put the image back", || async {
+            (env.image("shop", "web").await.as_deref() == Some("registry.example.com/web:1.0")).then_some(())
+        })
+        .await;
+
+        // The log shows the drift event and the action that answered it.
+        let entries = env.entries();
+        let drift = entries
+            .iter()
+            .find(|e| match &e.body {
+                Body::Event(ev) => {
+                    ev.change == Change::Upsert
+                        && ev.key.kind == "Deployment"
+                        && ev.object.as_ref().is_some_and(|o| o.as_str().contains("evil.example.com"))
+                }
+                _ => false,
+            })
+            .expect("the hand edit was recorded as an event");
+        let answer = entries
+            .iter()
+            .find_map(|e| match &e.body {
+                Body::Action(a) if e.seq > drift.seq && a.action.target.kind == "Deployment" => Some(a),
+                _ => None,
+            })
+            .expect("an action after the drift event");
+        assert!(answer.action.reason.contains("drift"), "{}", answer.action.reason);
+        assert!(
+            answer.action.basis.values().any(|rv| drift_rv(&drift.body) == Some(rv.as_str())),
+            "the action was derived from the drifted version: {:?}",
+            answer.action.basis
+        );
+    })
+    .await;
+}
+
+fn drift_rv(body: &Body) -> Option<&str> {
+    match body {
+        Body::Event(e) => Some(&e.resource_version),
+        _ => None,
+    }
+}

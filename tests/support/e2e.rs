@@ -1,0 +1,290 @@
+//! The end-to-end harness: a sandbox, a real nats-server, and logbook's controller and executors
+//! as child processes of the built binary (so they can be killed), all killed on drop.
+#![allow(dead_code)]
+
+use super::support::{eventually, fast_config, install_crd, start_with};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use logbook::bus::server::NatsServer;
+use logbook::log::{Body, Entry, LogReader};
+use logbook::model::Application;
+use logbook::sandbox::Sandbox;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+/// How long a converging step may take before the test fails.
+pub const CONVERGE: Duration = Duration::from_secs(30);
+
+/// Everything an end-to-end test runs.
+pub struct Env {
+    pub sandbox: Sandbox,
+    pub nats: NatsServer,
+    pub dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+    pub log_path: PathBuf,
+    pub client: kube::Client,
+    controller: Option<Child>,
+    executors: BTreeMap<String, Child>,
+    /// Extra arguments for every executor (e.g. `--ack-wait`).
+    pub executor_args: Vec<String>,
+}
+
+impl Env {
+    /// A sandbox with the CRD and the namespaces, and a nats-server; no logbook process yet.
+    pub async fn start(namespaces: &[&str]) -> Env {
+        let sandbox = start_with(fast_config()).await;
+        let client = sandbox.client();
+        install_crd(&client).await;
+        let nsapi: Api<Namespace> = Api::all(client.clone());
+        for ns in namespaces {
+            let obj: Namespace =
+                serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap();
+            nsapi.create(&PostParams::default(), &obj).await.unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let nats = NatsServer::start(&dir.path().join("nats")).unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        sandbox.write_kubeconfig(&kubeconfig).unwrap();
+        let log_path = dir.path().join("log.db");
+        Env {
+            sandbox,
+            nats,
+            kubeconfig,
+            log_path,
+            client,
+            dir,
+            controller: None,
+            executors: BTreeMap::new(),
+            executor_args: Vec::new(),
+        }
+    }
+
+    fn command(&self, sub: &str, name: &str) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_logbook"));
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{name}.log")))
+            .unwrap();
+        cmd.arg(sub)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("LOGBOOK_NATS_URL", self.nats.url())
+            .env("RUST_LOG", "info,logbook=debug")
+            .env("LOGBOOK_ACK_WAIT", "3s")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err);
+        cmd
+    }
+
+    /// Starts the controller (again).
+    pub fn controller(&mut self) {
+        let child = self
+            .command("controller", "controller")
+            .arg("--log")
+            .arg(&self.log_path)
+            .arg("--resync")
+            .arg("0")
+            .spawn()
+            .unwrap();
+        self.controller = Some(child);
+    }
+
+    /// Starts an executor named `name` handling `in_flight` actions at once.
+    pub fn executor(&mut self, name: &str, in_flight: usize) {
+        let child = self
+            .command("executor", name)
+            .args(["--name", name, "--in-flight", &in_flight.to_string()])
+            .args(&self.executor_args)
+            .spawn()
+            .unwrap();
+        self.executors.insert(name.to_string(), child);
+    }
+
+    /// SIGKILLs the controller.
+    pub fn kill_controller(&mut self) {
+        if let Some(mut c) = self.controller.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGKILLs an executor.
+    pub fn kill_executor(&mut self, name: &str) {
+        if let Some(mut c) = self.executors.remove(name) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGTERM to a process and waits (bounded) for it to exit.
+    pub fn terminate(child: &mut Child) -> ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("process did not exit within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the controller with SIGTERM; returns its exit status.
+    pub fn stop_controller(&mut self) -> ExitStatus {
+        let mut c = self.controller.take().expect("a controller is running");
+        Self::terminate(&mut c)
+    }
+
+    /// The tails of every process's log, for failure messages.
+    pub fn tails(&self) -> String {
+        let mut out = String::new();
+        let Ok(dir) = std::fs::read_dir(self.dir.path()) else {
+            return out;
+        };
+        let mut files: Vec<_> = dir.flatten().map(|e| e.path()).collect();
+        files.sort();
+        for p in files {
+            if p.extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let start = lines.len().saturating_sub(15);
+                out.push_str(&format!("--- {}\n{}\n", p.display(), lines[start..].join("\n")));
+            }
+        }
+        out
+    }
+
+    /// Waits for `check` like `eventually`, but shows the processes' logs when it times out.
+    pub async fn wait<T, F, Fut>(&self, what: &str, check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        match tokio::time::timeout(CONVERGE + Duration::from_secs(1), eventually(what, CONVERGE, check)).await {
+            Ok(v) => v,
+            Err(_) => panic!("timed out waiting for {what}\n{}", self.tails()),
+        }
+    }
+
+    /// Every entry of the log as it is now.
+    pub fn entries(&self) -> Vec<Entry> {
+        let r = LogReader::open(&self.log_path).unwrap();
+        r.range(..).map(|e| e.unwrap()).collect()
+    }
+
+    pub fn apps(&self, ns: &str) -> Api<Application> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+    pub fn deployments(&self, ns: &str) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+    pub fn services(&self, ns: &str) -> Api<Service> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+    pub fn ingresses(&self, ns: &str) -> Api<Ingress> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// Applies an Application as a developer would (`kubectl apply --server-side`).
+    pub async fn apply(&self, app: &Application) {
+        let ns = app.metadata.namespace.clone().unwrap_or_default();
+        let name = app.metadata.name.clone().unwrap_or_default();
+        let mut body = serde_json::to_value(app).unwrap();
+        body["apiVersion"] = "logbook.dev/v1alpha1".into();
+        body["kind"] = "Application".into();
+        if let Some(m) = body.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+            m.remove("resourceVersion");
+            m.remove("creationTimestamp");
+            m.remove("uid");
+            m.remove("generation");
+        }
+        self.apps(&ns)
+            .patch(&name, &PatchParams::apply("kubectl").force(), &Patch::Apply(body))
+            .await
+            .unwrap();
+    }
+
+    /// Deletes an Application.
+    pub async fn delete_app(&self, ns: &str, name: &str) {
+        self.apps(ns)
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+
+    /// The Deployment's container image, when the Deployment exists.
+    pub async fn image(&self, ns: &str, name: &str) -> Option<String> {
+        let d = self.deployments(ns).get_opt(name).await.ok()??;
+        d.spec.template.spec?.containers.first()?.image.clone()
+    }
+
+    /// The hosts in the namespace's shared Ingress, sorted.
+    pub async fn ingress_hosts(&self, ns: &str) -> Option<Vec<String>> {
+        let ing = self.ingresses(ns).get_opt("logbook").await.ok()??;
+        let mut hosts: Vec<String> = ing
+            .spec?
+            .rules
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|r| r.host)
+            .collect();
+        hosts.sort();
+        Some(hosts)
+    }
+
+    /// Waits until the Application's Ready condition is True; returns it.
+    pub async fn ready(&self, ns: &str, name: &str) -> Application {
+        let apps = self.apps(ns);
+        let name = name.to_string();
+        self.wait(&format!("{ns}/{name} Ready"), || {
+            let apps = apps.clone();
+            let name = name.clone();
+            async move {
+                let app = apps.get_opt(&name).await.ok()??;
+                let ready = app
+                    .status
+                    .as_ref()?
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True");
+                ready.then_some(app)
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.kill_controller();
+        let names: Vec<String> = self.executors.keys().cloned().collect();
+        for n in names {
+            self.kill_executor(&n);
+        }
+    }
+}
+
+/// The outcomes recorded in the log, as (action id, result, executor).
+pub fn outcomes(entries: &[Entry]) -> Vec<(String, String, String)> {
+    entries
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Outcome(o) => Some((
+                o.action_id.clone(),
+                format!("{:?}", o.result).to_lowercase(),
+                o.executor.clone(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
