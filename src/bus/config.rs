@@ -41,6 +41,25 @@ impl NatsArgs {
     }
 }
 
+impl NatsArgs {
+    /// Checks that the credentials and CA files given can be read, so a typo fails at start
+    /// rather than in a reconnect loop.
+    pub fn check_files(&self) -> Result<(), BusError> {
+        for (what, path) in [("NATS credentials", &self.creds), ("NATS TLS CA", &self.tls_ca)] {
+            if let Some(p) = path
+                && let Err(source) = std::fs::File::open(p)
+            {
+                return Err(BusError::File {
+                    what,
+                    path: p.display().to_string(),
+                    source,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Connects to NATS, naming the connection `name` (it shows in the server's monitoring).
 /// Reconnects forever once connected; the first connection is retried for about 10 seconds.
 pub async fn connect(args: &NatsArgs, name: &str) -> Result<async_nats::Client, BusError> {

@@ -39,7 +39,9 @@ pub struct Topology {
     pub ack_wait: Duration,
     /// Deliveries of one action before it is abandoned.
     pub max_deliver: i64,
-    /// Redelivery delays, one per delivery (the last repeats).
+    /// Delays before a retried action (a conflict, a transient failure) is delivered again,
+    /// one per delivery (the last repeats); executors nak with them. An action whose executor
+    /// died is delivered again after `ack_wait`.
     pub backoff: Vec<Duration>,
     /// How long the log stream keeps events, plans and markers (the SQLite log keeps them
     /// forever; the stream is for live subscribers).
@@ -107,12 +109,10 @@ impl Topology {
         ]
     }
 
-    /// The executors' consumer: explicit acks, bounded deliveries with backoff.
+    /// The executors' consumer: explicit acks, bounded deliveries. No server-side backoff:
+    /// with one the server would time the first delivery by its first step instead of
+    /// `ack_wait`; retries are delayed by the executors' naks instead.
     pub fn executors_consumer(&self) -> pull::Config {
-        // The server requires max_deliver > number of backoff steps.
-        let steps = (self.max_deliver.max(2) - 1) as usize;
-        let mut backoff = self.backoff.clone();
-        backoff.truncate(steps);
         pull::Config {
             durable_name: Some(EXECUTORS_CONSUMER.to_string()),
             description: Some("logbook executors: apply actions".to_string()),
@@ -120,7 +120,6 @@ impl Topology {
             ack_policy: AckPolicy::Explicit,
             ack_wait: self.ack_wait,
             max_deliver: self.max_deliver.max(2),
-            backoff,
             max_ack_pending: 10_000,
             num_replicas: self.replicas,
             ..Default::default()

@@ -55,13 +55,11 @@ pub async fn run(
     config: ControllerConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ControllerError> {
+    config.nats.check_files()?;
     let log_path = config.log_path.clone();
     let log = tokio::task::spawn_blocking(move || Log::open(&log_path))
         .await
         .map_err(|e| ControllerError::Internal(format!("opening the log: {e}")))??;
-    let nats = bus::connect(&config.nats, "logbook-controller").await?;
-    let js = bus::ensure_topology(nats, &config.topology).await?;
-
     let watched = watch::watched();
     let kinds: Vec<&'static str> = watched.iter().map(|w| w.kind).collect();
     let (notify, committed) = tokio::sync::watch::channel(0);
@@ -104,18 +102,15 @@ pub async fn run(
             tasks.clone(),
         )));
     }
-    handles.push(tokio::spawn(intake::run(
-        js.clone(),
-        tx.clone(),
-        tasks.clone(),
-    )));
+    // The bus: connected in the background, so the controller records and plans while NATS
+    // is away; the outbox catches up once it is back.
     let outbox_stop = CancellationToken::new();
-    let outbox = tokio::spawn(outbox::run(
-        config.log_path.clone(),
-        js,
+    let bus_task = tokio::spawn(bus_tasks(
+        config.clone(),
         published,
         committed,
         tx.clone(),
+        tasks.clone(),
         outbox_stop.clone(),
     ));
     let resync_tx = tx.clone();
@@ -159,15 +154,50 @@ pub async fn run(
             "the core thread panicked; the log is intact up to its last commit".to_string(),
         )),
     };
-    // Publish what is left, briefly; the next start resumes from the cursor anyway.
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        // The outbox ends by itself once the core is gone and it has caught up.
-        let mut outbox = outbox;
-        tokio::select! {
-            _ = &mut outbox => {}
-            _ = tokio::time::sleep(Duration::from_secs(2)) => outbox_stop.cancel(),
+    // Publish what is left, briefly; the next start resumes from the cursor anyway. The
+    // outbox ends by itself once the core is gone and it has caught up.
+    let mut bus_task = bus_task;
+    tokio::select! {
+        _ = &mut bus_task => {}
+        _ = tokio::time::sleep(Duration::from_secs(2)) => {
+            outbox_stop.cancel();
+            let _ = bus_task.await;
         }
-    })
-    .await;
+    }
     result
+}
+
+/// Connects to NATS (retrying until it answers or `tasks` is cancelled), sets up the streams,
+/// then runs the outbox and the outcome intake.
+async fn bus_tasks(
+    config: ControllerConfig,
+    published: u64,
+    committed: tokio::sync::watch::Receiver<u64>,
+    tx: std::sync::mpsc::Sender<core::Input>,
+    tasks: CancellationToken,
+    outbox_stop: CancellationToken,
+) {
+    let mut attempt = 0u32;
+    let js = loop {
+        let connected = match bus::connect(&config.nats, "logbook-controller").await {
+            Ok(client) => bus::ensure_topology(client, &config.topology).await,
+            Err(e) => Err(e),
+        };
+        match connected {
+            Ok(js) => break js,
+            Err(e) => {
+                attempt += 1;
+                let wait = Duration::from_millis((250 * u64::from(attempt)).min(5_000));
+                tracing::warn!(error = %e, retry_in = ?wait, "NATS is not available; recording and planning go on, publishing waits");
+                tokio::select! {
+                    _ = tasks.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    };
+    tracing::info!(url = %config.nats.url, "connected to NATS; streams and consumers in place");
+    let intake = tokio::spawn(intake::run(js.clone(), tx.clone(), tasks.clone()));
+    outbox::run(config.log_path.clone(), js, published, committed, tx, outbox_stop).await;
+    let _ = intake.await;
 }

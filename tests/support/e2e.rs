@@ -75,7 +75,7 @@ impl Env {
             .env("KUBECONFIG", &self.kubeconfig)
             .env("LOGBOOK_NATS_URL", self.nats.url())
             .env("RUST_LOG", "info,logbook=debug")
-            .env("LOGBOOK_ACK_WAIT", "3s")
+            .env("LOGBOOK_ACK_WAIT", "2s")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(err);
@@ -178,6 +178,9 @@ impl Env {
 
     /// Every entry of the log as it is now.
     pub fn entries(&self) -> Vec<Entry> {
+        if !self.log_path.exists() {
+            return Vec::new();
+        }
         let r = LogReader::open(&self.log_path).unwrap();
         r.range(..).map(|e| e.unwrap()).collect()
     }
@@ -287,4 +290,82 @@ pub fn outcomes(entries: &[Entry]) -> Vec<(String, String, String)> {
             _ => None,
         })
         .collect()
+}
+
+impl Env {
+    /// What logbook made, without what differs between runs (uids, resourceVersions,
+    /// timestamps, action ids, plan sequences): managed objects' labels, owners and specs, and
+    /// Applications' status conditions.
+    pub async fn cluster_state(&self) -> BTreeMap<String, serde_json::Value> {
+        use kube::api::{DynamicObject, ListParams};
+        use kube::core::{ApiResource, GroupVersionKind};
+        let mut out = BTreeMap::new();
+        let selector = ListParams::default().labels(&logbook::model::managed_selector());
+        for (group, version, kind) in [
+            ("apps", "v1", "Deployment"),
+            ("", "v1", "Service"),
+            ("networking.k8s.io", "v1", "Ingress"),
+        ] {
+            let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+            for o in api.list(&selector).await.unwrap() {
+                let mut v = serde_json::to_value(&o).unwrap();
+                let meta = v["metadata"].clone();
+                let mut spec = v["spec"].take();
+                if let Some(s) = spec.as_object_mut() {
+                    s.remove("clusterIP");
+                    s.remove("clusterIPs");
+                }
+                let owners: Vec<serde_json::Value> = meta["ownerReferences"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|r| serde_json::json!({"kind": r["kind"], "name": r["name"]}))
+                    .collect();
+                out.insert(
+                    format!("{kind}/{}/{}", o.metadata.namespace.clone().unwrap_or_default(), o.metadata.name.clone().unwrap_or_default()),
+                    serde_json::json!({"labels": meta["labels"], "owners": owners, "spec": spec}),
+                );
+            }
+        }
+        let apps: Api<Application> = Api::all(self.client.clone());
+        for a in apps.list(&ListParams::default()).await.unwrap() {
+            let status = a.status.clone().unwrap_or_default();
+            let conditions: Vec<_> = status
+                .conditions
+                .iter()
+                .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone(), c.message.clone()))
+                .collect();
+            out.insert(
+                format!("Application/{}/{}", a.metadata.namespace.clone().unwrap_or_default(), a.metadata.name.clone().unwrap_or_default()),
+                serde_json::json!({"conditions": conditions, "url": status.url, "ready": status.ready_replicas}),
+            );
+        }
+        out
+    }
+
+    /// Waits until every given Application is Ready and its children and rules are in place.
+    pub async fn converged(&self, apps: &[Application]) {
+        for a in apps {
+            let ns = a.metadata.namespace.clone().unwrap_or_default();
+            let name = a.metadata.name.clone().unwrap_or_default();
+            let app = self.ready(&ns, &name).await;
+            let want_image = a.spec.image.clone();
+            let ns2 = ns.clone();
+            self.wait(&format!("{ns}/{name}: image, Service and rule"), || {
+                let (ns, name, want_image, host) = (ns2.clone(), name.clone(), want_image.clone(), app.spec.host.clone());
+                async move {
+                    let image_ok = self.image(&ns, &name).await.as_deref() == Some(want_image.as_str());
+                    let svc_ok = self.services(&ns).get_opt(&name).await.ok()?.is_some();
+                    let rule_ok = match host {
+                        Some(h) => self.ingress_hosts(&ns).await.is_some_and(|hs| hs.contains(&h)),
+                        None => true,
+                    };
+                    (image_ok && svc_ok && rule_ok).then_some(())
+                }
+            })
+            .await;
+        }
+    }
 }
