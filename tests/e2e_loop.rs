@@ -2,10 +2,10 @@
 //! Applications become Deployments, Services and Ingress rules; changes follow; deletes clean up;
 //! conflicts and hand edits are answered; every step is in the log.
 
-#[path = "support/sandbox.rs"]
-mod support;
 #[path = "support/e2e.rs"]
 mod e2e;
+#[path = "support/sandbox.rs"]
+mod support;
 
 use e2e::{Env, outcomes};
 use kube::api::{Patch, PatchParams};
@@ -19,9 +19,25 @@ async fn applications_become_children_follow_changes_and_clean_up() {
         env.controller();
         env.executor("ex-1", 8);
 
-        env.apply(&Application::test("shop", "web").host("shop.example.com").build()).await;
-        env.apply(&Application::test("shop", "api").host("api.example.com").path("/v1").build()).await;
-        env.apply(&Application::test("blog", "site").host("blog.example.com").build()).await;
+        env.apply(
+            &Application::test("shop", "web")
+                .host("shop.example.com")
+                .build(),
+        )
+        .await;
+        env.apply(
+            &Application::test("shop", "api")
+                .host("api.example.com")
+                .path("/v1")
+                .build(),
+        )
+        .await;
+        env.apply(
+            &Application::test("blog", "site")
+                .host("blog.example.com")
+                .build(),
+        )
+        .await;
 
         for (ns, name, url) in [
             ("shop", "web", "http://shop.example.com/"),
@@ -30,7 +46,10 @@ async fn applications_become_children_follow_changes_and_clean_up() {
         ] {
             let app = env.ready(ns, name).await;
             assert_eq!(app.status.as_ref().unwrap().url.as_deref(), Some(url));
-            assert!(env.services(ns).get_opt(name).await.unwrap().is_some(), "{ns}/{name} Service");
+            assert!(
+                env.services(ns).get_opt(name).await.unwrap().is_some(),
+                "{ns}/{name} Service"
+            );
         }
         let hosts = env
             .wait("both shop rules in the shared Ingress", || async {
@@ -38,28 +57,60 @@ async fn applications_become_children_follow_changes_and_clean_up() {
             })
             .await;
         assert_eq!(hosts, ["api.example.com", "shop.example.com"]);
-        assert_eq!(env.ingress_hosts("blog").await.unwrap(), ["blog.example.com"]);
+        assert_eq!(
+            env.ingress_hosts("blog").await.unwrap(),
+            ["blog.example.com"]
+        );
 
         // A new image: the Deployment follows.
-        env.apply(&Application::test("shop", "web").host("shop.example.com").image("registry.example.com/web:2.0").build()).await;
+        env.apply(
+            &Application::test("shop", "web")
+                .host("shop.example.com")
+                .image("registry.example.com/web:2.0")
+                .build(),
+        )
+        .await;
         env.wait("the Deployment to follow the new image", || async {
-            (env.image("shop", "web").await.as_deref() == Some("registry.example.com/web:2.0")).then_some(())
+            (env.image("shop", "web").await.as_deref() == Some("registry.example.com/web:2.0"))
+                .then_some(())
         })
         .await;
 
         // A host already taken: Invalid naming the holder, and no children.
-        env.apply(&Application::test("blog", "thief").host("shop.example.com").build()).await;
+        env.apply(
+            &Application::test("blog", "thief")
+                .host("shop.example.com")
+                .build(),
+        )
+        .await;
         let thief = env
             .wait("the thief to be Invalid", || async {
                 let app = env.apps("blog").get_opt("thief").await.ok()??;
-                let c = app.status?.conditions.into_iter().find(|c| c.type_ == "Invalid" && c.status == "True")?;
+                let c = app
+                    .status?
+                    .conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "Invalid" && c.status == "True")?;
                 Some(c)
             })
             .await;
         assert_eq!(thief.reason, "HostConflict");
-        assert!(thief.message.contains("shop/web"), "names the holder: {}", thief.message);
-        assert!(env.deployments("blog").get_opt("thief").await.unwrap().is_none());
-        assert_eq!(env.ingress_hosts("blog").await.unwrap(), ["blog.example.com"]);
+        assert!(
+            thief.message.contains("shop/web"),
+            "names the holder: {}",
+            thief.message
+        );
+        assert!(
+            env.deployments("blog")
+                .get_opt("thief")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            env.ingress_hosts("blog").await.unwrap(),
+            ["blog.example.com"]
+        );
 
         // Delete one of the two in shop: its children go, its rule leaves, the other's stays.
         env.delete_app("shop", "api").await;
@@ -70,7 +121,13 @@ async fn applications_become_children_follow_changes_and_clean_up() {
             (gone && hosts == ["shop.example.com"]).then_some(())
         })
         .await;
-        assert!(env.deployments("shop").get_opt("web").await.unwrap().is_some());
+        assert!(
+            env.deployments("shop")
+                .get_opt("web")
+                .await
+                .unwrap()
+                .is_some()
+        );
 
         // The log tells the story: events, plans, actions, outcomes, all applied or no-op.
         let entries = env.entries();
@@ -80,10 +137,15 @@ async fn applications_become_children_follow_changes_and_clean_up() {
             outs.iter().all(|(_, r, _)| r == "applied" || r == "noop"),
             "{outs:?}"
         );
-        let actions = entries.iter().filter(|e| matches!(e.body, Body::Action(_))).count();
+        let actions = entries
+            .iter()
+            .filter(|e| matches!(e.body, Body::Action(_)))
+            .count();
         assert!(actions >= 10, "{actions} actions");
         let r = logbook::log::LogReader::open(&env.log_path).unwrap();
         assert!(r.verify().unwrap().problem.is_none());
+        // Replaying the log reproduces every plan from the prefix it read.
+        assert!(e2e::recompute_plans(&entries) >= 5);
     })
     .await;
 }
@@ -94,7 +156,12 @@ async fn a_hand_edit_of_a_managed_deployment_is_put_back_and_logged() {
         let mut env = Env::start(&["shop"]).await;
         env.controller();
         env.executor("ex-1", 4);
-        env.apply(&Application::test("shop", "web").image("registry.example.com/web:1.0").build()).await;
+        env.apply(
+            &Application::test("shop", "web")
+                .image("registry.example.com/web:1.0")
+                .build(),
+        )
+        .await;
         env.ready("shop", "web").await;
 
         // Someone edits the image by hand.
@@ -106,7 +173,8 @@ async fn a_hand_edit_of_a_managed_deployment_is_put_back_and_logged() {
             .await
             .unwrap();
         env.wait("logbook to put the image back", || async {
-            (env.image("shop", "web").await.as_deref() == Some("registry.example.com/web:1.0")).then_some(())
+            (env.image("shop", "web").await.as_deref() == Some("registry.example.com/web:1.0"))
+                .then_some(())
         })
         .await;
 
@@ -118,7 +186,10 @@ async fn a_hand_edit_of_a_managed_deployment_is_put_back_and_logged() {
                 Body::Event(ev) => {
                     ev.change == Change::Upsert
                         && ev.key.kind == "Deployment"
-                        && ev.object.as_ref().is_some_and(|o| o.as_str().contains("evil.example.com"))
+                        && ev
+                            .object
+                            .as_ref()
+                            .is_some_and(|o| o.as_str().contains("evil.example.com"))
                 }
                 _ => false,
             })
@@ -126,16 +197,27 @@ async fn a_hand_edit_of_a_managed_deployment_is_put_back_and_logged() {
         let answer = entries
             .iter()
             .find_map(|e| match &e.body {
-                Body::Action(a) if e.seq > drift.seq && a.action.target.kind == "Deployment" => Some(a),
+                Body::Action(a) if e.seq > drift.seq && a.action.target.kind == "Deployment" => {
+                    Some(a)
+                }
                 _ => None,
             })
             .expect("an action after the drift event");
-        assert!(answer.action.reason.contains("drift"), "{}", answer.action.reason);
         assert!(
-            answer.action.basis.values().any(|rv| drift_rv(&drift.body) == Some(rv.as_str())),
+            answer.action.reason.contains("drift"),
+            "{}",
+            answer.action.reason
+        );
+        assert!(
+            answer
+                .action
+                .basis
+                .values()
+                .any(|rv| drift_rv(&drift.body) == Some(rv.as_str())),
             "the action was derived from the drifted version: {:?}",
             answer.action.basis
         );
+        assert!(e2e::recompute_plans(&entries) >= 2);
     })
     .await;
 }

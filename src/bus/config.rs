@@ -45,7 +45,10 @@ impl NatsArgs {
     /// Checks that the credentials and CA files given can be read, so a typo fails at start
     /// rather than in a reconnect loop.
     pub fn check_files(&self) -> Result<(), BusError> {
-        for (what, path) in [("NATS credentials", &self.creds), ("NATS TLS CA", &self.tls_ca)] {
+        for (what, path) in [
+            ("NATS credentials", &self.creds),
+            ("NATS TLS CA", &self.tls_ca),
+        ] {
             if let Some(p) = path
                 && let Err(source) = std::fs::File::open(p)
             {

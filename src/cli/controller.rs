@@ -25,7 +25,12 @@ pub struct ControllerArgs {
     #[command(flatten)]
     pub planner: PlannerArgs,
     /// The log file: created when missing, resumed from when present.
-    #[arg(long, env = "LOGBOOK_LOG", value_name = "FILE", default_value = "logbook.db")]
+    #[arg(
+        long,
+        env = "LOGBOOK_LOG",
+        value_name = "FILE",
+        default_value = "logbook.db"
+    )]
     pub log: PathBuf,
     /// Quiet period after an event before planning, so a burst is planned once.
     #[arg(long, env = "LOGBOOK_DEBOUNCE", default_value = "2ms", value_parser = parse_duration, value_name = "DURATION")]

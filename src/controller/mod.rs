@@ -65,11 +65,10 @@ pub async fn run(
     let (notify, committed) = tokio::sync::watch::channel(0);
     let planner = config.planner.clone();
     let debounce = config.debounce;
-    let mut core = tokio::task::spawn_blocking(move || {
-        core::Core::new(log, planner, kinds, debounce, notify)
-    })
-    .await
-    .map_err(|e| ControllerError::Internal(format!("folding the log: {e}")))??;
+    let mut core =
+        tokio::task::spawn_blocking(move || core::Core::new(log, planner, kinds, debounce, notify))
+            .await
+            .map_err(|e| ControllerError::Internal(format!("folding the log: {e}")))??;
     let published = {
         let reader = crate::log::LogReader::open(&config.log_path)?;
         reader.cursor(core::OUTBOX_CURSOR)?.unwrap_or(0)
@@ -198,6 +197,14 @@ async fn bus_tasks(
     };
     tracing::info!(url = %config.nats.url, "connected to NATS; streams and consumers in place");
     let intake = tokio::spawn(intake::run(js.clone(), tx.clone(), tasks.clone()));
-    outbox::run(config.log_path.clone(), js, published, committed, tx, outbox_stop).await;
+    outbox::run(
+        config.log_path.clone(),
+        js,
+        published,
+        committed,
+        tx,
+        outbox_stop,
+    )
+    .await;
     let _ = intake.await;
 }

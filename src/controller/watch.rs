@@ -51,12 +51,7 @@ pub fn watched() -> Vec<Watched> {
 }
 
 /// Runs one watch until `shutdown`, sending what it sees to the core.
-pub async fn run(
-    client: kube::Client,
-    w: Watched,
-    tx: Sender<Input>,
-    shutdown: CancellationToken,
-) {
+pub async fn run(client: kube::Client, w: Watched, tx: Sender<Input>, shutdown: CancellationToken) {
     let api: Api<DynamicObject> = Api::all_with(client, &w.resource);
     let mut config = watcher::Config::default();
     if w.managed_only {

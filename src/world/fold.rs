@@ -132,7 +132,11 @@ impl Fold {
     fn clear(&mut self, target: &ObjKey, action_id: &str) {
         self.world.clear_pending(target, action_id);
         self.pending_ids.remove(action_id);
-        if self.awaiting.get(target).is_some_and(|(id, _)| id == action_id) {
+        if self
+            .awaiting
+            .get(target)
+            .is_some_and(|(id, _)| id == action_id)
+        {
             self.awaiting.remove(target);
         }
     }
@@ -177,8 +181,7 @@ impl Fold {
             (Verb::Delete, obj) => obj.is_none(),
             (_, Some(obj)) => {
                 shows(obj, &o.action_id)
-                    || o
-                        .resource_version
+                    || o.resource_version
                         .as_deref()
                         .is_none_or(|rv| reached(&obj.resource_version, rv))
             }
@@ -187,10 +190,8 @@ impl Fold {
         if seen {
             self.clear(&target, &o.action_id);
         } else {
-            self.awaiting.insert(
-                target,
-                (o.action_id.clone(), o.resource_version.clone()),
-            );
+            self.awaiting
+                .insert(target, (o.action_id.clone(), o.resource_version.clone()));
         }
     }
 }
@@ -217,5 +218,148 @@ fn reached(seen: &str, wanted: &str) -> bool {
     match (seen.parse::<u64>(), wanted.parse::<u64>()) {
         (Ok(s), Ok(w)) => s >= w,
         _ => seen == wanted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::{ActionRecord, Json, ObservedEvent};
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
+    }
+    fn key() -> ObjKey {
+        ObjKey::new("Deployment", "shop", "web")
+    }
+    fn deployment(rv: &str, action: Option<&str>) -> Body {
+        let mut obj = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "shop", "uid": "u1", "resourceVersion": rv}});
+        if let Some(a) = action {
+            obj["metadata"]["annotations"] = json!({ACTION_ID_ANNOTATION: a});
+        }
+        Body::Event(ObservedEvent {
+            change: Change::Upsert,
+            key: key(),
+            api_version: "apps/v1".into(),
+            uid: "u1".into(),
+            resource_version: rv.into(),
+            object: Some(Json::from_value(&obj)),
+            synthesized: false,
+        })
+    }
+    fn deleted() -> Body {
+        Body::Event(ObservedEvent {
+            change: Change::Delete,
+            key: key(),
+            api_version: "apps/v1".into(),
+            uid: "u1".into(),
+            resource_version: "20".into(),
+            object: None,
+            synthesized: false,
+        })
+    }
+    fn action(verb: Verb) -> (String, Body) {
+        let object = (verb != Verb::Delete).then(|| json!({"kind": "Deployment"}));
+        let a = Action::new(
+            verb,
+            key(),
+            "apps/v1",
+            None,
+            object,
+            None,
+            "test".into(),
+            Default::default(),
+        );
+        (
+            a.id.clone(),
+            Body::Action(ActionRecord {
+                plan_seq: 1,
+                action: a.into(),
+            }),
+        )
+    }
+    fn outcome(id: &str, result: OutcomeResult, rv: Option<&str>, retry: bool) -> Body {
+        Body::Outcome(OutcomeRecord {
+            action_id: id.into(),
+            result,
+            message: String::new(),
+            executor: "ex".into(),
+            attempt: 1,
+            resource_version: rv.map(str::to_string),
+            retry,
+        })
+    }
+    fn fold(bodies: &[Body]) -> Fold {
+        let mut f = Fold::new();
+        for (i, b) in bodies.iter().enumerate() {
+            f.apply(i as u64 + 1, at(i as i64), b);
+        }
+        f
+    }
+
+    #[test]
+    fn an_applied_action_stays_pending_until_its_version_is_observed() {
+        let (id, a) = action(Verb::Apply);
+        let applied = outcome(&id, OutcomeResult::Applied, Some("10"), false);
+        let f = fold(&[deployment("5", None), a.clone(), applied.clone()]);
+        assert!(
+            f.world().pending(&key()).is_some(),
+            "applied but not yet seen"
+        );
+        let f = fold(&[
+            deployment("5", None),
+            a.clone(),
+            applied.clone(),
+            deployment("9", None),
+        ]);
+        assert!(
+            f.world().pending(&key()).is_some(),
+            "an older version does not settle it"
+        );
+        let f = fold(&[
+            deployment("5", None),
+            a.clone(),
+            applied,
+            deployment("10", None),
+        ]);
+        assert!(f.world().pending(&key()).is_none());
+        assert_eq!(f.world().now(), Some("2027-01-15T08:00:03Z"));
+        // The annotation alone settles it, outcome or not.
+        let f = fold(&[a, deployment("11", Some(&id))]);
+        assert!(f.world().pending(&key()).is_none());
+    }
+
+    #[test]
+    fn retried_outcomes_keep_it_pending_and_final_failures_clear_it() {
+        let (id, a) = action(Verb::Apply);
+        let f = fold(&[a.clone(), outcome(&id, OutcomeResult::Conflict, None, true)]);
+        assert!(f.world().pending(&key()).is_some());
+        for result in [
+            OutcomeResult::Failed,
+            OutcomeResult::Abandoned,
+            OutcomeResult::Superseded,
+            OutcomeResult::NoOp,
+        ] {
+            let f = fold(&[a.clone(), outcome(&id, result, None, false)]);
+            assert!(f.world().pending(&key()).is_none(), "{result:?}");
+        }
+        // An outcome for an action no longer pending changes nothing.
+        let (id2, b) = action(Verb::Create);
+        let f = fold(&[a, b, outcome(&id, OutcomeResult::Failed, None, false)]);
+        assert_eq!(f.world().pending(&key()).map(|p| p.id.clone()), Some(id2));
+    }
+
+    #[test]
+    fn a_delete_stays_pending_until_the_object_is_gone() {
+        let (id, a) = action(Verb::Delete);
+        let applied = outcome(&id, OutcomeResult::Applied, None, false);
+        let f = fold(&[deployment("5", None), a.clone(), applied.clone()]);
+        assert!(f.world().pending(&key()).is_some());
+        let f = fold(&[deployment("5", None), a, applied, deleted()]);
+        assert!(f.world().pending(&key()).is_none());
+        assert!(f.world().object(&key()).is_none());
     }
 }

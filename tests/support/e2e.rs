@@ -2,7 +2,7 @@
 //! as child processes of the built binary (so they can be killed), all killed on drop.
 #![allow(dead_code)]
 
-use super::support::{eventually, fast_config, install_crd, start_with};
+use super::support::{fast_config, install_crd, start_with};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -158,21 +158,34 @@ impl Env {
                 let text = std::fs::read_to_string(&p).unwrap_or_default();
                 let lines: Vec<&str> = text.lines().collect();
                 let start = lines.len().saturating_sub(15);
-                out.push_str(&format!("--- {}\n{}\n", p.display(), lines[start..].join("\n")));
+                out.push_str(&format!(
+                    "--- {}\n{}\n",
+                    p.display(),
+                    lines[start..].join("\n")
+                ));
             }
         }
         out
     }
 
     /// Waits for `check` like `eventually`, but shows the processes' logs when it times out.
-    pub async fn wait<T, F, Fut>(&self, what: &str, check: F) -> T
+    pub async fn wait<T, F, Fut>(&self, what: &str, mut check: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Option<T>>,
     {
-        match tokio::time::timeout(CONVERGE + Duration::from_secs(1), eventually(what, CONVERGE, check)).await {
-            Ok(v) => v,
-            Err(_) => panic!("timed out waiting for {what}\n{}", self.tails()),
+        let deadline = tokio::time::Instant::now() + CONVERGE;
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!(
+                    "timed out after {CONVERGE:?} waiting for {what}\n{}",
+                    self.tails()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -212,7 +225,11 @@ impl Env {
             m.remove("generation");
         }
         self.apps(&ns)
-            .patch(&name, &PatchParams::apply("kubectl").force(), &Patch::Apply(body))
+            .patch(
+                &name,
+                &PatchParams::apply("kubectl").force(),
+                &Patch::Apply(body),
+            )
             .await
             .unwrap();
     }
@@ -324,7 +341,11 @@ impl Env {
                     .map(|r| serde_json::json!({"kind": r["kind"], "name": r["name"]}))
                     .collect();
                 out.insert(
-                    format!("{kind}/{}/{}", o.metadata.namespace.clone().unwrap_or_default(), o.metadata.name.clone().unwrap_or_default()),
+                    format!(
+                        "{kind}/{}/{}",
+                        o.metadata.namespace.clone().unwrap_or_default(),
+                        o.metadata.name.clone().unwrap_or_default()
+                    ),
                     serde_json::json!({"labels": meta["labels"], "owners": owners, "spec": spec}),
                 );
             }
@@ -335,7 +356,14 @@ impl Env {
             let conditions: Vec<_> = status
                 .conditions
                 .iter()
-                .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone(), c.message.clone()))
+                .map(|c| {
+                    (
+                        c.type_.clone(),
+                        c.status.clone(),
+                        c.reason.clone(),
+                        c.message.clone(),
+                    )
+                })
                 .collect();
             out.insert(
                 format!("Application/{}/{}", a.metadata.namespace.clone().unwrap_or_default(), a.metadata.name.clone().unwrap_or_default()),
@@ -354,12 +382,21 @@ impl Env {
             let want_image = a.spec.image.clone();
             let ns2 = ns.clone();
             self.wait(&format!("{ns}/{name}: image, Service and rule"), || {
-                let (ns, name, want_image, host) = (ns2.clone(), name.clone(), want_image.clone(), app.spec.host.clone());
+                let (ns, name, want_image, host) = (
+                    ns2.clone(),
+                    name.clone(),
+                    want_image.clone(),
+                    app.spec.host.clone(),
+                );
                 async move {
-                    let image_ok = self.image(&ns, &name).await.as_deref() == Some(want_image.as_str());
+                    let image_ok =
+                        self.image(&ns, &name).await.as_deref() == Some(want_image.as_str());
                     let svc_ok = self.services(&ns).get_opt(&name).await.ok()?.is_some();
                     let rule_ok = match host {
-                        Some(h) => self.ingress_hosts(&ns).await.is_some_and(|hs| hs.contains(&h)),
+                        Some(h) => self
+                            .ingress_hosts(&ns)
+                            .await
+                            .is_some_and(|hs| hs.contains(&h)),
                         None => true,
                     };
                     (image_ok && svc_ok && rule_ok).then_some(())
@@ -368,4 +405,37 @@ impl Env {
             .await;
         }
     }
+}
+
+/// Recomputes every recorded plan from exactly the log prefix it read and returns how many
+/// matched; panics at the first plan whose actions differ.
+pub fn recompute_plans(entries: &[Entry]) -> usize {
+    use logbook::reconcile::{Planner, PlannerConfig};
+    use logbook::world::Fold;
+    let planner = Planner::new(PlannerConfig::default());
+    let mut fold = Fold::new();
+    let mut next = 0;
+    let mut checked = 0;
+    for e in entries {
+        if let Body::Plan(p) = &e.body {
+            while next < entries.len() && entries[next].seq <= p.upto_seq {
+                let x = &entries[next];
+                fold.apply(x.seq, x.at, &x.body);
+                next += 1;
+            }
+            let actions = if p.scope.is_empty() {
+                planner.plan_all(fold.world())
+            } else {
+                planner.plan_scopes(fold.world(), &p.scope.iter().cloned().collect())
+            };
+            let ids: Vec<String> = actions.into_iter().map(|a| a.id).collect();
+            assert_eq!(
+                ids, p.action_ids,
+                "plan at seq {} (read up to {}) recomputed differently",
+                e.seq, p.upto_seq
+            );
+            checked += 1;
+        }
+    }
+    checked
 }
