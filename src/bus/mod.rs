@@ -63,3 +63,39 @@ pub enum BusError {
     #[error("{0}")]
     Wire(String),
 }
+
+/// Connects and sets up the streams and consumers, retrying (with a growing pause, logged)
+/// while NATS is unreachable or not ready, until `shutdown`. A credentials or CA file that
+/// cannot be read fails at once, since retrying cannot fix it. `Ok(None)` means shut down
+/// before NATS answered.
+pub async fn connect_with_retry(
+    args: &NatsArgs,
+    name: &str,
+    topology: &Topology,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<Option<async_nats::jetstream::Context>, BusError> {
+    args.check_files()?;
+    let mut attempt = 0u64;
+    loop {
+        let connected = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            c = async {
+                let client = connect(args, name).await?;
+                ensure_topology(client, topology).await
+            } => c,
+        };
+        match connected {
+            Ok(js) => return Ok(Some(js)),
+            Err(e @ BusError::File { .. }) => return Err(e),
+            Err(e) => {
+                attempt += 1;
+                let wait = std::time::Duration::from_millis((250 * attempt).min(5_000));
+                tracing::warn!(error = %e, retry_in = ?wait, "NATS is not available yet");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}

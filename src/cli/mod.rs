@@ -3,8 +3,12 @@
 //! Parsing and printing only; the work is done by the library modules they call.
 
 pub mod common;
+pub mod controller;
+mod dev;
+mod executor;
 mod plan;
 pub mod sandbox;
+mod trail;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -29,12 +33,29 @@ enum Command {
     Crd,
     /// Run the Kubernetes API emulator standalone and write a kubeconfig for it.
     Sandbox(sandbox::SandboxArgs),
+    /// Run an executor: apply actions from NATS to the cluster and report their outcomes.
+    ///
+    /// Idempotent (server-side apply, the plan sequence as a fencing token, uid preconditions on
+    /// deletes); one outcome per delivery. Run any number: they share one durable consumer.
+    Executor(executor::ExecutorArgs),
+    /// Run the whole loop locally with no cluster: the sandbox, a nats-server, the controller
+    /// and two executors; apply the examples and print the trail (event → plan → action →
+    /// outcome). Ctrl-C stops everything.
+    Dev(dev::DevArgs),
+    /// Run the controller: watch Applications and their children, record every event in the
+    /// log, plan, and publish actions to NATS for the executors.
+    Controller(controller::ControllerArgs),
 }
 
 /// Entry point of the `logbook` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // `logbook dev` prints its trail on stdout; only warnings go to stderr unless asked.
+    init_tracing(if matches!(cli.command, Command::Dev(_)) {
+        "warn"
+    } else {
+        "info"
+    });
     match cli.command {
         Command::Plan(args) => plan::run(args),
         Command::Crd => {
@@ -42,13 +63,16 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Sandbox(args) => sandbox::run(args),
+        Command::Executor(args) => executor::run(args),
+        Command::Controller(args) => controller::run(args),
+        Command::Dev(args) => dev::run(args),
     }
 }
 
-/// Logs go to stderr, filtered by `RUST_LOG` (default `info`).
-fn init_tracing() {
+/// Logs go to stderr, filtered by `RUST_LOG` (default `default_level`).
+fn init_tracing(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

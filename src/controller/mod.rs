@@ -176,23 +176,19 @@ async fn bus_tasks(
     tasks: CancellationToken,
     outbox_stop: CancellationToken,
 ) {
-    let mut attempt = 0u32;
-    let js = loop {
-        let connected = match bus::connect(&config.nats, "logbook-controller").await {
-            Ok(client) => bus::ensure_topology(client, &config.topology).await,
-            Err(e) => Err(e),
-        };
-        match connected {
-            Ok(js) => break js,
-            Err(e) => {
-                attempt += 1;
-                let wait = Duration::from_millis((250 * u64::from(attempt)).min(5_000));
-                tracing::warn!(error = %e, retry_in = ?wait, "NATS is not available; recording and planning go on, publishing waits");
-                tokio::select! {
-                    _ = tasks.cancelled() => return,
-                    _ = tokio::time::sleep(wait) => {}
-                }
-            }
+    let js = match bus::connect_with_retry(
+        &config.nats,
+        "logbook-controller",
+        &config.topology,
+        &tasks,
+    )
+    .await
+    {
+        Ok(Some(js)) => js,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot use NATS; nothing will be published");
+            return;
         }
     };
     tracing::info!(url = %config.nats.url, "connected to NATS; streams and consumers in place");

@@ -36,6 +36,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/sandbox/injected", "the errors injected so far"),
     (
         "GET",
+        "/sandbox/audited",
+        "the requests that carried an Audit-ID, oldest first",
+    ),
+    (
+        "GET",
         "/sandbox/state",
         "every object, as --state saves them",
     ),
@@ -96,6 +101,7 @@ pub fn handle(
             Ok(json!({}))
         }
         ("GET", "injected") => Ok(json!(faults.injected())),
+        ("GET", "audited") => Ok(json!(faults.audited())),
         ("GET", "state") => Ok(json!(store.snapshot_all())),
         (_, r)
             if ROUTES.iter().any(|(_, p, _)| {

@@ -1,7 +1,8 @@
 //! Fault injection, reproducible from a seed: latency, error answers, short watches, pause.
-//! Owns the fault settings and the record of what was injected; it must not serve requests.
+//! Owns the fault settings, the record of what was injected and the audit trail of requests
+//! that named themselves (`Audit-ID`); it must not serve requests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -103,10 +104,26 @@ pub struct Injected {
     pub code: u16,
 }
 
+/// How many audited requests are remembered (oldest dropped first).
+pub const AUDIT_KEPT: usize = 1024;
+
+/// A request that carried an `Audit-ID` header, as an audit log records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Audited {
+    /// The client's `Audit-ID`.
+    pub audit_id: String,
+    /// The HTTP method.
+    pub method: String,
+    /// The path and query, e.g. `/apis/apps/v1/namespaces/a/deployments/b?fieldManager=x`.
+    pub request_uri: String,
+}
+
 struct Inner {
     config: FaultConfig,
     rng: ChaCha8Rng,
     injected: Vec<Injected>,
+    audited: VecDeque<Audited>,
 }
 
 /// A handle to the faults of a running sandbox; cheap to clone.
@@ -124,6 +141,7 @@ impl Faults {
                 config: FaultConfig::default(),
                 rng: ChaCha8Rng::seed_from_u64(seed),
                 injected: Vec::new(),
+                audited: VecDeque::new(),
             })),
             paused: Arc::new(watch::channel(false).0),
             store,
@@ -216,6 +234,29 @@ impl Faults {
     /// The errors injected so far, clearing the record.
     pub fn take_injected(&self) -> Vec<Injected> {
         std::mem::take(&mut self.lock().injected)
+    }
+
+    /// The requests that carried an `Audit-ID`, oldest first (the last [`AUDIT_KEPT`]).
+    pub fn audited(&self) -> Vec<Audited> {
+        self.lock().audited.iter().cloned().collect()
+    }
+
+    /// The `Audit-ID`s clients sent, oldest first.
+    pub fn audit_ids(&self) -> Vec<String> {
+        self.lock()
+            .audited
+            .iter()
+            .map(|a| a.audit_id.clone())
+            .collect()
+    }
+
+    /// Remember a request that carried an `Audit-ID`.
+    pub(crate) fn record_audited(&self, audited: Audited) {
+        let mut g = self.lock();
+        if g.audited.len() >= AUDIT_KEPT {
+            g.audited.pop_front();
+        }
+        g.audited.push_back(audited);
     }
 
     /// Wait while paused.

@@ -55,7 +55,7 @@ use serde_json::json;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use faults::{FaultConfig, Faults, Injected, Verb};
+pub use faults::{Audited, FaultConfig, Faults, Injected, Verb};
 pub use status::ApiError;
 
 /// Namespaces that exist from the start, as in a fresh cluster.

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::admin;
 use super::discovery;
-use super::faults::{Faults, Verb};
+use super::faults::{Audited, Faults, Verb};
 use super::openapi;
 use super::patch::PatchType;
 use super::status::ApiError;
@@ -28,6 +28,10 @@ use super::watch;
 
 /// The real API server's limit on request bodies (3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// The header naming a request in the audit log (sent as `Audit-ID`, answered as `Audit-Id`;
+/// header names are case-insensitive).
+pub const AUDIT_ID: &str = "audit-id";
 
 /// What every request handler shares.
 pub struct App {
@@ -173,8 +177,27 @@ pub async fn handle(app: Arc<App>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = Instant::now();
+    // As the real API server: a client's `Audit-ID` names the request in the audit log and is
+    // echoed as `Audit-Id`; without one the server makes one up.
+    let audit_id = req
+        .headers()
+        .get(AUDIT_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(str::to_string);
+    if let Some(id) = &audit_id {
+        app.faults.record_audited(Audited {
+            audit_id: id.clone(),
+            method: method.to_string(),
+            request_uri: req
+                .uri()
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| path.clone()),
+        });
+    }
     let result = AssertUnwindSafe(dispatch(app, req)).catch_unwind().await;
-    let response = match result {
+    let mut response = match result {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => error_response(&e),
         Err(_) => {
@@ -182,7 +205,11 @@ pub async fn handle(app: Arc<App>, req: Request) -> Response {
             error_response(&ApiError::internal("the request could not be handled"))
         }
     };
-    tracing::debug!(%method, %path, code = response.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "sandbox request");
+    let audit_id = audit_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    if let Ok(v) = HeaderValue::from_str(&audit_id) {
+        response.headers_mut().insert(AUDIT_ID, v);
+    }
+    tracing::debug!(%method, %path, code = response.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, %audit_id, "sandbox request");
     response
 }
 
