@@ -98,7 +98,8 @@ pub async fn connect(args: &NatsArgs, name: &str) -> Result<async_nats::Client, 
     }
     let mut attempt = 0u64;
     loop {
-        match opts.clone().connect(args.url.as_str()).await {
+        let urls: Vec<&str> = args.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+        match opts.clone().connect(urls).await {
             Ok(client) => return Ok(client),
             Err(source) if attempt >= 19 => {
                 return Err(BusError::Connect {

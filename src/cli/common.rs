@@ -73,21 +73,27 @@ impl TopologyArgs {
     }
 }
 
-/// Parses `250ms`, `5s`, `2m`, `1h` (a bare number is seconds).
+/// Parses `250ms`, `1.5s`, `2m`, `1h` or `0`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => return Err(format!("{s:?} has no unit: write it as 500ms, 2s or 1m")),
+    };
+    let n: f64 = num
         .parse()
-        .map_err(|_| format!("{s:?} is not a duration (examples: 250ms, 5s, 2m, 1h)"))?;
-    Ok(match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
+        .map_err(|_| format!("{s:?} is not a duration: write it as 500ms, 2s or 1m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
         _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
-    })
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
 }
 
 /// A token cancelled on SIGTERM or Ctrl-C (SIGINT).
@@ -128,7 +134,8 @@ mod tests {
     #[test]
     fn durations_parse_with_units() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("5").is_err(), "a unit is required");
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("fast").is_err());

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::common::parse_duration;
 use crate::sandbox::{Sandbox, SandboxConfig};
 
 /// Flags of `logbook sandbox`.
@@ -55,28 +56,6 @@ pub struct SandboxArgs {
     pub bookmark_interval: Duration,
 }
 
-/// Parse `250ms`, `2s`, `1m` or `0`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => s.split_at(i),
-        None => return Err(format!("{s:?} has no unit: write it as 500ms, 2s or 1m")),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration: write it as 500ms, 2s or 1m"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
-}
 
 /// Runs `logbook sandbox`: serves until Ctrl-C or SIGTERM.
 pub fn run(args: SandboxArgs) -> ExitCode {
