@@ -29,13 +29,28 @@ fn run(args: &[&str], env: &[(&str, &str)], limit: Duration) -> (i32, String, St
         if let Some(s) = child.0.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "logbook {args:?} did not finish within {limit:?}");
+        assert!(
+            Instant::now() < deadline,
+            "logbook {args:?} did not finish within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut out = String::new();
     let mut err = String::new();
-    child.0.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    child.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     (status.code().unwrap_or(-1), out, err)
 }
 
@@ -44,12 +59,27 @@ fn dev_runs_the_examples_to_ready_and_prints_the_trail() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("dev");
     let (code, out, err) = run(
-        &["dev", "--data-dir", data.to_str().unwrap(), "-f", "examples", "--ready-delay", "100ms", "--until-ready"],
+        &[
+            "dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "-f",
+            "examples",
+            "--ready-delay",
+            "100ms",
+            "--until-ready",
+        ],
         &[],
         Duration::from_secs(90),
     );
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
-    assert!(out.contains(&format!("kubeconfig:  {}", data.join("kubeconfig").display())), "{out}");
+    assert!(
+        out.contains(&format!(
+            "kubeconfig:  {}",
+            data.join("kubeconfig").display()
+        )),
+        "{out}"
+    );
     for kind in [" event ", " plan ", " action ", " outcome "] {
         assert!(out.contains(kind), "no {kind:?} line in the trail:\n{out}");
     }
@@ -60,7 +90,15 @@ fn dev_runs_the_examples_to_ready_and_prints_the_trail() {
         assert!(data.join(f).exists(), "{f} missing from the data directory");
     }
     let (code, out, err) = run(
-        &["dev", "--data-dir", data.to_str().unwrap(), "-f", "examples", "--until-ready", "--quiet"],
+        &[
+            "dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "-f",
+            "examples",
+            "--until-ready",
+            "--quiet",
+        ],
         &[],
         Duration::from_secs(90),
     );
@@ -71,7 +109,12 @@ fn dev_runs_the_examples_to_ready_and_prints_the_trail() {
 fn dev_without_nats_server_says_how_to_install_it() {
     let dir = tempfile::tempdir().unwrap();
     let (code, out, err) = run(
-        &["dev", "--data-dir", dir.path().to_str().unwrap(), "--until-ready"],
+        &[
+            "dev",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--until-ready",
+        ],
         &[("LOGBOOK_NATS_SERVER", "/nonexistent/nats-server")],
         Duration::from_secs(30),
     );

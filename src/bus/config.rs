@@ -98,7 +98,12 @@ pub async fn connect(args: &NatsArgs, name: &str) -> Result<async_nats::Client, 
     }
     let mut attempt = 0u64;
     loop {
-        let urls: Vec<&str> = args.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+        let urls: Vec<&str> = args
+            .url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
         match opts.clone().connect(urls).await {
             Ok(client) => return Ok(client),
             Err(source) if attempt >= 19 => {

@@ -56,7 +56,6 @@ pub struct SandboxArgs {
     pub bookmark_interval: Duration,
 }
 
-
 /// Runs `logbook sandbox`: serves until Ctrl-C or SIGTERM.
 pub fn run(args: SandboxArgs) -> ExitCode {
     let _ = tracing_subscriber::fmt()

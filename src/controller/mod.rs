@@ -176,21 +176,17 @@ async fn bus_tasks(
     tasks: CancellationToken,
     outbox_stop: CancellationToken,
 ) {
-    let js = match bus::connect_with_retry(
-        &config.nats,
-        "logbook-controller",
-        &config.topology,
-        &tasks,
-    )
-    .await
-    {
-        Ok(Some(js)) => js,
-        Ok(None) => return,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot use NATS; nothing will be published");
-            return;
-        }
-    };
+    let js =
+        match bus::connect_with_retry(&config.nats, "logbook-controller", &config.topology, &tasks)
+            .await
+        {
+            Ok(Some(js)) => js,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot use NATS; nothing will be published");
+                return;
+            }
+        };
     tracing::info!(url = %config.nats.url, "connected to NATS; streams and consumers in place");
     let intake = tokio::spawn(intake::run(js.clone(), tx.clone(), tasks.clone()));
     outbox::run(
