@@ -76,7 +76,23 @@ async fn applications_become_children_follow_changes_and_clean_up() {
         })
         .await;
 
-        // A host already taken: Invalid naming the holder, and no children.
+        // A host already taken: Invalid naming the holder, and no children. The oldest claim
+        // wins and creationTimestamp has whole seconds (ties go by namespace and name, where
+        // blog/thief would win), so the thief comes in a later second than shop/web.
+        let web_created = env
+            .apps("shop")
+            .get("web")
+            .await
+            .unwrap()
+            .metadata
+            .creation_timestamp
+            .unwrap()
+            .0;
+        env.wait("a second later than shop/web's creation", || async {
+            (k8s_openapi::jiff::Timestamp::now().as_second() > web_created.as_second())
+                .then_some(())
+        })
+        .await;
         env.apply(
             &Application::test("blog", "thief")
                 .host("shop.example.com")
@@ -146,6 +162,14 @@ async fn applications_become_children_follow_changes_and_clean_up() {
         assert!(r.verify().unwrap().problem.is_none());
         // Replaying the log reproduces every plan from the prefix it read.
         assert!(e2e::recompute_plans(&entries) >= 5);
+
+        // SIGTERM: the controller records that it stopped and exits 0.
+        assert!(env.stop_controller().success());
+        let last = env.entries().pop().unwrap();
+        assert!(
+            matches!(&last.body, Body::Marker(m) if m.marker == logbook::log::MarkerKind::Stop),
+            "the log ends with a stop marker: {last:?}"
+        );
     })
     .await;
 }

@@ -160,10 +160,19 @@ fn stamped(msg: &ActionMessage, rv: Option<&str>) -> Result<Value, Failure> {
     Ok(Value::Object(object))
 }
 
-/// Create or apply: skip when the object carries a newer plan or this very action; apply with
-/// the resourceVersion just read as precondition; POST when it does not exist.
+/// Create or apply: a create is first tried as a POST; otherwise skip when the object carries
+/// a newer plan or this very action, apply with the resourceVersion just read as
+/// precondition, and POST when it does not exist.
 async fn create_or_apply(api: &TargetApi<'_>, msg: &ActionMessage) -> Result<Attempt, Failure> {
     let what = api.what();
+    if msg.action.verb == Verb::Create {
+        // The planner saw no object: create it in one request instead of a read and a write.
+        // If it exists after all (409), read its fencing token below like any apply.
+        match create_missing(api, msg).await {
+            Err(Failure::Conflict(_)) => {}
+            other => return other,
+        }
+    }
     match api.get().await {
         Ok(current) => {
             let rv = current.metadata.resource_version.clone();
@@ -209,21 +218,25 @@ async fn create_or_apply(api: &TargetApi<'_>, msg: &ActionMessage) -> Result<Att
                 Err(f) => Err(f),
             }
         }
-        Err(Failure::NotFound(_)) => {
-            let object = stamped(msg, None)?;
-            match api.create(&object).await {
-                Ok(created) => Ok(Attempt::done(
-                    OutcomeResult::Applied,
-                    format!("{what} created"),
-                    created.metadata.resource_version,
-                )),
-                // The namespace (or the kind) does not exist: retrying will not create it.
-                Err(Failure::NotFound(m)) => Err(Failure::Permanent(m)),
-                // Someone (another executor) created it meanwhile: the next delivery reads its
-                // fencing token.
-                Err(f) => Err(f),
-            }
-        }
+        Err(Failure::NotFound(_)) => create_missing(api, msg).await,
+        Err(f) => Err(f),
+    }
+}
+
+/// POSTs the object (never server-side apply: a concurrent create by another executor must
+/// fail with 409, not be overwritten by whichever write lands last).
+async fn create_missing(api: &TargetApi<'_>, msg: &ActionMessage) -> Result<Attempt, Failure> {
+    let object = stamped(msg, None)?;
+    match api.create(&object).await {
+        Ok(created) => Ok(Attempt::done(
+            OutcomeResult::Applied,
+            format!("{} created", api.what()),
+            created.metadata.resource_version,
+        )),
+        // The namespace (or the kind) does not exist: retrying will not create it.
+        Err(Failure::NotFound(m)) => Err(Failure::Permanent(m)),
+        // Someone (another executor) created it meanwhile: the next delivery reads its
+        // fencing token.
         Err(f) => Err(f),
     }
 }

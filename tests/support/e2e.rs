@@ -181,12 +181,43 @@ impl Env {
             }
             if tokio::time::Instant::now() >= deadline {
                 panic!(
-                    "timed out after {CONVERGE:?} waiting for {what}\n{}",
-                    self.tails()
+                    "timed out after {CONVERGE:?} waiting for {what}\n{}\n--- the log's last entries\n{}",
+                    self.tails(),
+                    self.trail(40)
                 );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The log's last `n` entries, one line each.
+    pub fn trail(&self, n: usize) -> String {
+        let entries = self.entries();
+        let start = entries.len().saturating_sub(n);
+        entries[start..]
+            .iter()
+            .map(|e| {
+                let what = match &e.body {
+                    Body::Event(ev) => {
+                        format!("{:?} {} rv {}", ev.change, ev.key, ev.resource_version)
+                    }
+                    Body::Plan(p) => format!(
+                        "upto {} scope {:?} actions {:?}",
+                        p.upto_seq, p.scope, p.action_ids
+                    ),
+                    Body::Action(a) => format!(
+                        "{} {} {} ({})",
+                        a.action.id, a.action.verb, a.action.target, a.action.reason
+                    ),
+                    Body::Outcome(o) => format!(
+                        "{} {:?} retry={} {}",
+                        o.action_id, o.result, o.retry, o.message
+                    ),
+                    Body::Marker(m) => format!("{:?}", m.marker),
+                };
+                format!("{:>5} {:<8} {what}\n", e.seq, e.kind().to_string())
+            })
+            .collect()
     }
 
     /// Every entry of the log as it is now.
