@@ -35,10 +35,7 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service};
-use k8s_openapi::api::networking::v1::{
-    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
-    IngressServiceBackend, IngressSpec, ServiceBackendPort,
-};
+use k8s_openapi::api::networking::v1::{Ingress, IngressRule};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -49,7 +46,7 @@ use logbook::controller::ControllerConfig;
 use logbook::executor::ExecutorConfig;
 use logbook::model::{
     Application, ApplicationStatus, Condition, INSTANCE_LABEL, SHARED_INGRESS, condition,
-    ingress_labels, managed_selector,
+    managed_selector,
 };
 use logbook::reconcile::{ApplicationReconciler, PlannerConfig, covers};
 use logbook::sandbox::{Sandbox, SandboxConfig, Verb};
@@ -229,30 +226,13 @@ fn desired_rules<'a>(
     ns: &str,
     apps: impl IntoIterator<Item = &'a Application>,
 ) -> Vec<IngressRule> {
+    let rec = ApplicationReconciler::new(config.clone());
     let mut rules: Vec<IngressRule> = apps
         .into_iter()
         .filter(|a| a.namespace().as_deref() == Some(ns) && a.meta().deletion_timestamp.is_none())
         .filter_map(|a| {
             let host = a.spec.host.clone()?;
-            Some(IngressRule {
-                host: Some(host),
-                http: Some(HTTPIngressRuleValue {
-                    paths: vec![HTTPIngressPath {
-                        path: Some(a.spec.path.clone()),
-                        path_type: config.path_type.clone(),
-                        backend: IngressBackend {
-                            service: Some(IngressServiceBackend {
-                                name: a.name_any(),
-                                port: Some(ServiceBackendPort {
-                                    number: Some(a.spec.port),
-                                    ..Default::default()
-                                }),
-                            }),
-                            ..Default::default()
-                        },
-                    }],
-                }),
-            })
+            Some(rec.ingress_rule(&a.name_any(), &host, a))
         })
         .collect();
     rules.sort_by(|a, b| a.host.cmp(&b.host));
@@ -261,29 +241,7 @@ fn desired_rules<'a>(
 
 /// The shared Ingress of a namespace with `rules`, as the planner builds it (none without rules).
 fn ingress_object(config: &PlannerConfig, ns: &str, rules: Vec<IngressRule>) -> Option<Value> {
-    if rules.is_empty() {
-        return None;
-    }
-    let ingress = Ingress {
-        metadata: ObjectMeta {
-            name: Some(SHARED_INGRESS.to_string()),
-            namespace: Some(ns.to_string()),
-            labels: Some(ingress_labels()),
-            ..Default::default()
-        },
-        spec: Some(IngressSpec {
-            ingress_class_name: config.ingress_class.clone(),
-            rules: Some(rules),
-            ..Default::default()
-        }),
-        status: None,
-    };
-    let mut v = serde_json::to_value(ingress).ok()?;
-    let map = v.as_object_mut()?;
-    map.insert("apiVersion".into(), json!("networking.k8s.io/v1"));
-    map.insert("kind".into(), json!("Ingress"));
-    map.remove("status");
-    Some(v)
+    ApplicationReconciler::new(config.clone()).desired_ingress(ns, rules)
 }
 
 /// Every child the Applications ask for, keyed `namespace/name`.

@@ -166,7 +166,7 @@ impl ApplicationReconciler {
     }
 
     /// The shared Ingress of `ns` with `rules` (sorted by host), or `None` when there are none.
-    fn desired_ingress(&self, ns: &str, rules: Vec<IngressRule>) -> Option<Value> {
+    pub fn desired_ingress(&self, ns: &str, rules: Vec<IngressRule>) -> Option<Value> {
         if rules.is_empty() {
             return None;
         }
@@ -187,7 +187,8 @@ impl ApplicationReconciler {
         Some(with_type(ingress, "networking.k8s.io/v1", INGRESS))
     }
 
-    fn ingress_rule(&self, name: &str, host: &str, app: &Application) -> IngressRule {
+    /// The rule of the shared Ingress that routes `host` to the Application `name`'s Service.
+    pub fn ingress_rule(&self, name: &str, host: &str, app: &Application) -> IngressRule {
         IngressRule {
             host: Some(host.to_string()),
             http: Some(HTTPIngressRuleValue {
