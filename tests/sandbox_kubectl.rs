@@ -116,6 +116,9 @@ async fn kubectl_creates_applies_lists_and_deletes() {
         assert_eq!(header, ["NAME", "IMAGE", "REPLICAS", "READY", "STATUS", "URL", "AGE"], "{table}");
         let row: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
         assert_eq!(&row[..6], ["web", "ghcr.io/acme/web:1.4.2", "2", "2", "Running", "http://web.example.com/"], "{table}");
+        // `kubectl get apps` (what `logbook dev` tells people to type) finds them too.
+        let apps = k.ok(&["get", "apps", "-A"]).await;
+        assert!(apps.lines().nth(1).is_some_and(|l| l.contains("web")), "{apps}");
         let wide = k.ok(&["get", "applications.logbook.dev", "web", "-o", "wide"]).await;
         assert!(wide.contains("web"), "{wide}");
 

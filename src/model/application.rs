@@ -36,6 +36,7 @@ fn default_path() -> String {
     kind = "Application",
     plural = "applications",
     shortname = "app",
+    shortname = "apps",
     namespaced,
     doc = "An application logbook runs: a Deployment, a Service and a rule in the namespace's shared Ingress.",
     status = "ApplicationStatus",
