@@ -27,24 +27,26 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the whole loop on this machine, no cluster needed: the sandbox, a nats-server, the
+    /// controller and two executors; apply the examples and print the trail.
+    ///
+    /// The trail is one line per log entry (event → plan → action → outcome). Ctrl-C stops
+    /// everything; state stays in --data-dir.
+    Dev(dev::DevArgs),
+    /// Run the controller: watch Applications and their children, record every event in the
+    /// log, plan, and publish actions to NATS for the executors.
+    Controller(controller::ControllerArgs),
+    /// Run an executor: apply actions from NATS to the cluster and report their outcomes.
+    ///
+    /// Idempotent (server-side apply, the plan sequence as a fencing token, uid preconditions on
+    /// deletes); one outcome per delivery. Run any number: they share one durable consumer.
+    Executor(executor::ExecutorArgs),
     /// Print the actions that would bring the objects in --actual to what the Applications ask for.
     Plan(plan::PlanArgs),
     /// Print the Application CustomResourceDefinition as YAML (what schema/ holds).
     Crd,
     /// Run the Kubernetes API emulator standalone and write a kubeconfig for it.
     Sandbox(sandbox::SandboxArgs),
-    /// Run an executor: apply actions from NATS to the cluster and report their outcomes.
-    ///
-    /// Idempotent (server-side apply, the plan sequence as a fencing token, uid preconditions on
-    /// deletes); one outcome per delivery. Run any number: they share one durable consumer.
-    Executor(executor::ExecutorArgs),
-    /// Run the whole loop locally with no cluster: the sandbox, a nats-server, the controller
-    /// and two executors; apply the examples and print the trail (event → plan → action →
-    /// outcome). Ctrl-C stops everything.
-    Dev(dev::DevArgs),
-    /// Run the controller: watch Applications and their children, record every event in the
-    /// log, plan, and publish actions to NATS for the executors.
-    Controller(controller::ControllerArgs),
 }
 
 /// Entry point of the `logbook` binary.
