@@ -9,7 +9,7 @@ mod support;
 
 use e2e::{Env, outcomes};
 use logbook::bus;
-use logbook::log::{Body, Change, EntryKind, MarkerKind, OutcomeResult};
+use logbook::log::{Body, Change, MarkerKind, OutcomeResult};
 use logbook::model::{Application, PLAN_SEQ_ANNOTATION};
 use logbook::sandbox::Verb;
 use std::collections::BTreeSet;
@@ -268,34 +268,7 @@ async fn nats_restarted_with_work_in_flight_loses_nothing() {
         .await;
         env.nats.restart().unwrap();
         env.converged(&all).await;
-        // Every entry the controller wrote reached the stream once.
-        let client = bus::connect(&bus::NatsArgs::plain(&env.nats.url()), "test")
-            .await
-            .unwrap();
-        let js = async_nats::jetstream::new(client);
-        env.wait(
-            "the log stream to hold every event, plan and marker once",
-            || {
-                let js = js.clone();
-                let env = &env;
-                async move {
-                    let entries = env.entries();
-                    let want = entries
-                        .iter()
-                        .filter(|e| {
-                            matches!(
-                                e.kind(),
-                                EntryKind::Event | EntryKind::Plan | EntryKind::Marker
-                            )
-                        })
-                        .count() as u64;
-                    let mut s = js.get_stream(bus::LOG_STREAM).await.ok()?;
-                    let have = s.info().await.ok()?.state.messages;
-                    (have == want).then_some(())
-                }
-            },
-        )
-        .await;
+        env.published_once().await;
     })
     .await;
 }
@@ -327,6 +300,8 @@ async fn a_killed_controller_resumes_from_its_log_without_repeating_itself() {
         })
         .await;
 
+        // What the killed controller had published is not published twice, nor skipped.
+        env.published_once().await;
         let entries = env.entries();
         e2e::recompute_plans(&entries);
         let after: Vec<_> = entries.iter().filter(|e| e.seq > before).collect();

@@ -220,6 +220,39 @@ impl Env {
             .collect()
     }
 
+    /// Waits until the log stream holds every event, plan and marker of the log exactly once
+    /// (outcomes came from the bus and are not sent back).
+    pub async fn published_once(&self) {
+        use logbook::bus;
+        use logbook::log::EntryKind;
+        let client = bus::connect(&bus::NatsArgs::plain(&self.nats.url()), "test")
+            .await
+            .unwrap();
+        let js = async_nats::jetstream::new(client);
+        self.wait(
+            "the log stream to hold every event, plan and marker once",
+            || {
+                let js = js.clone();
+                async move {
+                    let want = self
+                        .entries()
+                        .iter()
+                        .filter(|e| {
+                            matches!(
+                                e.kind(),
+                                EntryKind::Event | EntryKind::Plan | EntryKind::Marker
+                            )
+                        })
+                        .count() as u64;
+                    let mut s = js.get_stream(bus::LOG_STREAM).await.ok()?;
+                    let have = s.info().await.ok()?.state.messages;
+                    (have == want).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+
     /// Every entry of the log as it is now.
     pub fn entries(&self) -> Vec<Entry> {
         if !self.log_path.exists() {
