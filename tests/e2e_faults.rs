@@ -371,3 +371,71 @@ async fn a_malformed_action_message_gets_an_outcome_and_work_goes_on() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_no_executor_answers_is_recorded_abandoned_and_no_longer_pending() {
+    support::bounded(async {
+        let mut env = Env::start(&["shop"]).await;
+        env.env_vars
+            .push(("LOGBOOK_MAX_DELIVER".into(), "2".into()));
+        // Creates hang: each executor that takes one is killed before it answers.
+        env.sandbox
+            .faults()
+            .set_latency(Verb::Create, Duration::from_secs(60));
+        env.controller();
+        env.apply(&Application::test("shop", "web").build()).await;
+        let faults = env.sandbox.faults();
+        let posts = || {
+            faults
+                .audited()
+                .iter()
+                .filter(|a| a.method == "POST")
+                .count()
+        };
+        let abandoned = |env: &Env| {
+            env.entries().into_iter().find_map(|e| match e.body {
+                Body::Outcome(o) if o.result == OutcomeResult::Abandoned => Some(o),
+                _ => None,
+            })
+        };
+        let mut round = 0;
+        let outcome = loop {
+            if let Some(o) = abandoned(&env) {
+                break o;
+            }
+            assert!(
+                round < 8,
+                "no abandoned outcome after {round} killed executors"
+            );
+            let before = posts();
+            let name = format!("doomed-{round}");
+            env.executor(&name, 1);
+            env.wait(
+                "an executor stuck in a create, or an abandoned outcome",
+                || async { (posts() > before || abandoned(&env).is_some()).then_some(()) },
+            )
+            .await;
+            env.kill_executor(&name);
+            round += 1;
+        };
+        assert_eq!(outcome.executor, "nats");
+        assert!(
+            outcome.message.contains("2 deliveries"),
+            "{}",
+            outcome.message
+        );
+        // The fold no longer counts it as on its way, so a later plan may ask again.
+        let entries = env.entries();
+        let mut fold = logbook::world::Fold::new();
+        for e in &entries {
+            fold.apply(e.seq, e.at, &e.body);
+        }
+        assert!(
+            fold.world()
+                .pending_actions()
+                .all(|p| p.id != outcome.action_id),
+            "the abandoned action is still pending"
+        );
+    })
+    .await;
+}

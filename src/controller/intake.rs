@@ -1,4 +1,5 @@
-//! The outcome intake: pulls what executors reported, has the core commit it, then acks it.
+//! The outcome intake: pulls what executors reported, has the core commit it, then acks it;
+//! and records as abandoned the actions NATS gave up on with no executor answering.
 //!
 //! An outcome is acked only after it is in the log, so a crash in between redelivers it and the
 //! log keeps it once (its entry id is derived from its content).
@@ -93,4 +94,83 @@ async fn pull(
             Err(_) => return Ok(()),
         }
     }
+}
+
+/// What NATS says when an action ran out of deliveries with no executor answering it.
+#[derive(serde::Deserialize)]
+struct MaxDeliveries {
+    stream_seq: u64,
+    deliveries: u64,
+}
+
+/// Records an `abandoned` outcome for every action NATS gave up on without any executor
+/// answering (each delivery's executor crashed or timed out), so it does not stay pending
+/// forever. It listens to JetStream's max-deliveries advisory; one sent while the controller
+/// is down is missed (the action then stays pending until a later plan replaces it).
+pub async fn abandoned(js: Context, tx: Sender<Input>, shutdown: CancellationToken) {
+    let subject = format!(
+        "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}",
+        bus::ACTIONS_STREAM,
+        bus::EXECUTORS_CONSUMER
+    );
+    let mut sub = match js.client().subscribe(subject.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(%subject, error = %e, "cannot listen for abandoned actions");
+            return;
+        }
+    };
+    loop {
+        let msg = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            m = sub.next() => m,
+        };
+        let Some(msg) = msg else { return };
+        if let Err(e) = record_abandoned(&js, &tx, &msg.payload).await {
+            tracing::warn!(error = %e, "an action NATS gave up on could not be recorded");
+        }
+    }
+}
+
+async fn record_abandoned(js: &Context, tx: &Sender<Input>, advisory: &[u8]) -> Result<(), String> {
+    let adv: MaxDeliveries = serde_json::from_slice(advisory)
+        .map_err(|e| format!("not a max-deliveries advisory: {e}"))?;
+    let stream = js
+        .get_stream(bus::ACTIONS_STREAM)
+        .await
+        .map_err(|e| e.to_string())?;
+    let raw = stream
+        .get_raw_message(adv.stream_seq)
+        .await
+        .map_err(|e| format!("action message {}: {e}", adv.stream_seq))?;
+    let Ok(action) = bus::wire::ActionMessage::decode(&raw.payload) else {
+        return Ok(()); // malformed: the executors answered it already
+    };
+    let outcome = OutcomeMessage {
+        at: chrono::Utc::now(),
+        target: action.action.target.clone(),
+        app: action.action.app.clone(),
+        outcome: crate::log::OutcomeRecord {
+            action_id: action.action.id.clone(),
+            result: crate::log::OutcomeResult::Abandoned,
+            message: format!(
+                "abandoned by NATS after {} deliveries with no answer (the executors that \
+                 took it crashed or ran out of --ack-wait each time)",
+                adv.deliveries
+            ),
+            executor: "nats".to_string(),
+            attempt: u32::try_from(adv.deliveries).unwrap_or(u32::MAX),
+            resource_version: None,
+            retry: false,
+        },
+    };
+    let (reply, committed) = tokio::sync::oneshot::channel();
+    tx.send(Input::Outcomes(vec![outcome], reply))
+        .map_err(|_| "the core has stopped".to_string())?;
+    committed
+        .await
+        .map_err(|_| "the core has stopped".to_string())??;
+    // Out of the work queue: nobody will take it any more.
+    let _ = stream.delete_message(adv.stream_seq).await;
+    Ok(())
 }

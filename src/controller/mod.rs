@@ -189,6 +189,7 @@ async fn bus_tasks(
         };
     tracing::info!(url = %config.nats.url, "connected to NATS; streams and consumers in place");
     let intake = tokio::spawn(intake::run(js.clone(), tx.clone(), tasks.clone()));
+    let abandoned = tokio::spawn(intake::abandoned(js.clone(), tx.clone(), tasks.clone()));
     outbox::run(
         config.log_path.clone(),
         js,
@@ -199,4 +200,5 @@ async fn bus_tasks(
     )
     .await;
     let _ = intake.await;
+    let _ = abandoned.await;
 }

@@ -32,6 +32,8 @@ pub struct Env {
     executors: BTreeMap<String, Child>,
     /// Extra arguments for every executor (e.g. `--ack-wait`).
     pub executor_args: Vec<String>,
+    /// Extra environment for every process (e.g. `LOGBOOK_MAX_DELIVER`).
+    pub env_vars: Vec<(String, String)>,
 }
 
 impl Env {
@@ -61,6 +63,7 @@ impl Env {
             controller: None,
             executors: BTreeMap::new(),
             executor_args: Vec::new(),
+            env_vars: Vec::new(),
         }
     }
 
@@ -79,6 +82,9 @@ impl Env {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(err);
+        for (k, v) in &self.env_vars {
+            cmd.env(k, v);
+        }
         cmd
     }
 
