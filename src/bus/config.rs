@@ -64,7 +64,8 @@ impl NatsArgs {
 }
 
 /// Connects to NATS, naming the connection `name` (it shows in the server's monitoring).
-/// Reconnects forever once connected; the first connection is retried for about 10 seconds.
+/// Reconnects forever once connected; the first connection is tried once (processes that must
+/// wait for NATS use [`super::connect_with_retry`]).
 pub async fn connect(args: &NatsArgs, name: &str) -> Result<async_nats::Client, BusError> {
     let mut opts = async_nats::ConnectOptions::new()
         .name(name)
@@ -96,26 +97,16 @@ pub async fn connect(args: &NatsArgs, name: &str) -> Result<async_nats::Client, 
         }
         opts = opts.add_root_certificates(ca.clone()).require_tls(true);
     }
-    let mut attempt = 0u64;
-    loop {
-        let urls: Vec<&str> = args
-            .url
-            .split(',')
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .collect();
-        match opts.clone().connect(urls).await {
-            Ok(client) => return Ok(client),
-            Err(source) if attempt >= 19 => {
-                return Err(BusError::Connect {
-                    url: args.url.clone(),
-                    source,
-                });
-            }
-            Err(_) => {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(100 * attempt.min(10))).await;
-            }
-        }
-    }
+    let urls: Vec<&str> = args
+        .url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    opts.connect(urls)
+        .await
+        .map_err(|source| BusError::Connect {
+            url: args.url.clone(),
+            source,
+        })
 }
