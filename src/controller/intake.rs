@@ -18,7 +18,7 @@ pub async fn run(js: Context, tx: Sender<Input>, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
         if let Err(e) = pull(&js, &tx, &shutdown).await {
             failures += 1;
-            let wait = Duration::from_millis((100 * 2u64.pow(failures.min(5))).min(3_000));
+            let wait = super::retry_pause(failures);
             tracing::warn!(error = %e, retry_in = ?wait, "reading outcomes interrupted");
             tokio::select! {
                 _ = shutdown.cancelled() => return,

@@ -34,6 +34,12 @@ pub struct ControllerConfig {
     pub resync: Duration,
 }
 
+/// The pause before trying the bus again after `failures` failures in a row: 200 ms doubling
+/// up to 3 s.
+fn retry_pause(failures: u32) -> Duration {
+    Duration::from_millis((100 * 2u64.pow(failures.min(5))).min(3_000))
+}
+
 /// What stops a controller.
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {

@@ -11,7 +11,6 @@ use crate::log::{Body, LogReader};
 use async_nats::jetstream::Context;
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;
-use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -51,7 +50,7 @@ pub async fn run(
             }
             Err(e) => {
                 failures += 1;
-                let wait = Duration::from_millis((100 * 2u64.pow(failures.min(5))).min(3_000));
+                let wait = super::retry_pause(failures);
                 tracing::warn!(from = published + 1, error = %e, retry_in = ?wait, "publishing the log is behind");
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
