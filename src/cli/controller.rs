@@ -49,14 +49,31 @@ pub struct PlannerArgs {
     /// The `pathType` of Ingress paths.
     #[arg(long, env = "LOGBOOK_PATH_TYPE", default_value = "Prefix", value_parser = ["Prefix", "Exact"])]
     pub path_type: String,
+    /// CPU request of containers whose Application asks for no requests (e.g. `100m`).
+    #[arg(long, env = "LOGBOOK_DEFAULT_CPU_REQUEST", value_name = "QUANTITY")]
+    pub default_cpu_request: Option<String>,
+    /// Memory request of containers whose Application asks for no requests (e.g. `128Mi`).
+    #[arg(long, env = "LOGBOOK_DEFAULT_MEMORY_REQUEST", value_name = "QUANTITY")]
+    pub default_memory_request: Option<String>,
+    /// Also use an Application's healthCheck as its container's liveness probe.
+    #[arg(long, env = "LOGBOOK_LIVENESS_PROBES")]
+    pub liveness_probes: bool,
 }
 
 impl PlannerArgs {
     /// The planner configuration these flags describe.
     pub fn config(&self) -> PlannerConfig {
+        let default_requests = (self.default_cpu_request.is_some()
+            || self.default_memory_request.is_some())
+        .then(|| crate::model::ResourceList {
+            cpu: self.default_cpu_request.clone(),
+            memory: self.default_memory_request.clone(),
+        });
         PlannerConfig {
             ingress_class: self.ingress_class.clone(),
             path_type: self.path_type.clone(),
+            default_requests,
+            liveness_probes: self.liveness_probes,
             ..PlannerConfig::default()
         }
     }

@@ -15,7 +15,6 @@ use crate::reconcile::{Action, Planner, PlannerConfig};
 use crate::world::{APPLICATION, Fold, ObjKey, Observed, strip_managed_fields};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -57,8 +56,7 @@ impl Input {
 
 /// The planner's settings as recorded: their digest goes into every plan.
 pub fn config_digest(config: &PlannerConfig) -> String {
-    let bytes = serde_json::to_vec(config).unwrap_or_default();
-    hex::encode(&Sha256::digest(&bytes)[..16])
+    config.digest()
 }
 
 /// The core's state.

@@ -85,9 +85,15 @@ impl ApplicationReconciler {
                 .collect();
             container.insert("env".into(), Value::Array(env));
         }
-        if let Some(r) = &spec.resources {
-            let list = |l: &Option<crate::model::ResourceList>| {
-                let l = l.as_ref()?;
+        let limits = spec.resources.as_ref().and_then(|r| r.limits.as_ref());
+        let requests = spec
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .or(self.config.default_requests.as_ref());
+        {
+            let list = |l: Option<&crate::model::ResourceList>| {
+                let l = l?;
                 let mut m = serde_json::Map::new();
                 if let Some(cpu) = &l.cpu {
                     m.insert("cpu".into(), Value::String(cpu.clone()));
@@ -98,10 +104,10 @@ impl ApplicationReconciler {
                 (!m.is_empty()).then_some(Value::Object(m))
             };
             let mut res = serde_json::Map::new();
-            if let Some(l) = list(&r.limits) {
+            if let Some(l) = list(limits) {
                 res.insert("limits".into(), l);
             }
-            if let Some(l) = list(&r.requests) {
+            if let Some(l) = list(requests) {
                 res.insert("requests".into(), l);
             }
             if !res.is_empty() {
@@ -109,10 +115,11 @@ impl ApplicationReconciler {
             }
         }
         if let Some(h) = &spec.health_check {
-            container.insert(
-                "readinessProbe".into(),
-                json!({"httpGet": {"path": h.path, "port": "http"}}),
-            );
+            let probe = json!({"httpGet": {"path": h.path, "port": "http"}});
+            if self.config.liveness_probes {
+                container.insert("livenessProbe".into(), probe.clone());
+            }
+            container.insert("readinessProbe".into(), probe);
         }
         json!({
             "apiVersion": "apps/v1",
@@ -738,9 +745,9 @@ mod tests {
                 },
             })
             .collect();
-        let resources = spec.resources.as_ref().and_then(|r| {
-            let list = |l: &Option<crate::model::ResourceList>| {
-                let l = l.as_ref()?;
+        let resources = {
+            let list = |l: Option<&crate::model::ResourceList>| {
+                let l = l?;
                 let mut m = BTreeMap::new();
                 if let Some(cpu) = &l.cpu {
                     m.insert("cpu".to_string(), Quantity(cpu.clone()));
@@ -751,11 +758,24 @@ mod tests {
                 (!m.is_empty()).then_some(m)
             };
             let req = ResourceRequirements {
-                requests: list(&r.requests),
-                limits: list(&r.limits),
+                requests: list(
+                    spec.resources
+                        .as_ref()
+                        .and_then(|r| r.requests.as_ref())
+                        .or(r.config.default_requests.as_ref()),
+                ),
+                limits: list(spec.resources.as_ref().and_then(|r| r.limits.as_ref())),
                 ..Default::default()
             };
             (req.requests.is_some() || req.limits.is_some()).then_some(req)
+        };
+        let probe = spec.health_check.as_ref().map(|h| Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some(h.path.clone()),
+                port: IntOrString::String("http".to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
         });
         let container = Container {
             name: r.config.container_name.clone(),
@@ -767,14 +787,8 @@ mod tests {
             }]),
             env: (!env.is_empty()).then_some(env),
             resources,
-            readiness_probe: spec.health_check.as_ref().map(|h| Probe {
-                http_get: Some(HTTPGetAction {
-                    path: Some(h.path.clone()),
-                    port: IntOrString::String("http".to_string()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
+            liveness_probe: probe.clone().filter(|_| r.config.liveness_probes),
+            readiness_probe: probe,
             ..Default::default()
         };
         let deployment = Deployment {
@@ -888,16 +902,56 @@ mod tests {
         });
         let mut bare = Application::test("ns", "bare").build();
         bare.metadata.uid = None;
-        for app in [full, bare] {
-            let name = app.metadata.name.clone().unwrap_or_default();
-            assert_eq!(
-                r.desired_deployment("ns", &name, &app),
-                desired_deployment_typed(&r, "ns", &name, &app)
-            );
-            assert_eq!(
-                r.desired_service("ns", &name, &app),
-                desired_service_typed("ns", &name, &app)
-            );
+        let probed = Application::test("ns", "probed")
+            .health_check("/ready")
+            .build();
+        let switched = ApplicationReconciler::new(PlannerConfig {
+            default_requests: Some(crate::model::ResourceList {
+                cpu: Some("100m".into()),
+                memory: Some("128Mi".into()),
+            }),
+            liveness_probes: true,
+            ..PlannerConfig::default()
+        });
+        for r in [&r, &switched] {
+            for app in [&full, &bare, &probed] {
+                let name = app.metadata.name.clone().unwrap_or_default();
+                assert_eq!(
+                    r.desired_deployment("ns", &name, app),
+                    desired_deployment_typed(r, "ns", &name, app)
+                );
+                assert_eq!(
+                    r.desired_service("ns", &name, app),
+                    desired_service_typed("ns", &name, app)
+                );
+            }
         }
+        // The default applies only where the Application asks for no requests, and the switch
+        // only where it has a health check.
+        let container = |r: &ApplicationReconciler, app: &Application| {
+            let name = app.metadata.name.clone().unwrap_or_default();
+            r.desired_deployment("ns", &name, app)["spec"]["template"]["spec"]["containers"][0]
+                .clone()
+        };
+        assert_eq!(
+            container(&switched, &full)["resources"]["requests"]["cpu"],
+            "250m"
+        );
+        assert_eq!(
+            container(&switched, &bare)["resources"]["requests"]["memory"],
+            "128Mi"
+        );
+        assert!(container(&r, &bare).get("resources").is_none());
+        assert!(container(&switched, &bare).get("livenessProbe").is_none());
+        assert_eq!(
+            container(&switched, &probed)["livenessProbe"]["httpGet"]["path"],
+            "/ready"
+        );
+        assert!(container(&r, &probed).get("livenessProbe").is_none());
+        // Settings at their default leave the digest of older logs unchanged.
+        assert_eq!(
+            serde_json::to_string(&PlannerConfig::default()).unwrap_or_default(),
+            r#"{"ingressClass":null,"pathType":"Prefix","containerName":"app"}"#
+        );
     }
 }

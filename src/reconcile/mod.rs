@@ -33,6 +33,14 @@ pub struct PlannerConfig {
     /// The name of the single container in each Deployment.
     #[serde(default = "default_container")]
     pub container_name: String,
+    /// Resource requests given to a container whose Application asks for none (a default);
+    /// none leaves such containers without requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_requests: Option<crate::model::ResourceList>,
+    /// Feature switch: an Application's `healthCheck` is also its container's liveness probe
+    /// (off: readiness only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub liveness_probes: bool,
 }
 
 fn default_path_type() -> String {
@@ -48,7 +56,21 @@ impl Default for PlannerConfig {
             ingress_class: None,
             path_type: default_path_type(),
             container_name: default_container(),
+            default_requests: None,
+            liveness_probes: false,
         }
+    }
+}
+
+impl PlannerConfig {
+    /// A short digest of the configuration, recorded with every plan: replay recomputes a plan
+    /// only under the configuration whose digest it carries. Settings at their "off" default
+    /// are left out of the digest's input, so adding a setting does not change the digest of
+    /// logs written before it existed.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(&Sha256::digest(&bytes)[..16])
     }
 }
 
