@@ -7,6 +7,7 @@
 //! - [`reconcile`]: the pure planner, `(world) -> actions`; no I/O, no clock, no randomness.
 //! - [`world`]: the world view the planner reads, built from observed objects.
 //! - [`log`]: the append-only SQLite log (entries, hash chain, verify).
+//! - [`replay`]: offline replay of a log: verify, state at a point, timeline, what-if, export.
 //! - [`sandbox`]: a Kubernetes API emulator served over real HTTP, for tests and `logbook dev`.
 //! - [`cli`]: the `logbook` command line.
 //! - [`fixtures`]: builders for tests and benches (never used by the controller).
@@ -19,5 +20,6 @@ pub mod fixtures;
 pub mod log;
 pub mod model;
 pub mod reconcile;
+pub mod replay;
 pub mod sandbox;
 pub mod world;

@@ -8,7 +8,7 @@ mod dev;
 mod executor;
 mod plan;
 pub mod sandbox;
-mod trail;
+pub mod trail;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

