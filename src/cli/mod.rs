@@ -2,6 +2,7 @@
 //!
 //! Parsing and printing only; the work is done by the library modules they call.
 
+mod audit;
 pub mod common;
 pub mod controller;
 mod dev;
@@ -41,6 +42,15 @@ enum Command {
     /// Idempotent (server-side apply, the plan sequence as a fencing token, uid preconditions on
     /// deletes); one outcome per delivery. Run any number: they share one durable consumer.
     Executor(executor::ExecutorArgs),
+    /// Query the log, explain why an object is the way it is, check the hash chain.
+    ///
+    /// `audit log` prints entries (filtered by Application, object, kind, time or seq; --follow
+    /// keeps printing), `audit why KIND/NS/NAME` traces an object back to the action, plan and
+    /// events that made it so, `audit verify` names the first edited, removed or moved entry.
+    /// Reads only: the log is opened read-only and never blocks the controller's writes.
+    /// Exit codes: 0 done, 1 a problem was found (verify), 2 could not do it (bad flags, a
+    /// missing or damaged log, an unknown object).
+    Audit(audit::AuditArgs),
     /// Print the actions that would bring the objects in --actual to what the Applications ask for.
     Plan(plan::PlanArgs),
     /// Print the Application CustomResourceDefinition as YAML (what schema/ holds).
@@ -68,6 +78,7 @@ pub fn main() -> ExitCode {
         Command::Executor(args) => executor::run(args),
         Command::Controller(args) => controller::run(args),
         Command::Dev(args) => dev::run(args),
+        Command::Audit(args) => audit::run(args),
     }
 }
 

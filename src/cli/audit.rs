@@ -1,0 +1,1328 @@
+//! `logbook audit`: query the log, explain why an object is the way it is, check the hash chain.
+//! Reads only, over a read-only connection: it never writes the log nor blocks the controller.
+
+use super::common::parse_duration;
+use super::trail;
+use crate::bus::wire::body_json;
+use crate::log::{
+    Body, Change, Entry, EntryKind, Filter, Keys, LogError, LogReader, ObservedEvent,
+    OutcomeRecord, OutcomeResult, VerifyReport,
+};
+use crate::world::ObjKey;
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::{BufWriter, StdoutLock, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// How often `audit log --follow` looks for new entries.
+const POLL: Duration = Duration::from_millis(200);
+/// How many events `audit why` lists for an object logbook never changed.
+const EVENTS_SHOWN: usize = 10;
+
+/// Exit code: done (verify: the chain is intact).
+const EXIT_OK: u8 = 0;
+/// Exit code: a problem was found (verify: an entry was edited, removed or moved).
+const EXIT_PROBLEM: u8 = 1;
+/// Exit code: could not do it (bad flags, a missing or damaged log, an unknown object).
+const EXIT_FAILED: u8 = 2;
+
+/// Flags of `logbook audit`.
+#[derive(Args, Debug)]
+#[command(after_help = "Exit codes:\n  \
+    0  done (verify: every entry intact)\n  \
+    1  a problem was found (verify: an entry was edited, removed or moved)\n  \
+    2  could not do it: bad flags, a missing, truncated or corrupt log, an unknown object\n\n\
+    Examples:\n  \
+    logbook audit log --app shop/web --since 2h\n  \
+    logbook audit log --object deploy/shop/web --kind action,outcome -o json\n  \
+    logbook audit log --follow\n  \
+    logbook audit why Deployment/shop/web\n  \
+    logbook audit why svc/shop/web --at 2025-03-14T03:12:00Z\n  \
+    LOGBOOK_LOG=/var/lib/logbook/log.db logbook audit verify -o json")]
+pub struct AuditArgs {
+    /// The log file. Opened read-only: audit never writes it and never holds a lock the
+    /// controller waits for, so it can run while the controller appends.
+    #[arg(
+        long,
+        global = true,
+        env = "LOGBOOK_LOG",
+        value_name = "FILE",
+        default_value = "logbook.db"
+    )]
+    log: PathBuf,
+    #[command(subcommand)]
+    command: AuditCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Print the entries that match, oldest first (newest last); --follow keeps printing as
+    /// entries are appended.
+    ///
+    /// Filters combine: an entry is printed when it matches every one given. Times are RFC 3339
+    /// (2025-03-14T03:12:00Z, or a date: 2025-03-14) or a duration meaning that long ago (90s,
+    /// 10m, 2h). Nothing matching is not an error (exit 0, a hint on stderr).
+    ///
+    /// -o json prints one JSON object per line (JSON Lines), fields in this order:
+    /// {"seq": 12, "id": "<uuid>", "at": "<RFC 3339, ns>", "kind": "event" (or plan, action,
+    /// outcome, marker), "keys": {"namespace", "application", "object_kind", "object_name"}
+    /// (each null when absent), "body": <the record, embedded Kubernetes objects as JSON>}.
+    #[command(after_help = "Examples:\n  \
+        logbook audit log\n  \
+        logbook audit log --app shop/web --kind plan,action,outcome\n  \
+        logbook audit log --object Deployment/shop/web --since 10m\n  \
+        logbook audit log --since 2025-03-14T03:00:00Z --until 2025-03-14T04:00:00Z\n  \
+        logbook audit log --from-seq 1200 --to-seq 1300 -o json | jq .body\n  \
+        logbook audit log --kind outcome --follow")]
+    Log(LogArgs),
+    /// Explain an object: the last action that changed it, the plan that produced the action,
+    /// the events that plan read, and the executor's outcome.
+    ///
+    /// Without an applied outcome, the last action planned for the object is shown and said to
+    /// be unconfirmed; for an object logbook never acted on, the events recorded for it. A
+    /// deleted object is said to be gone. --at asks about an earlier moment: only entries
+    /// stamped at or before it count. Exit 2 when the log has no entry about the object.
+    ///
+    /// -o json prints the same chain as one JSON document: {"object", "as_of", "state"
+    /// ("changed" | "planned" | "observed"), "deleted", "outcome", "action", "plan", "basis",
+    /// "later_actions", "events", "notes"}.
+    #[command(after_help = "Examples:\n  \
+        logbook audit why Deployment/shop/web\n  \
+        logbook audit why app/shop/web --at 30m\n  \
+        logbook audit why Ingress/shop/logbook --at 2025-03-14T03:12:00Z -o json")]
+    Why(WhyArgs),
+    /// Check the hash chain from the first entry; name the first entry edited, removed or
+    /// moved. Exit 0 when intact, 1 when not.
+    ///
+    /// -o json prints {"ok": bool, "checked": n, "last_good_seq": n, "head": "<hex hash of the
+    /// last intact entry>", "problem": null | {"seq": n, "description": "..."},
+    /// "append_only_guard": bool, "path": "..."}.
+    #[command(after_help = "Examples:\n  \
+        logbook audit verify\n  \
+        logbook audit verify --log /backup/log.db -o json")]
+    Verify(VerifyArgs),
+}
+
+/// Flags of `logbook audit log`.
+#[derive(Args, Debug)]
+struct LogArgs {
+    /// Only entries about this Application (NAMESPACE/NAME): its events, and the actions and
+    /// outcomes of its children.
+    #[arg(long, value_name = "NS/NAME", value_parser = parse_app)]
+    app: Option<String>,
+    /// Only entries about this object: KIND/NAMESPACE/NAME (KIND/NAME when cluster-scoped).
+    /// Kinds are case-insensitive; app, deploy, svc, ing and plurals are understood.
+    #[arg(long, value_name = "KIND/NS/NAME", value_parser = parse_object)]
+    object: Option<ObjKey>,
+    /// Only entries about objects in this namespace.
+    #[arg(short = 'n', long, value_name = "NS")]
+    namespace: Option<String>,
+    /// Only entries of these kinds: event, plan, action, outcome, marker (repeat the flag or
+    /// separate with commas).
+    #[arg(long, value_name = "KIND", value_delimiter = ',', value_parser = parse_kind)]
+    kind: Vec<EntryKind>,
+    /// Only entries at or after this time (RFC 3339, or a duration meaning that long ago: 10m).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    since: Option<DateTime<Utc>>,
+    /// Only entries before this time (RFC 3339, or a duration meaning that long ago: 10m).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    until: Option<DateTime<Utc>>,
+    /// Only entries from this seq on (inclusive). Beyond the end of the log it is an error,
+    /// unless --follow waits for it.
+    #[arg(long, value_name = "SEQ", value_parser = clap::value_parser!(u64).range(1..))]
+    from_seq: Option<u64>,
+    /// Only entries up to this seq (inclusive); --follow stops once the log reaches it.
+    #[arg(long, value_name = "SEQ", value_parser = clap::value_parser!(u64).range(1..))]
+    to_seq: Option<u64>,
+    /// Keep printing matching entries as they are appended (polls every 200 ms), until Ctrl-C,
+    /// SIGTERM or standard output closes.
+    #[arg(short, long)]
+    follow: bool,
+    /// Output: one line per entry (time, seq, kind, what it says), or JSON Lines.
+    #[arg(short, long, value_enum, default_value_t = LogOutput::Table)]
+    output: LogOutput,
+}
+
+/// Flags of `logbook audit why`.
+#[derive(Args, Debug)]
+struct WhyArgs {
+    /// The object: KIND/NAMESPACE/NAME (KIND/NAME when cluster-scoped), e.g.
+    /// Deployment/shop/web. Kinds are case-insensitive; app, deploy, svc, ing and plurals are
+    /// understood.
+    #[arg(value_name = "KIND/NS/NAME", value_parser = parse_object)]
+    object: ObjKey,
+    /// Explain the object as it was at this time (RFC 3339, or a duration meaning that long
+    /// ago: 2h) instead of now: only entries stamped at or before it count.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    at: Option<DateTime<Utc>>,
+    /// Output: a readable narrative, or the same chain as one JSON document.
+    #[arg(short, long, value_enum, default_value_t = ReportOutput::Text)]
+    output: ReportOutput,
+}
+
+/// Flags of `logbook audit verify`.
+#[derive(Args, Debug)]
+struct VerifyArgs {
+    /// Output: one line, or one JSON document (for CI).
+    #[arg(short, long, value_enum, default_value_t = ReportOutput::Text)]
+    output: ReportOutput,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogOutput {
+    /// One line per entry: time, seq, kind and what it says.
+    Table,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ReportOutput {
+    /// Readable text.
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+/// Why `logbook audit` stopped.
+#[derive(Debug, thiserror::Error)]
+enum AuditError {
+    /// The log could not be opened or read.
+    #[error("{0}")]
+    Log(#[from] LogError),
+    /// The question cannot be answered from this log (unknown object, a range beyond its end,
+    /// contradictory flags).
+    #[error("{0}")]
+    Input(String),
+    /// Writing to standard output failed.
+    #[error("cannot write to standard output: {0}. Check where the output goes (disk full?)")]
+    Output(std::io::Error),
+    /// Standard output was closed (`| head`): stop quietly.
+    #[error("standard output was closed")]
+    Closed,
+}
+
+/// Runs `logbook audit`; see [`AuditArgs`] for the exit codes.
+pub fn run(args: AuditArgs) -> ExitCode {
+    let result = open(&args.log).and_then(|reader| {
+        let mut out = Out::new();
+        let code = match &args.command {
+            AuditCommand::Log(a) => log(&reader, a, &mut out),
+            AuditCommand::Why(a) => why(&reader, a, &mut out),
+            AuditCommand::Verify(a) => verify(&reader, a, &mut out),
+        }?;
+        out.flush()?;
+        Ok(code)
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(AuditError::Closed) => ExitCode::SUCCESS,
+        Err(e) => {
+            say(&e.to_string());
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+/// Writes `logbook audit: MESSAGE` as one line on stderr (a closed stderr is ignored, not a
+/// panic as with `eprintln!`).
+fn say(message: &str) {
+    let line = format!("logbook audit: {}\n", message.replace('\n', " "));
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// Opens the log read-only, with a hint on how to name it when there is none.
+fn open(path: &Path) -> Result<LogReader, AuditError> {
+    match LogReader::open(path) {
+        Ok(r) => Ok(r),
+        Err(LogError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(AuditError::Input(format!(
+                "there is no log at {} ({source}). Name the log with --log FILE or LOGBOOK_LOG \
+                 (default: logbook.db in the current directory)",
+                path.display()
+            )))
+        }
+        // The library's message also suggests a path that does not exist yet (where a writer
+        // would create a log); audit only reads, so point at the controller's log instead.
+        Err(LogError::NotALog { path, reason }) => Err(AuditError::Input(format!(
+            "{} is not a logbook log ({reason}); nothing was written to it. Name the log the \
+             controller writes with --log FILE or LOGBOOK_LOG",
+            path.display()
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Standard output, locked and buffered; a closed pipe becomes [`AuditError::Closed`].
+struct Out {
+    w: BufWriter<StdoutLock<'static>>,
+}
+
+impl Out {
+    fn new() -> Out {
+        Out {
+            w: BufWriter::new(std::io::stdout().lock()),
+        }
+    }
+
+    fn line(&mut self, s: &str) -> Result<(), AuditError> {
+        self.w
+            .write_all(s.as_bytes())
+            .and_then(|()| self.w.write_all(b"\n"))
+            .map_err(write_error)
+    }
+
+    fn flush(&mut self) -> Result<(), AuditError> {
+        self.w.flush().map_err(write_error)
+    }
+}
+
+fn write_error(e: std::io::Error) -> AuditError {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        AuditError::Closed
+    } else {
+        AuditError::Output(e)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// audit log
+
+fn log(reader: &LogReader, args: &LogArgs, out: &mut Out) -> Result<u8, AuditError> {
+    let path = reader.path().display().to_string();
+    if let (Some(since), Some(until)) = (args.since, args.until)
+        && since >= until
+    {
+        return Err(AuditError::Input(format!(
+            "--since {} is not before --until {}: no entry can match. Swap them or widen the range",
+            secs(since),
+            secs(until)
+        )));
+    }
+    if let (Some(from), Some(to)) = (args.from_seq, args.to_seq)
+        && from > to
+    {
+        return Err(AuditError::Input(format!(
+            "--from-seq {from} is after --to-seq {to}: no entry can match. Swap them"
+        )));
+    }
+    let mut head = reader.last_seq()?;
+    if let Some(from) = args.from_seq
+        && from > head
+        && !args.follow
+    {
+        return Err(AuditError::Input(format!(
+            "--from-seq {from} is beyond the end of {path}: its last entry is seq {head}. \
+             Pick a seq up to {head}, or add --follow to wait for it"
+        )));
+    }
+    let filter = Filter {
+        application: args.app.clone(),
+        namespace: args.namespace.clone(),
+        object: args.object.clone(),
+        kinds: args.kind.clone(),
+        since: args.since,
+        until: args.until,
+        ..Filter::new()
+    };
+    let render = |e: &Entry| render_entry(reader.path(), e, args.output);
+    let shown = print_window(reader, &filter, args, 1, head, out, &render)?;
+    out.flush()?;
+    if !args.follow {
+        if shown == 0 {
+            say(&nothing_matched(reader, head)?);
+        }
+        return Ok(EXIT_OK);
+    }
+    if args.to_seq.is_some_and(|to| head >= to) {
+        return Ok(EXIT_OK);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            AuditError::Input(format!(
+                "cannot start the timer and signal handling --follow needs: {e}"
+            ))
+        })?;
+    runtime.block_on(async {
+        let stop = stop_requested();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => return Ok(EXIT_OK),
+                () = tokio::time::sleep(POLL) => {}
+            }
+            let now = reader.last_seq()?;
+            if now < head {
+                return Err(AuditError::Input(format!(
+                    "{path} now ends at seq {now}, before seq {head} already printed: the file \
+                     was replaced or cut. Run `logbook audit verify` on it"
+                )));
+            }
+            if now > head {
+                print_window(reader, &filter, args, head + 1, now, out, &render)?;
+                out.flush()?;
+                head = now;
+            }
+            if args.to_seq.is_some_and(|to| head >= to) {
+                return Ok(EXIT_OK);
+            }
+        }
+    })
+}
+
+/// Prints the entries matching `filter` whose seq is in `from..=to` and in the flags' seq range;
+/// returns how many.
+fn print_window(
+    reader: &LogReader,
+    filter: &Filter,
+    args: &LogArgs,
+    from: u64,
+    to: u64,
+    out: &mut Out,
+    render: &dyn Fn(&Entry) -> Result<String, AuditError>,
+) -> Result<u64, AuditError> {
+    let from = from.max(args.from_seq.unwrap_or(1));
+    let to = to.min(args.to_seq.unwrap_or(u64::MAX));
+    if from > to {
+        return Ok(0);
+    }
+    let mut window = filter.clone();
+    window.from_seq = Some(from);
+    window.to_seq = Some(to);
+    let mut shown = 0;
+    for entry in reader.query(&window) {
+        out.line(&render(&entry?)?)?;
+        shown += 1;
+    }
+    Ok(shown)
+}
+
+/// The hint printed when `audit log` matched nothing.
+fn nothing_matched(reader: &LogReader, head: u64) -> Result<String, AuditError> {
+    let path = reader.path().display();
+    if head == 0 {
+        return Ok(format!("{path} is empty: nothing has been recorded yet"));
+    }
+    let first = reader.get(1)?.map(|e| secs(e.at)).unwrap_or_default();
+    let last = reader.get(head)?.map(|e| secs(e.at)).unwrap_or_default();
+    Ok(format!(
+        "no entry of {path} matches these filters (it holds seq 1..={head}, {first} to {last}). \
+         Loosen the filters; `logbook audit log` alone lists everything"
+    ))
+}
+
+/// One entry as `audit log` prints it.
+fn render_entry(path: &Path, e: &Entry, output: LogOutput) -> Result<String, AuditError> {
+    match output {
+        LogOutput::Table => Ok(format!("{}  {}", secs(e.at), trail::line(e))),
+        LogOutput::Json => {
+            let body = body_json(&e.body).map_err(|err| {
+                AuditError::Input(format!(
+                    "{} entry {}: {err}. Run `logbook audit verify` on the file",
+                    path.display(),
+                    e.seq
+                ))
+            })?;
+            let line = EntryLine {
+                seq: e.seq,
+                id: e.id.to_string(),
+                at: nanos(e.at),
+                kind: e.kind().as_str(),
+                keys: &e.keys,
+                body,
+            };
+            serde_json::to_string(&line).map_err(|err| {
+                AuditError::Input(format!(
+                    "{} entry {}: cannot encode it as JSON: {err}",
+                    path.display(),
+                    e.seq
+                ))
+            })
+        }
+    }
+}
+
+/// One line of `audit log -o json`; the field order is the output's.
+#[derive(Serialize)]
+struct EntryLine<'a> {
+    seq: u64,
+    id: String,
+    at: String,
+    kind: &'static str,
+    keys: &'a Keys,
+    body: serde_json::Value,
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    if tokio::signal::ctrl_c().await.is_err() {
+        // No signal handling: follow until standard output closes.
+        std::future::pending::<()>().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// audit why
+
+/// The chain that explains an object, as `audit why -o json` prints it.
+#[derive(Debug, Serialize)]
+struct Why {
+    /// The object, `KIND/NAMESPACE/NAME`.
+    object: String,
+    /// The moment explained.
+    as_of: AsOf,
+    /// `changed` (an applied outcome), `planned` (actions, none confirmed applied) or
+    /// `observed` (only events).
+    state: &'static str,
+    /// The object's last event is a delete.
+    deleted: bool,
+    /// The last applied outcome.
+    outcome: Option<OutcomeView>,
+    /// The action that outcome applied (or, without one, the last action planned).
+    action: Option<ActionView>,
+    /// The plan that produced the action.
+    plan: Option<PlanView>,
+    /// What the action was derived from: each basis entry and the event the plan read for it.
+    basis: Vec<BasisView>,
+    /// Actions planned for the object after the one shown.
+    later_actions: Vec<ActionBrief>,
+    /// The events recorded for the object.
+    events: EventsView,
+    /// Anything that could not be traced.
+    notes: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct AsOf {
+    /// `--at`, when given.
+    at: Option<String>,
+    /// The last seq of the log when asked.
+    log_seq: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct OutcomeView {
+    seq: u64,
+    id: String,
+    at: String,
+    action_id: String,
+    result: String,
+    executor: String,
+    attempt: u32,
+    resource_version: Option<String>,
+    message: String,
+    retry: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct ActionView {
+    seq: u64,
+    id: String,
+    at: String,
+    action_id: String,
+    verb: String,
+    reason: String,
+    plan_seq: u64,
+    app: Option<String>,
+    /// Every outcome reported for the action (up to the moment explained).
+    outcomes: Vec<OutcomeBrief>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct OutcomeBrief {
+    seq: u64,
+    at: String,
+    result: String,
+    executor: String,
+    attempt: u32,
+    message: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ActionBrief {
+    seq: u64,
+    action_id: String,
+    verb: String,
+    reason: String,
+    plan_seq: u64,
+    outcomes: Vec<OutcomeBrief>,
+}
+
+#[derive(Debug, Serialize)]
+struct PlanView {
+    seq: u64,
+    at: String,
+    upto_seq: u64,
+    reconciler: String,
+    scope: Vec<String>,
+    config_digest: String,
+    controller_version: String,
+    actions: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct BasisView {
+    /// The basis key: an object (`KIND/NAMESPACE/NAME`), or `pending`.
+    key: String,
+    /// The object's resourceVersion the action was derived from (objects only).
+    resource_version: Option<String>,
+    /// The event the plan read for it (objects only; null when not found).
+    event: Option<EventView>,
+    /// For `pending`: the earlier action, still on its way, that this one replaced.
+    pending_action: Option<PendingView>,
+}
+
+#[derive(Debug, Serialize)]
+struct PendingView {
+    action_id: String,
+    seq: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct EventView {
+    seq: u64,
+    at: String,
+    change: &'static str,
+    resource_version: String,
+    synthesized: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct EventsView {
+    count: u64,
+    first: Option<EventView>,
+    last: Option<EventView>,
+    /// The most recent events (up to 10), oldest first.
+    recent: Vec<EventView>,
+}
+
+fn why(reader: &LogReader, args: &WhyArgs, out: &mut Out) -> Result<u8, AuditError> {
+    let why = explain(reader, &args.object, args.at)?;
+    match args.output {
+        ReportOutput::Json => {
+            let text = serde_json::to_string_pretty(&why)
+                .map_err(|e| AuditError::Input(format!("cannot encode the answer as JSON: {e}")))?;
+            out.line(&text)?;
+        }
+        ReportOutput::Text => {
+            for line in narrate(&why) {
+                out.line(&line)?;
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// Traces `key` through the log, counting only entries stamped at or before `at`.
+fn explain(reader: &LogReader, key: &ObjKey, at: Option<DateTime<Utc>>) -> Result<Why, AuditError> {
+    let path = reader.path().display().to_string();
+    let log_seq = reader.last_seq()?;
+    // `Filter::until` is exclusive: one nanosecond later includes entries stamped at `at`.
+    let until = at.map(|t| t + chrono::Duration::nanoseconds(1));
+    let about = |kind: EntryKind| Filter {
+        object: Some(key.clone()),
+        kinds: vec![kind],
+        until,
+        ..Filter::new()
+    };
+
+    // Events of the object.
+    let mut events = EventsView {
+        count: 0,
+        first: None,
+        last: None,
+        recent: Vec::new(),
+    };
+    let mut last_event: Option<ObservedEvent> = None;
+    for e in reader.query(&about(EntryKind::Event)) {
+        let e = e?;
+        if let Body::Event(ev) = &e.body {
+            let view = event_view(&e, ev);
+            events.count += 1;
+            if events.first.is_none() {
+                events.first = Some(view.clone());
+            }
+            if events.recent.len() == EVENTS_SHOWN {
+                events.recent.remove(0);
+            }
+            events.recent.push(view.clone());
+            events.last = Some(view);
+            last_event = Some(ev.clone());
+        }
+    }
+
+    // Outcomes of the object, by action id, and the last applied one.
+    let mut outcomes: BTreeMap<String, Vec<OutcomeBrief>> = BTreeMap::new();
+    let mut applied: Option<(Entry, OutcomeRecord)> = None;
+    for e in reader.query(&about(EntryKind::Outcome)) {
+        let e = e?;
+        if let Body::Outcome(o) = &e.body {
+            outcomes
+                .entry(o.action_id.clone())
+                .or_default()
+                .push(outcome_brief(&e, o));
+            if o.result == OutcomeResult::Applied {
+                applied = Some((e.clone(), o.clone()));
+            }
+        }
+    }
+
+    // Actions planned for the object.
+    let mut actions: Vec<Entry> = Vec::new();
+    for e in reader.query(&about(EntryKind::Action)) {
+        actions.push(e?);
+    }
+
+    if events.count == 0 && actions.is_empty() && outcomes.is_empty() {
+        let first = reader
+            .query(&Filter::new().object(key).limit(1))
+            .next()
+            .transpose()?;
+        return Err(AuditError::Input(match (first, at) {
+            (Some(f), Some(t)) => format!(
+                "{path} has no entry about {key} at or before {}: its first is seq {} at {}. \
+                 Pick a later --at, or leave it out to explain the object as it is now",
+                secs(t),
+                f.seq,
+                secs(f.at)
+            ),
+            _ => format!(
+                "{path} has no entry about {key} (seq 1..={log_seq}). Check the kind, namespace \
+                 and name (kinds: Application, Deployment, Service, Ingress); `logbook audit log \
+                 --app NS/NAME` lists what was recorded for an Application"
+            ),
+        }));
+    }
+
+    let mut notes = Vec::new();
+    // The action to explain: the one the last applied outcome reports on, else the last planned.
+    let chosen: Option<&Entry> = match &applied {
+        Some((oe, o)) => {
+            let found = actions
+                .iter()
+                .rev()
+                .find(|a| a.seq < oe.seq && action_id_of(a) == Some(o.action_id.as_str()));
+            if found.is_none() {
+                notes.push(format!(
+                    "the action {} that outcome seq {} reports on is not in the log as an action \
+                     on {key}",
+                    o.action_id, oe.seq
+                ));
+            }
+            found
+        }
+        None => actions.last(),
+    };
+
+    let action = chosen.and_then(|a| match &a.body {
+        Body::Action(r) => Some(ActionView {
+            seq: a.seq,
+            id: a.id.to_string(),
+            at: nanos(a.at),
+            action_id: r.action.id.clone(),
+            verb: r.action.verb.to_string(),
+            reason: r.action.reason.clone(),
+            plan_seq: r.plan_seq,
+            app: r.action.app.clone(),
+            outcomes: outcomes.get(&r.action.id).cloned().unwrap_or_default(),
+        }),
+        _ => None,
+    });
+
+    // The plan that produced it, and the events it read.
+    let mut plan = None;
+    let mut basis = Vec::new();
+    if let Some(Body::Action(r)) = chosen.map(|a| &a.body) {
+        let mut read_upto = chosen.map_or(0, |a| a.seq.saturating_sub(1));
+        match reader.get(r.plan_seq)? {
+            Some(pe) => match &pe.body {
+                Body::Plan(p) => {
+                    read_upto = p.upto_seq;
+                    plan = Some(PlanView {
+                        seq: pe.seq,
+                        at: nanos(pe.at),
+                        upto_seq: p.upto_seq,
+                        reconciler: p.reconciler.clone(),
+                        scope: p.scope.iter().map(ToString::to_string).collect(),
+                        config_digest: p.config_digest.clone(),
+                        controller_version: p.controller_version.clone(),
+                        actions: p.action_ids.len(),
+                    });
+                    if !p.action_ids.contains(&r.action.id) {
+                        notes.push(format!(
+                            "plan seq {} does not list action {} among its actions",
+                            pe.seq, r.action.id
+                        ));
+                    }
+                }
+                other => notes.push(format!(
+                    "the action names plan seq {}, but that entry is a {}",
+                    r.plan_seq,
+                    other.kind()
+                )),
+            },
+            None => notes.push(format!(
+                "the action names plan seq {}, which is not in the log",
+                r.plan_seq
+            )),
+        }
+        for (k, v) in &r.action.basis {
+            basis.push(basis_view(reader, key, k, v, read_upto, &mut notes)?);
+        }
+    }
+
+    let later_actions = match chosen {
+        Some(c) => actions
+            .iter()
+            .filter(|a| a.seq > c.seq)
+            .filter_map(|a| match &a.body {
+                Body::Action(r) => Some(ActionBrief {
+                    seq: a.seq,
+                    action_id: r.action.id.clone(),
+                    verb: r.action.verb.to_string(),
+                    reason: r.action.reason.clone(),
+                    plan_seq: r.plan_seq,
+                    outcomes: outcomes.get(&r.action.id).cloned().unwrap_or_default(),
+                }),
+                _ => None,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+
+    let state = if applied.is_some() {
+        "changed"
+    } else if chosen.is_some() {
+        "planned"
+    } else {
+        "observed"
+    };
+    Ok(Why {
+        object: key.to_string(),
+        as_of: AsOf {
+            at: at.map(nanos),
+            log_seq,
+        },
+        state,
+        deleted: last_event.is_some_and(|e| e.change == Change::Delete),
+        outcome: applied.map(|(e, o)| OutcomeView {
+            seq: e.seq,
+            id: e.id.to_string(),
+            at: nanos(e.at),
+            action_id: o.action_id,
+            result: result_name(o.result),
+            executor: o.executor,
+            attempt: o.attempt,
+            resource_version: o.resource_version,
+            message: o.message,
+            retry: o.retry,
+        }),
+        action,
+        plan,
+        basis,
+        later_actions,
+        events,
+        notes,
+    })
+}
+
+/// One basis entry of an action, traced to the event the plan read (at seq ≤ `read_upto`).
+fn basis_view(
+    reader: &LogReader,
+    target: &ObjKey,
+    key: &str,
+    value: &str,
+    read_upto: u64,
+    notes: &mut Vec<String>,
+) -> Result<BasisView, AuditError> {
+    if key == "pending" {
+        // The action replaced an earlier one still on its way (its id is the value).
+        let filter = Filter {
+            object: Some(target.clone()),
+            kinds: vec![EntryKind::Action],
+            to_seq: Some(read_upto),
+            ..Filter::new()
+        };
+        let mut seq = None;
+        for e in reader.query(&filter) {
+            let e = e?;
+            if action_id_of(&e) == Some(value) {
+                seq = Some(e.seq);
+            }
+        }
+        return Ok(BasisView {
+            key: key.to_string(),
+            resource_version: None,
+            event: None,
+            pending_action: Some(PendingView {
+                action_id: value.to_string(),
+                seq,
+            }),
+        });
+    }
+    let mut view = BasisView {
+        key: key.to_string(),
+        resource_version: Some(value.to_string()),
+        event: None,
+        pending_action: None,
+    };
+    let Ok(object) = ObjKey::parse(key) else {
+        notes.push(format!("basis `{key}` does not name an object"));
+        return Ok(view);
+    };
+    let filter = Filter {
+        object: Some(object),
+        kinds: vec![EntryKind::Event],
+        to_seq: Some(read_upto),
+        ..Filter::new()
+    };
+    for e in reader.query(&filter) {
+        let e = e?;
+        if let Body::Event(ev) = &e.body
+            && ev.resource_version == value
+        {
+            view.event = Some(event_view(&e, ev));
+        }
+    }
+    if view.event.is_none() {
+        notes.push(format!(
+            "no event of {key} at resourceVersion {value} up to seq {read_upto}"
+        ));
+    }
+    Ok(view)
+}
+
+/// `audit why` as text.
+fn narrate(w: &Why) -> Vec<String> {
+    let mut lines = Vec::new();
+    lines.push(match &w.as_of.at {
+        Some(at) => format!("{}, as of {}", w.object, secs_of(at)),
+        None => format!(
+            "{}, as of the end of the log (seq {})",
+            w.object, w.as_of.log_seq
+        ),
+    });
+    match (w.state, &w.action) {
+        ("changed", Some(a)) => lines.push(format!(
+            "Last changed by logbook: {} ({}).",
+            a.verb, a.reason
+        )),
+        ("changed", None) => {
+            lines.push("Last changed by logbook (its action is not traced).".into())
+        }
+        ("planned", Some(a)) => lines.push(format!(
+            "logbook planned {} ({}), but it was never confirmed applied.",
+            a.verb, a.reason
+        )),
+        _ => lines.push(
+            "logbook never changed it: no action in the log targets it; it was only observed."
+                .into(),
+        ),
+    }
+    if let Some(o) = &w.outcome {
+        let rv = o
+            .resource_version
+            .as_deref()
+            .map(|rv| format!(", resulting resourceVersion {rv}"))
+            .unwrap_or_default();
+        lines.push(format!(
+            "  outcome  seq {:<6} {}  {} by {} (attempt {}){rv}",
+            o.seq,
+            secs_of(&o.at),
+            o.result,
+            o.executor,
+            o.attempt
+        ));
+    }
+    if let Some(a) = &w.action {
+        lines.push(format!(
+            "  action   seq {:<6} {}  {} {} ({}) [{}]",
+            a.seq,
+            secs_of(&a.at),
+            a.verb,
+            w.object,
+            a.reason,
+            a.action_id
+        ));
+        if w.state == "planned" {
+            if a.outcomes.is_empty() {
+                lines.push("           no outcome reported yet".into());
+            }
+            for o in &a.outcomes {
+                lines.push(format!("           {}", outcome_text(o)));
+            }
+        }
+    }
+    if let Some(p) = &w.plan {
+        let scope = if p.scope.is_empty() {
+            "the whole world".to_string()
+        } else {
+            p.scope.join(", ")
+        };
+        lines.push(format!(
+            "  plan     seq {:<6} {}  read the log up to seq {}; reconciler {}; scope {scope}; \
+             {} action{}; config {}; controller {}",
+            p.seq,
+            secs_of(&p.at),
+            p.upto_seq,
+            p.reconciler,
+            p.actions,
+            if p.actions == 1 { "" } else { "s" },
+            p.config_digest,
+            p.controller_version
+        ));
+    }
+    if !w.basis.is_empty() {
+        lines.push("  because of what the plan read:".into());
+        for b in &w.basis {
+            match (&b.pending_action, &b.event) {
+                (Some(p), _) => lines.push(format!(
+                    "    replacing action {} still on its way{}",
+                    p.action_id,
+                    p.seq.map(|s| format!(" (seq {s})")).unwrap_or_default()
+                )),
+                (None, Some(e)) => lines.push(format!(
+                    "    {} at rv {}: event seq {} {} ({})",
+                    b.key,
+                    e.resource_version,
+                    e.seq,
+                    secs_of(&e.at),
+                    change_text(e)
+                )),
+                (None, None) => lines.push(format!(
+                    "    {} at rv {}: no such event found",
+                    b.key,
+                    b.resource_version.as_deref().unwrap_or("?")
+                )),
+            }
+        }
+    }
+    for a in &w.later_actions {
+        let result = a
+            .outcomes
+            .last()
+            .map(outcome_text)
+            .unwrap_or_else(|| "no outcome yet".into());
+        lines.push(format!(
+            "  later: action seq {} {} ({}) [{}], plan {}: {result}",
+            a.seq, a.verb, a.reason, a.action_id, a.plan_seq
+        ));
+    }
+    let ev = &w.events;
+    match (&ev.first, &ev.last) {
+        (Some(first), Some(_)) if w.state == "observed" => {
+            lines.push(format!(
+                "  {} event{} recorded, first seq {} at {}:",
+                ev.count,
+                if ev.count == 1 { "" } else { "s" },
+                first.seq,
+                secs_of(&first.at)
+            ));
+            for e in &ev.recent {
+                lines.push(format!(
+                    "    event seq {} {} rv {} ({})",
+                    e.seq,
+                    secs_of(&e.at),
+                    e.resource_version,
+                    change_text(e)
+                ));
+            }
+        }
+        (_, Some(last)) => lines.push(format!(
+            "  last observed: event seq {} {} at rv {} ({})",
+            last.seq,
+            secs_of(&last.at),
+            last.resource_version,
+            change_text(last)
+        )),
+        _ => lines.push("  never observed: no event of it is in the log".into()),
+    }
+    if w.deleted
+        && let Some(last) = &ev.last
+    {
+        lines.push(format!(
+            "It is gone: deleted (event seq {} at {}).",
+            last.seq,
+            secs_of(&last.at)
+        ));
+    }
+    for n in &w.notes {
+        lines.push(format!("  note: {n}"));
+    }
+    lines
+}
+
+fn event_view(e: &Entry, ev: &ObservedEvent) -> EventView {
+    EventView {
+        seq: e.seq,
+        at: nanos(e.at),
+        change: match ev.change {
+            Change::Upsert => "upsert",
+            Change::Delete => "delete",
+        },
+        resource_version: ev.resource_version.clone(),
+        synthesized: ev.synthesized,
+    }
+}
+
+fn change_text(e: &EventView) -> &'static str {
+    match (e.change, e.synthesized) {
+        ("delete", true) => "gone: vanished while the watch was down",
+        ("delete", _) => "deleted",
+        _ => "seen",
+    }
+}
+
+fn outcome_brief(e: &Entry, o: &OutcomeRecord) -> OutcomeBrief {
+    OutcomeBrief {
+        seq: e.seq,
+        at: nanos(e.at),
+        result: result_name(o.result),
+        executor: o.executor.clone(),
+        attempt: o.attempt,
+        message: o.message.clone(),
+    }
+}
+
+fn outcome_text(o: &OutcomeBrief) -> String {
+    let mut s = format!(
+        "outcome seq {} {}: {} by {} (attempt {})",
+        o.seq,
+        secs_of(&o.at),
+        o.result,
+        o.executor,
+        o.attempt
+    );
+    if !o.message.is_empty() && o.result != "applied" {
+        s.push_str(&format!(": {}", o.message));
+    }
+    s
+}
+
+fn action_id_of(e: &Entry) -> Option<&str> {
+    match &e.body {
+        Body::Action(r) => Some(r.action.id.as_str()),
+        _ => None,
+    }
+}
+
+/// The result's name as serialized (`applied`, `noop`, ...).
+fn result_name(r: OutcomeResult) -> String {
+    serde_json::to_value(r)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{r:?}").to_lowercase())
+}
+
+// ---------------------------------------------------------------------------------------------
+// audit verify
+
+/// `audit verify -o json`.
+#[derive(Serialize)]
+struct VerifyJson {
+    ok: bool,
+    checked: u64,
+    last_good_seq: u64,
+    head: String,
+    problem: Option<ProblemJson>,
+    append_only_guard: bool,
+    path: String,
+}
+
+#[derive(Serialize)]
+struct ProblemJson {
+    seq: u64,
+    description: String,
+}
+
+fn verify(reader: &LogReader, args: &VerifyArgs, out: &mut Out) -> Result<u8, AuditError> {
+    let report: VerifyReport = reader.verify()?;
+    match args.output {
+        ReportOutput::Text => out.line(&report.to_string())?,
+        ReportOutput::Json => {
+            let json = VerifyJson {
+                ok: report.is_ok(),
+                checked: report.checked,
+                last_good_seq: report.last_good_seq,
+                head: hex::encode(report.head),
+                problem: report.problem.as_ref().map(|p| ProblemJson {
+                    seq: p.seq(),
+                    description: p.to_string(),
+                }),
+                append_only_guard: report.append_only_guard,
+                path: report.path.display().to_string(),
+            };
+            let text = serde_json::to_string(&json)
+                .map_err(|e| AuditError::Input(format!("cannot encode the report as JSON: {e}")))?;
+            out.line(&text)?;
+        }
+    }
+    Ok(if report.is_ok() {
+        EXIT_OK
+    } else {
+        EXIT_PROBLEM
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// flag parsers
+
+/// Parses an RFC 3339 time (`2025-03-14T03:12:00Z`), a date (`2025-03-14`, midnight UTC), `now`,
+/// or a duration meaning that long ago (`10m`, `2h`).
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("now") {
+        return Ok(Utc::now());
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        && let Some(t) = d.and_hms_opt(0, 0, 0)
+    {
+        return Ok(t.and_utc());
+    }
+    if s.starts_with(|c: char| c.is_ascii_digit()) && s.ends_with(|c: char| c.is_ascii_alphabetic())
+    {
+        let ago = parse_duration(s)?;
+        let ago = chrono::Duration::from_std(ago).map_err(|_| format!("{s:?} is too long ago"))?;
+        return Utc::now()
+            .checked_sub_signed(ago)
+            .ok_or_else(|| format!("{s:?} is too long ago"));
+    }
+    Err(format!(
+        "{s:?} is not a time: write RFC 3339 (2025-03-14T03:12:00Z), a date (2025-03-14), or a \
+         duration meaning that long ago (90s, 10m, 2h)"
+    ))
+}
+
+/// Parses `NAMESPACE/NAME`.
+fn parse_app(s: &str) -> Result<String, String> {
+    match s.split('/').collect::<Vec<_>>().as_slice() {
+        [ns, name] if !ns.is_empty() && !name.is_empty() => Ok(s.to_string()),
+        _ => Err(format!(
+            "`{s}` is not an Application; expected NAMESPACE/NAME, e.g. shop/web"
+        )),
+    }
+}
+
+/// Parses `KIND/NAMESPACE/NAME` (or `KIND/NAME`), with the kind's usual short names and plurals.
+fn parse_object(s: &str) -> Result<ObjKey, String> {
+    let mut key = ObjKey::parse(s)?;
+    key.kind = canonical_kind(&key.kind);
+    Ok(key)
+}
+
+/// `deploy`, `deployments`, `DEPLOYMENT` → `Deployment`; unknown kinds are kept as written.
+fn canonical_kind(kind: &str) -> String {
+    let known = match kind.to_ascii_lowercase().as_str() {
+        "app" | "apps" | "application" | "applications" => "Application",
+        "deploy" | "deployment" | "deployments" => "Deployment",
+        "svc" | "service" | "services" => "Service",
+        "ing" | "ingress" | "ingresses" => "Ingress",
+        _ => return kind.to_string(),
+    };
+    known.to_string()
+}
+
+/// Parses an entry kind, case-insensitively, singular or plural.
+fn parse_kind(s: &str) -> Result<EntryKind, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    let singular = lower.strip_suffix('s').unwrap_or(&lower);
+    EntryKind::parse(&lower)
+        .or_else(|| EntryKind::parse(singular))
+        .ok_or_else(|| {
+            format!("`{s}` is not an entry kind; use event, plan, action, outcome or marker")
+        })
+}
+
+// ---------------------------------------------------------------------------------------------
+// times
+
+/// RFC 3339 to the second, as tables show it.
+fn secs(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// RFC 3339 with the nanoseconds, as JSON carries it.
+fn nanos(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// A time carried as [`nanos`] text, shown to the second.
+fn secs_of(text: &str) -> String {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| secs(t.with_timezone(&Utc)))
+        .unwrap_or_else(|_| text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_as_rfc3339_dates_or_durations_ago() {
+        let t = parse_time("2025-03-14T03:12:00Z").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(secs(t), "2025-03-14T03:12:00Z");
+        let t = parse_time("2025-03-14T05:12:00+02:00").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(secs(t), "2025-03-14T03:12:00Z");
+        let t = parse_time("2025-03-14").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(secs(t), "2025-03-14T00:00:00Z");
+        let before = Utc::now();
+        let t = parse_time("10m").unwrap_or_else(|e| panic!("{e}"));
+        let ago = before - t;
+        assert!(
+            ago > chrono::Duration::seconds(590) && ago < chrono::Duration::seconds(610),
+            "{ago}"
+        );
+        for bad in ["yesterday", "10", "10x", "2025-13-01", ""] {
+            assert!(parse_time(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn objects_accept_short_kinds_and_apps_need_a_namespace() {
+        let k = parse_object("deploy/shop/web").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(k, ObjKey::new("Deployment", "shop", "web"));
+        let k = parse_object("SVC/shop/web").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(k.kind, "Service");
+        let k = parse_object("ingresses/shop/logbook").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(k.kind, "Ingress");
+        let k = parse_object("app/shop/web").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(k.kind, "Application");
+        let k = parse_object("ConfigMap/shop/x").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(k.kind, "ConfigMap");
+        assert!(parse_object("web").is_err());
+        assert!(parse_app("shop/web").is_ok());
+        assert!(parse_app("web").is_err());
+        assert!(parse_app("a/b/c").is_err());
+    }
+
+    #[test]
+    fn kinds_parse_singular_or_plural() {
+        assert_eq!(parse_kind("event"), Ok(EntryKind::Event));
+        assert_eq!(parse_kind("Outcomes"), Ok(EntryKind::Outcome));
+        assert_eq!(parse_kind("marker"), Ok(EntryKind::Marker));
+        assert!(parse_kind("step").is_err());
+    }
+}
