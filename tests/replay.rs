@@ -473,8 +473,7 @@ fn a_timeline_tells_what_was_seen_planned_and_done() {
         None,
         None,
     )
-    .err()
-    .expect("unknown");
+    .expect_err("unknown");
     assert!(
         matches!(e, ReplayError::Unknown { .. }) && e.to_string().contains("nope"),
         "{e}"

@@ -596,10 +596,8 @@ fn what_if(
 fn export(reader: &LogReader, a: &ExportArgs, out: &mut impl Write) -> Result<ExitCode, Failure> {
     let ExportFormat::Jsonl = a.format;
     let mut filter = Filter::new();
-    if let Some(s) = subject(a.app.as_deref(), None)? {
-        if let Subject::App(app) = s {
-            filter = filter.application(&app);
-        }
+    if let Some(Subject::App(app)) = subject(a.app.as_deref(), None)? {
+        filter = filter.application(&app);
     }
     if let Some(Subject::Object(key)) = subject(None, a.object.as_deref())? {
         filter = filter.object(&key);

@@ -46,9 +46,9 @@ pub enum ActionChange {
     /// Both act on the target, differently.
     Changed {
         /// What was planned.
-        recorded: RecordedAction,
+        recorded: Box<RecordedAction>,
         /// What would have been planned.
-        recomputed: RecordedAction,
+        recomputed: Box<RecordedAction>,
         /// The fields that differ (`spec.replicas`, `verb`, ...), each `path: old → new`.
         fields: Vec<String>,
     },
@@ -75,7 +75,7 @@ impl ActionChange {
                 recorded,
                 recomputed,
                 ..
-            } => (Some(recorded), Some(recomputed)),
+            } => (Some(&**recorded), Some(&**recomputed)),
         };
         for x in [a, b].into_iter().flatten() {
             if let Some(app) = &x.app {
@@ -316,8 +316,8 @@ pub fn compare(recorded: &[RecordedAction], recomputed: &[RecordedAction]) -> Ve
                     &mut fields,
                 );
                 out.push(ActionChange::Changed {
-                    recorded: a.clone(),
-                    recomputed: b.clone(),
+                    recorded: Box::new(a.clone()),
+                    recomputed: Box::new(b.clone()),
                     fields,
                 });
             }
