@@ -225,10 +225,18 @@ pub fn server_defaults(object: &mut Value, uid: &str, resource_version: u64) {
 
 /// Merges `desired` into `actual` the way server-side apply does for a sole field manager:
 /// maps merge, lists of named elements are replaced by the desired names (each element merged),
-/// other lists are replaced whole.
+/// other lists are replaced whole, and a container's env and probes that the manager no longer
+/// applies are removed (it applied them before, so it owned them).
 pub fn apply_merge(actual: &mut Value, desired: &Value) {
     match (actual, desired) {
         (Value::Object(a), Value::Object(d)) => {
+            if d.contains_key("image") {
+                for k in ["env", "readinessProbe", "livenessProbe"] {
+                    if !d.contains_key(k) {
+                        a.remove(k);
+                    }
+                }
+            }
             for (k, dv) in d {
                 match a.get_mut(k) {
                     Some(av) => apply_merge(av, dv),

@@ -67,6 +67,7 @@ async fn applications_become_children_follow_changes_and_clean_up() {
             &Application::test("shop", "web")
                 .host("shop.example.com")
                 .image("registry.example.com/web:2.0")
+                .env("MODE", "fast")
                 .build(),
         )
         .await;
@@ -74,6 +75,28 @@ async fn applications_become_children_follow_changes_and_clean_up() {
             (env.image("shop", "web").await.as_deref() == Some("registry.example.com/web:2.0"))
                 .then_some(())
         })
+        .await;
+        let container_env = || async {
+            let d = env.deployments("shop").get("web").await.ok()?;
+            let c = d.spec.template.spec?.containers.into_iter().next()?;
+            Some(c.env.unwrap_or_default().len())
+        };
+        env.wait("the env variable to reach the Deployment", || async {
+            (container_env().await == Some(1)).then_some(())
+        })
+        .await;
+        // Its last env variable removed: the Deployment loses it too.
+        env.apply(
+            &Application::test("shop", "web")
+                .host("shop.example.com")
+                .image("registry.example.com/web:2.0")
+                .build(),
+        )
+        .await;
+        env.wait(
+            "the removed env variable to leave the Deployment",
+            || async { (container_env().await == Some(0)).then_some(()) },
+        )
         .await;
 
         // A host already taken: Invalid naming the holder, and no children. The oldest claim

@@ -11,7 +11,11 @@
 //! - any other list (Ingress rules, which Kubernetes treats as atomic): same length, element-wise;
 //! - resource quantities (under `requests`/`limits`) compare by value (`0.5` equals `500m`),
 //!   because the API server rewrites them to canonical form;
-//! - scalars: equal.
+//! - scalars: equal;
+//! - a container's `env`, `readinessProbe` and `livenessProbe` belong to logbook even when it
+//!   sets none: present on the object but absent from the desired container is drift (an
+//!   Application whose last env var or health check was removed). `resources` is not among them,
+//!   because a LimitRange may add it on admission.
 
 use super::quantity;
 use serde_json::Value;
@@ -30,6 +34,17 @@ pub fn covers(actual: &Value, desired: &Value) -> Result<(), String> {
 fn walk(actual: &Value, desired: &Value, path: &mut String, quantities: bool) -> bool {
     match (desired, actual) {
         (Value::Object(d), Value::Object(a)) => {
+            if d.contains_key("image") {
+                for k in OWNED_WHEN_ABSENT {
+                    if !d.contains_key(*k) && a.get(*k).is_some_and(|v| !is_empty(v)) {
+                        if !path.is_empty() {
+                            path.push('.');
+                        }
+                        path.push_str(k);
+                        return false;
+                    }
+                }
+            }
             for (k, dv) in d {
                 let len = path.len();
                 if !path.is_empty() {
@@ -92,6 +107,10 @@ fn walk(actual: &Value, desired: &Value, path: &mut String, quantities: bool) ->
         (d, a) => d == a || (is_empty(d) && is_empty(a)),
     }
 }
+
+/// Fields of a container (an object with an `image`) that logbook owns even when it does not
+/// set them: the API server never adds them on its own.
+const OWNED_WHEN_ABSENT: &[&str] = &["env", "readinessProbe", "livenessProbe"];
 
 /// Elements keyed by `name`, sorted, when every element is an object with a string `name`.
 fn names(list: &[Value]) -> Option<Vec<(&str, &Value)>> {
@@ -168,6 +187,37 @@ mod tests {
         assert_eq!(covers(&actual, &desired), Ok(()));
         let other = json!({"resources": {"limits": {"cpu": "501m", "memory": "1Gi"}}});
         assert!(covers(&other, &desired).is_err());
+    }
+
+    #[test]
+    fn env_and_probes_left_on_a_container_are_drift() {
+        let desired = json!({"containers": [{"name": "app", "image": "a:1"}]});
+        let with = |k: &str, v: Value| {
+            let mut c = json!({"name": "app", "image": "a:1", "imagePullPolicy": "IfNotPresent"});
+            c[k] = v;
+            json!({"containers": [c]})
+        };
+        assert_eq!(
+            covers(&with("env", json!([{"name": "A", "value": "1"}])), &desired),
+            Err("containers[app].env".into())
+        );
+        assert_eq!(
+            covers(
+                &with("readinessProbe", json!({"httpGet": {"path": "/"}})),
+                &desired
+            ),
+            Err("containers[app].readinessProbe".into())
+        );
+        assert!(covers(&with("livenessProbe", json!({"tcpSocket": {}})), &desired).is_err());
+        // Defaults and what others own stay ignored; an empty env is no env.
+        assert!(covers(&with("env", json!([])), &desired).is_ok());
+        assert!(
+            covers(
+                &with("resources", json!({"limits": {"cpu": "1"}})),
+                &desired
+            )
+            .is_ok()
+        );
     }
 
     #[test]
