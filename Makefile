@@ -50,7 +50,7 @@ bench:
 
 crd:
 	$(CARGO) run --quiet -- crd > schema/application.crd.yaml
-	cp schema/application.crd.yaml deploy/application.crd.yaml
+	cp schema/application.crd.yaml deploy/base/application.crd.yaml
 
 clean:
 	$(CARGO) clean

@@ -723,6 +723,7 @@ impl Logbook {
             planner: PlannerConfig::default(),
             debounce: s.debounce,
             resync: Duration::from_secs(3600),
+            grace: Duration::from_secs(2),
         };
         let mut lb = Logbook {
             _dir: dir,

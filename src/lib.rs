@@ -9,9 +9,11 @@
 //! - [`log`]: the append-only SQLite log (entries, hash chain, verify).
 //! - [`replay`]: offline replay of a log: verify, state at a point, timeline, what-if, export.
 //! - [`sandbox`]: a Kubernetes API emulator served over real HTTP, for tests and `logbook dev`.
+//! - [`admin`]: the admin server (`/metrics`, `/healthz`, `/readyz`) and each process's metrics.
 //! - [`cli`]: the `logbook` command line.
 //! - [`fixtures`]: builders for tests and benches (never used by the controller).
 
+pub mod admin;
 pub mod bus;
 pub mod cli;
 pub mod controller;

@@ -45,9 +45,9 @@ fn crd_validates_what_a_schema_can() {
 
 #[test]
 fn deploy_carries_the_same_crd() {
-    let deployed = include_str!("../deploy/application.crd.yaml");
+    let deployed = include_str!("../deploy/base/application.crd.yaml");
     assert!(
         deployed == CHECKED_IN,
-        "deploy/application.crd.yaml differs from schema/: run `make crd`"
+        "deploy/base/application.crd.yaml differs from schema/: run `make crd`"
     );
 }

@@ -156,6 +156,7 @@ impl Harness {
             .env("LOGBOOK_NATS_URL", self.nats.url())
             .env("LOGBOOK_ACK_WAIT", "2s")
             .env("LOGBOOK_EXECUTOR_NAME", name)
+            .env("LOGBOOK_ADMIN_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "info,logbook=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -828,6 +829,121 @@ async fn sigterm_finishes_the_action_in_flight_then_exits_0() {
             0,
             "{}",
             child.log()
+        );
+    })
+    .await;
+}
+
+/// `GET http://127.0.0.1:port/path`: status and body, or `None` when nothing answers.
+fn admin_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, out.split_once("\r\n\r\n")?.1.to_string()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_past_the_grace_turns_not_ready_then_hands_the_action_back() {
+    bounded(async {
+        // An ack wait longer than the test: a redelivery in time can only come from the nak.
+        let mut h = Harness::start_with(Topology {
+            ack_wait: Duration::from_secs(120),
+            ..topology()
+        })
+        .await;
+        // The write hangs far longer than the grace period.
+        for verb in [ApiVerb::Patch, ApiVerb::Create] {
+            h.sandbox
+                .faults()
+                .set_latency(verb, Duration::from_secs(40));
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let admin = format!("127.0.0.1:{port}");
+        let ack_wait = ["--ack-wait", "120s"];
+        let mut a = h.spawn_child(
+            "exec-a",
+            &[
+                ack_wait[0],
+                ack_wait[1],
+                "--grace",
+                "2s",
+                "--admin-addr",
+                &admin,
+            ],
+        );
+        eventually("exec-a to be ready", WAIT, || {
+            let ready = admin_get(port, "/readyz");
+            async move { (ready == Some((200, "ok\n".to_string()))).then_some(()) }
+        })
+        .await;
+        let create = deployment_action(Verb::Create, 1, "missing");
+        let m = h.message(1, create.clone());
+        h.publish(&m).await;
+        let (sandbox, id) = (&h.sandbox, create.id.clone());
+        eventually("exec-a to be in the middle of the write", WAIT, || {
+            let writing = sandbox
+                .faults()
+                .audited()
+                .iter()
+                .any(|r| r.audit_id == id && (r.method == "PATCH" || r.method == "POST"));
+            async move { writing.then_some(()) }
+        })
+        .await;
+
+        let stopped_at = std::time::Instant::now();
+        nix::sys::signal::kill(a.pid(), nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        // Not ready first, while it is still finishing.
+        eventually("exec-a to report not ready", WAIT, || {
+            let ready = admin_get(port, "/readyz");
+            async move {
+                ready
+                    .filter(|(status, body)| *status == 503 && body.contains("shutting down"))
+                    .map(|_| ())
+            }
+        })
+        .await;
+        let status = eventually("exec-a to exit", WAIT, || {
+            let exited = a.child.try_wait().ok().flatten();
+            async move { exited }
+        })
+        .await;
+        assert!(status.success(), "exit {status:?}; log:\n{}", a.log());
+        assert!(
+            stopped_at.elapsed() < Duration::from_secs(5),
+            "exited {:?} after SIGTERM with --grace 2s",
+            stopped_at.elapsed()
+        );
+        assert!(a.log().contains("handed back (nak)"), "{}", a.log());
+
+        // Another executor gets it at once, not after the ack wait.
+        for verb in [ApiVerb::Patch, ApiVerb::Create] {
+            h.sandbox.faults().set_latency(verb, Duration::ZERO);
+        }
+        let b = h.spawn_child("exec-b", &ack_wait);
+        let (_, out) = h
+            .outcome("the handed-back create's outcome", |o| {
+                o.outcome.action_id == create.id
+                    && matches!(
+                        o.outcome.result,
+                        OutcomeResult::Applied | OutcomeResult::NoOp
+                    )
+            })
+            .await;
+        assert_eq!(out.outcome.executor, "exec-b", "{}", b.log());
+        assert_eq!(out.outcome.attempt, 2, "the second delivery: {out:?}");
+        assert!(
+            h.outcomes_of(&create.id)
+                .iter()
+                .all(|o| o.outcome.executor == "exec-b"),
+            "exec-a reported nothing for what it handed back"
         );
     })
     .await;

@@ -5,6 +5,7 @@
 //! decisions and never touches the log or the cluster.
 
 mod config;
+pub mod probe;
 pub mod server;
 mod subjects;
 mod topology;

@@ -1,5 +1,5 @@
 //! Flags shared by the long-running subcommands: how to reach Kubernetes, stream settings,
-//! and shutdown on SIGTERM or Ctrl-C.
+//! the admin server, the log format, and shutdown on SIGTERM or Ctrl-C.
 
 use crate::bus::Topology;
 use std::path::PathBuf;
@@ -73,6 +73,107 @@ impl TopologyArgs {
     }
 }
 
+/// Where the admin server (`/metrics`, `/healthz`, `/readyz`) listens.
+#[derive(clap::Args, Clone, Debug)]
+pub struct AdminArgs {
+    /// Address of the admin server (/metrics, /healthz, /readyz), or `off`.
+    #[arg(
+        long,
+        env = "LOGBOOK_ADMIN_ADDR",
+        default_value = "0.0.0.0:9090",
+        value_name = "ADDR"
+    )]
+    pub admin_addr: AdminAddr,
+}
+
+/// An admin server address, or none (`off`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdminAddr(pub Option<std::net::SocketAddr>);
+
+impl std::str::FromStr for AdminAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(AdminAddr(None));
+        }
+        s.parse().map(|a| AdminAddr(Some(a))).map_err(|e| {
+            format!(
+                "{s:?} is not an address ({e}): write it as 0.0.0.0:9090 or 127.0.0.1:0, or `off`"
+            )
+        })
+    }
+}
+
+impl AdminArgs {
+    /// Binds and starts the admin server (unless `off`); stop it with [`Admin::stop`].
+    pub async fn start(
+        &self,
+        health: crate::admin::Health,
+        registry: std::sync::Arc<prometheus_client::registry::Registry>,
+    ) -> Result<Admin, String> {
+        let Some(addr) = self.admin_addr.0 else {
+            return Ok(Admin {
+                addr: None,
+                stop: CancellationToken::new(),
+                task: None,
+            });
+        };
+        let server = crate::admin::AdminServer::bind(addr).await?;
+        let stop = CancellationToken::new();
+        let addr = server.local_addr();
+        let task = server.serve(health, registry, stop.clone());
+        Ok(Admin {
+            addr: Some(addr),
+            stop,
+            task: Some(task),
+        })
+    }
+}
+
+/// A running admin server (or none).
+pub struct Admin {
+    /// Where it listens.
+    pub addr: Option<std::net::SocketAddr>,
+    stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Admin {
+    /// Stops serving (after the process's own shutdown, so probes see it not ready meanwhile).
+    pub async fn stop(self) {
+        self.stop.cancel();
+        if let Some(task) = self.task {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
+    }
+}
+
+/// How log lines are written to stderr.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct LogArgs {
+    /// Log line format: `text` (for people) or `json` (one object per line, for collectors).
+    /// The level comes from RUST_LOG.
+    #[arg(
+        long,
+        env = "LOGBOOK_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        value_name = "FORMAT"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// A log line format.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields`, `target`, `span`, `spans`).
+    Json,
+}
+
 /// Parses `250ms`, `1.5s`, `2m`, `1h` or `0`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -139,5 +240,17 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("fast").is_err());
+    }
+
+    #[test]
+    fn admin_addresses_parse_or_turn_off() {
+        assert_eq!(
+            "0.0.0.0:9090".parse::<AdminAddr>(),
+            Ok(AdminAddr(Some(([0, 0, 0, 0], 9090).into())))
+        );
+        assert_eq!("off".parse::<AdminAddr>(), Ok(AdminAddr(None)));
+        assert_eq!("OFF".parse::<AdminAddr>(), Ok(AdminAddr(None)));
+        let err = "9090".parse::<AdminAddr>().unwrap_err();
+        assert!(err.contains("0.0.0.0:9090"), "{err}");
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! Parsing and printing only; the work is [`crate::controller`].
 
-use super::common::{KubeArgs, TopologyArgs, parse_duration, shutdown_on_signals};
+use super::common::{
+    AdminArgs, KubeArgs, LogArgs, TopologyArgs, parse_duration, shutdown_on_signals,
+};
 use crate::bus::NatsArgs;
 use crate::controller::{self, ControllerConfig};
 use crate::reconcile::PlannerConfig;
@@ -24,6 +26,12 @@ pub struct ControllerArgs {
     pub topology: TopologyArgs,
     #[command(flatten)]
     pub planner: PlannerArgs,
+    #[command(flatten)]
+    pub election: Box<crate::controller::lease::ElectionArgs>,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    #[command(flatten)]
+    pub logging: LogArgs,
     /// The log file: created when missing, resumed from when present.
     #[arg(
         long,
@@ -38,6 +46,9 @@ pub struct ControllerArgs {
     /// How often the whole world is planned again (a recorded resync); 0 turns it off.
     #[arg(long, env = "LOGBOOK_RESYNC", default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
     pub resync: Duration,
+    /// On SIGTERM, how long to publish what is left before exiting.
+    #[arg(long, env = "LOGBOOK_GRACE", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub grace: Duration,
 }
 
 /// Settings that change what the planner produces (recorded with every plan).
@@ -50,14 +61,26 @@ pub struct PlannerArgs {
     #[arg(long, env = "LOGBOOK_PATH_TYPE", default_value = "Prefix", value_parser = ["Prefix", "Exact"])]
     pub path_type: String,
     /// CPU request of containers whose Application asks for no requests (e.g. `100m`).
-    #[arg(long, env = "LOGBOOK_DEFAULT_CPU_REQUEST", value_name = "QUANTITY")]
+    #[arg(long, env = "LOGBOOK_DEFAULT_CPU_REQUEST", value_name = "QUANTITY", value_parser = parse_quantity)]
     pub default_cpu_request: Option<String>,
     /// Memory request of containers whose Application asks for no requests (e.g. `128Mi`).
-    #[arg(long, env = "LOGBOOK_DEFAULT_MEMORY_REQUEST", value_name = "QUANTITY")]
+    #[arg(long, env = "LOGBOOK_DEFAULT_MEMORY_REQUEST", value_name = "QUANTITY", value_parser = parse_quantity)]
     pub default_memory_request: Option<String>,
     /// Also use an Application's healthCheck as its container's liveness probe.
     #[arg(long, env = "LOGBOOK_LIVENESS_PROBES")]
     pub liveness_probes: bool,
+}
+
+/// A Kubernetes quantity (`250m`, `1`, `512Mi`), as the CRD's schema accepts it.
+fn parse_quantity(s: &str) -> Result<String, String> {
+    let pattern = regex::Regex::new(crate::model::QUANTITY_PATTERN).map_err(|e| e.to_string())?;
+    if pattern.is_match(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "`{s}` is not a Kubernetes quantity; write e.g. 250m or 1 (cpu), 512Mi or 1Gi (memory)"
+        ))
+    }
 }
 
 impl PlannerArgs {
@@ -89,12 +112,23 @@ impl ControllerArgs {
             planner: self.planner.config(),
             debounce: self.debounce,
             resync: self.resync,
+            grace: self.grace,
         }
     }
 }
 
 /// Runs the controller; exit code 1 with one line on stderr when it cannot.
 pub fn run(args: ControllerArgs) -> ExitCode {
+    let instance = match args.election.election() {
+        Ok(election) => controller::Instance {
+            identity: args.election.identity(),
+            election,
+        },
+        Err(e) => {
+            eprintln!("logbook controller: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -111,7 +145,21 @@ pub fn run(args: ControllerArgs) -> ExitCode {
             }
         };
         let shutdown = shutdown_on_signals();
-        match controller::run(client, args.config(), shutdown).await {
+        let telemetry = controller::Telemetry::default();
+        let admin = match args
+            .admin
+            .start(telemetry.health.clone(), telemetry.metrics.registry())
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("logbook controller: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let result = controller::run_as(client, args.config(), instance, shutdown, telemetry).await;
+        admin.stop().await;
+        match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("logbook controller: {e}");

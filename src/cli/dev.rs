@@ -4,7 +4,7 @@
 //! Parsing, setting up and printing only; the work is done by the library's controller,
 //! executor, sandbox and bus.
 
-use super::common::{parse_duration, shutdown_on_signals};
+use super::common::{AdminAddr, AdminArgs, parse_duration, shutdown_on_signals};
 use super::trail;
 use crate::bus::{NatsArgs, Topology, server::NatsServer};
 use crate::controller::{self, ControllerConfig};
@@ -121,11 +121,22 @@ async fn dev(args: DevArgs) -> Result<(), String> {
         planner: PlannerConfig::default(),
         debounce: Duration::from_millis(2),
         resync: Duration::from_secs(300),
+        grace: Duration::from_secs(5),
     };
+    // Each process of the loop gets its own admin server on a free loopback port.
+    let loopback = AdminArgs {
+        admin_addr: AdminAddr(Some(([127, 0, 0, 1], 0).into())),
+    };
+    let mut admins = Vec::new();
+    let telemetry = controller::Telemetry::default();
+    let admin = loopback
+        .start(telemetry.health.clone(), telemetry.metrics.registry())
+        .await?;
+    admins.push(("controller".to_string(), admin));
     let c = client.clone();
     let token = shutdown.clone();
     let controller_task = tokio::spawn(async move {
-        controller::run(c, controller_config, token)
+        controller::run_with(c, controller_config, token, telemetry)
             .await
             .map_err(|e| e.to_string())
     });
@@ -137,9 +148,14 @@ async fn dev(args: DevArgs) -> Result<(), String> {
             in_flight: args.in_flight,
             grace: Duration::from_secs(5),
         };
+        let telemetry = executor::Telemetry::default();
+        let admin = loopback
+            .start(telemetry.health.clone(), telemetry.metrics.registry())
+            .await?;
+        admins.push((config.name.clone(), admin));
         let (c, token) = (client.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {
-            executor::run(c, config, token)
+            executor::run_with(c, config, token, telemetry)
                 .await
                 .map_err(|e| e.to_string())
         }));
@@ -165,6 +181,15 @@ async fn dev(args: DevArgs) -> Result<(), String> {
     );
     let _ = writeln!(out, "  log:         {}", log_path.display());
     let _ = writeln!(out, "  nats:        {}", nats.url());
+    for (name, admin) in &admins {
+        if let Some(addr) = admin.addr {
+            let _ = writeln!(
+                out,
+                "  {:<12} http://{addr}/metrics (and /healthz, /readyz)",
+                format!("{name}:")
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "  applied {} Application(s); Ctrl-C stops everything\n",
@@ -218,6 +243,9 @@ async fn dev(args: DevArgs) -> Result<(), String> {
             Err(_) => errors.push("executor: did not stop within 15 s".to_string()),
             Ok(Ok(Ok(()))) => {}
         }
+    }
+    for (_, admin) in admins {
+        admin.stop().await;
     }
     sandbox.shutdown().await;
     drop(nats);

@@ -1,7 +1,9 @@
 //! `logbook executor`: pulls actions from NATS and applies them to the cluster until SIGTERM.
 //! Parsing and printing only; the work is done by [`crate::executor`].
 
-use super::common::{KubeArgs, TopologyArgs, parse_duration, shutdown_on_signals};
+use super::common::{
+    AdminArgs, KubeArgs, LogArgs, TopologyArgs, parse_duration, shutdown_on_signals,
+};
 use crate::bus::NatsArgs;
 use crate::executor::{self, ExecutorConfig};
 use std::process::ExitCode;
@@ -10,7 +12,7 @@ use std::time::Duration;
 /// Flags of `logbook executor`.
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  logbook executor --nats-url nats://nats:4222\n  LOGBOOK_IN_FLIGHT=4 logbook executor --kubeconfig ~/.kube/config --name exec-a\n\nRun as many as you like: they share one durable consumer. On SIGTERM an executor stops pulling,\nfinishes what it holds (up to --grace) and exits 0; anything unfinished is delivered again to\nanother executor."
+    after_help = "Examples:\n  logbook executor --nats-url nats://nats:4222\n  LOGBOOK_IN_FLIGHT=4 logbook executor --kubeconfig ~/.kube/config --name exec-a\n\nRun as many as you like: they share one durable consumer. On SIGTERM an executor stops pulling,\nfinishes what it holds (up to --grace) and exits 0; anything unfinished is handed back to\nanother executor. /readyz turns 503 as soon as it stops pulling."
 )]
 pub struct ExecutorArgs {
     #[command(flatten)]
@@ -19,13 +21,17 @@ pub struct ExecutorArgs {
     nats: NatsArgs,
     #[command(flatten)]
     topology: TopologyArgs,
+    #[command(flatten)]
+    admin: AdminArgs,
+    #[command(flatten)]
+    pub logging: LogArgs,
     /// This executor's name, recorded in every outcome (default: host name and pid).
     #[arg(long, env = "LOGBOOK_EXECUTOR_NAME")]
     name: Option<String>,
     /// Actions handled at once by this process.
     #[arg(long, env = "LOGBOOK_IN_FLIGHT", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     in_flight: u32,
-    /// On shutdown, how long to finish the actions in flight before leaving them to others.
+    /// On shutdown, how long to finish the actions in flight before handing them back.
     #[arg(long, env = "LOGBOOK_GRACE", default_value = "25s", value_parser = parse_duration, value_name = "DURATION")]
     grace: Duration,
 }
@@ -53,6 +59,11 @@ pub fn run(args: ExecutorArgs) -> ExitCode {
 
 async fn serve(args: ExecutorArgs) -> Result<(), String> {
     let shutdown = shutdown_on_signals();
+    let telemetry = executor::Telemetry::default();
+    let admin = args
+        .admin
+        .start(telemetry.health.clone(), telemetry.metrics.registry())
+        .await?;
     let client = args.kube.client().await?;
     let config = ExecutorConfig {
         name: args.name.unwrap_or_else(default_name),
@@ -61,9 +72,11 @@ async fn serve(args: ExecutorArgs) -> Result<(), String> {
         in_flight: args.in_flight as usize,
         grace: args.grace,
     };
-    executor::run(client, config, shutdown)
+    let result = executor::run_with(client, config, shutdown, telemetry)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string());
+    admin.stop().await;
+    result
 }
 
 /// `<host name>-<pid>`: unique among the executors of a cluster.

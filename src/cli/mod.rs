@@ -62,12 +62,20 @@ enum Command {
 /// Entry point of the `logbook` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let format = match &cli.command {
+        Command::Controller(args) => args.logging.log_format,
+        Command::Executor(args) => args.logging.log_format,
+        _ => common::LogFormat::Text,
+    };
     // `logbook dev` prints its trail on stdout; only warnings go to stderr unless asked.
-    init_tracing(if matches!(cli.command, Command::Dev(_)) {
-        "warn"
-    } else {
-        "info"
-    });
+    init_tracing(
+        if matches!(cli.command, Command::Dev(_)) {
+            "warn"
+        } else {
+            "info"
+        },
+        format,
+    );
     match cli.command {
         Command::Plan(args) => plan::run(args),
         Command::Crd => {
@@ -82,12 +90,25 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr, filtered by `RUST_LOG` (default `default_level`).
-fn init_tracing(default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let _ = tracing_subscriber::fmt()
+/// Logs go to stderr, filtered by `RUST_LOG` (default `default_level`), as text or as one
+/// JSON object per line (with the current span's fields, e.g. an action's `action_id`).
+fn init_tracing(default_level: &str, format: common::LogFormat) {
+    let filter = match std::env::var(tracing_subscriber::EnvFilter::DEFAULT_ENV) {
+        Ok(v) if !v.trim().is_empty() => {
+            tracing_subscriber::EnvFilter::try_new(&v).unwrap_or_else(|e| {
+                eprintln!(
+                    "logbook: RUST_LOG={v:?} is not a valid filter ({e}); using {default_level}"
+                );
+                tracing_subscriber::EnvFilter::new(default_level)
+            })
+        }
+        _ => tracing_subscriber::EnvFilter::new(default_level),
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        common::LogFormat::Text => builder.try_init(),
+        common::LogFormat::Json => builder.json().try_init(),
+    };
 }

@@ -6,6 +6,8 @@
 //! through a channel.
 
 use super::ControllerError;
+use super::events;
+use super::lease::Fence;
 use crate::bus::wire::OutcomeMessage;
 use crate::log::{
     Appended, Body, Change, Json, Log, MarkerKind, NewEntry, ObservedEvent, PlanRecord, entry_uuid,
@@ -43,6 +45,9 @@ pub enum Input {
     Published(u64),
     /// Record a stop marker and return.
     Stop,
+    /// Leadership was lost: write nothing more (but the loss, while that is still safe) and
+    /// return [`ControllerError::LeadershipLost`].
+    Lost(String),
 }
 
 impl Input {
@@ -77,6 +82,13 @@ pub struct Core {
     cursor_written: u64,
     cursor_at: Instant,
     notify: tokio::sync::watch::Sender<u64>,
+    telemetry: super::telemetry::CoreTelemetry,
+    /// Checked before every write: false once this process may no longer lead.
+    fence: Fence,
+    /// `identity` and `lease` of the leadership markers, when elected.
+    leadership: Option<serde_json::Map<String, Value>>,
+    /// Kubernetes Events about what was done (side output).
+    events: events::Recorder,
 }
 
 impl Core {
@@ -89,8 +101,10 @@ impl Core {
         notify: tokio::sync::watch::Sender<u64>,
     ) -> Result<Core, ControllerError> {
         let mut fold = Fold::new();
+        let mut events = events::Recorder::new();
         for entry in log.range(..) {
             let entry = entry?;
+            events.folding(fold.world(), &entry.body);
             fold.apply(entry.seq, entry.at, &entry.body);
         }
         let published = log.cursor(OUTBOX_CURSOR)?.unwrap_or(0);
@@ -109,7 +123,91 @@ impl Core {
             cursor_written: published,
             cursor_at: Instant::now(),
             notify,
+            telemetry: Default::default(),
+            fence: Fence::unfenced(),
+            leadership: None,
+            events,
         })
+    }
+
+    /// Counts what the core appends, reports readiness once synced, and beats its heartbeat.
+    pub fn observe(&mut self, telemetry: super::telemetry::CoreTelemetry) {
+        self.telemetry = telemetry;
+    }
+
+    /// Leads under `fence` from now on: records a Leadership marker `acquired` with `detail`
+    /// (`identity`, `lease`, `transitions`), and will record `released` at a clean stop and
+    /// `lost` when the fence stops holding (while no one else can hold the lease yet).
+    pub fn lead(&mut self, fence: Fence, detail: Value) -> Result<(), ControllerError> {
+        self.fence = fence;
+        let mut base = serde_json::Map::new();
+        for k in ["identity", "lease"] {
+            if let Some(v) = detail.get(k) {
+                base.insert(k.to_string(), v.clone());
+            }
+        }
+        self.leadership = Some(base);
+        let mut acquired = serde_json::Map::new();
+        acquired.insert("event".into(), "acquired".into());
+        if let Value::Object(d) = detail {
+            acquired.extend(d);
+        }
+        let entry = marker(MarkerKind::Leadership, Value::Object(acquired));
+        self.append_and_fold(&[entry], &mut BTreeSet::new())?;
+        Ok(())
+    }
+
+    /// From now on, the final outcome of each action about an Application becomes a
+    /// Kubernetes Event through `sink` (never waiting on it).
+    pub fn emit_events(&mut self, sink: events::Sink) {
+        self.events.connect(sink);
+    }
+
+    /// A Leadership marker saying `event`, with the lease and identity.
+    fn leadership_marker(&self, event: &str, extra: Option<(&str, String)>) -> Option<NewEntry> {
+        let mut detail = self.leadership.clone()?;
+        detail.insert("event".into(), event.into());
+        if let Some((k, v)) = extra {
+            detail.insert(k.into(), v.into());
+        }
+        Some(marker(MarkerKind::Leadership, Value::Object(detail)))
+    }
+
+    /// After the fence stopped holding: records `lost` if no one else can hold the lease
+    /// yet, and says so.
+    fn lost(mut self, reason: String) -> Result<(), ControllerError> {
+        if let Some(entry) = self.leadership_marker("lost", Some(("reason", reason.clone()))) {
+            if self.fence.before_expiry() {
+                if let Err(e) = self.fenced_append(&[entry]) {
+                    tracing::warn!(error = %e, "the loss of leadership could not be recorded");
+                }
+            } else {
+                tracing::warn!(
+                    "the loss of leadership is not recorded: another controller may hold the \
+                     lease and write the log by now"
+                );
+            }
+        }
+        Err(ControllerError::LeadershipLost(reason))
+    }
+
+    /// Appends; when elected, only if the log still ends where this core's fold does (in the
+    /// same transaction), so a replaced leader cannot append after its successor however late
+    /// it wakes up.
+    fn fenced_append(&mut self, entries: &[NewEntry]) -> Result<Vec<Appended>, ControllerError> {
+        if self.leadership.is_none() {
+            return Ok(self.log.append(entries)?);
+        }
+        match self.log.append_after(self.fold.last_seq(), entries) {
+            Ok(appended) => Ok(appended),
+            Err(crate::log::LogError::Moved { found, .. }) => {
+                self.fence.revoke(format!(
+                    "another controller appended to the log (up to seq {found})"
+                ));
+                Err(ControllerError::LeadershipLost(self.fence.why()))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The world view folded so far (for tests).
@@ -134,8 +232,11 @@ impl Core {
     /// Runs until [`Input::Stop`] or until every sender is gone.
     pub fn run(mut self, rx: Receiver<Input>) -> Result<(), ControllerError> {
         loop {
-            let Ok(first) = rx.recv() else {
-                return self.stop();
+            self.telemetry.beat();
+            let first = match rx.recv_timeout(super::telemetry::BEAT_EVERY) {
+                Ok(first) => first,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return self.stop(),
             };
             let wait = first.is_watch() || matches!(first, Input::Resync);
             let mut batch = vec![first];
@@ -152,15 +253,25 @@ impl Core {
                     Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
                 }
             }
-            if self.handle(batch)? {
-                return self.stop();
+            match self.handle(batch) {
+                Ok(true) => return self.stop(),
+                Ok(false) => {}
+                Err(ControllerError::LeadershipLost(reason)) => return self.lost(reason),
+                Err(e) => return Err(e),
             }
         }
     }
 
     fn stop(mut self) -> Result<(), ControllerError> {
         let stop = marker(MarkerKind::Stop, serde_json::json!({"reason": "shutdown"}));
-        self.append_and_fold(&[stop], &mut BTreeSet::new())?;
+        let mut entries = vec![stop];
+        entries.extend(self.leadership_marker("released", None));
+        if let Err(e) = self.append_and_fold(&entries, &mut BTreeSet::new()) {
+            return match e {
+                ControllerError::LeadershipLost(reason) => self.lost(reason),
+                e => Err(e),
+            };
+        }
         self.write_cursor(true)?;
         Ok(())
     }
@@ -202,7 +313,11 @@ impl Core {
                     for m in msgs {
                         match m.to_entry() {
                             Ok(e) => entries.push(e),
-                            Err(e) => tracing::warn!(error = %e, "outcome dropped"),
+                            Err(e) => tracing::warn!(
+                                action_id = %m.outcome.action_id,
+                                error = %e,
+                                "outcome dropped"
+                            ),
                         }
                     }
                     replies.push(reply);
@@ -210,6 +325,12 @@ impl Core {
                 Input::Resync => resync = true,
                 Input::Published(seq) => self.published = self.published.max(seq),
                 Input::Stop => stop = true,
+                Input::Lost(reason) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(format!("not recorded: {reason}")));
+                    }
+                    return Err(ControllerError::LeadershipLost(reason));
+                }
             }
         }
         if resync {
@@ -225,12 +346,17 @@ impl Core {
         }
         result?;
         if self.all_synced() {
+            if !was_synced {
+                self.telemetry.synced();
+            }
             let full = resync || !was_synced;
             if full || !scopes.is_empty() {
                 self.plan(full, scopes)?;
             }
         }
         self.write_cursor(stop)?;
+        self.telemetry
+            .sequences(self.fold.last_seq(), self.published);
         Ok(stop)
     }
 
@@ -323,11 +449,16 @@ impl Core {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let appended = self.log.append(entries)?;
+        if !self.fence.holds() {
+            return Err(ControllerError::LeadershipLost(self.fence.why()));
+        }
+        let appended = self.fenced_append(entries)?;
         for (entry, result) in entries.iter().zip(&appended) {
             if !result.is_new() {
                 continue;
             }
+            self.telemetry.appended(&entry.body);
+            self.events.folding(self.fold.world(), &entry.body);
             if let Body::Event(e) = &entry.body {
                 scopes.extend(self.planner.scopes_for(self.fold.world(), [&e.key]));
             }
@@ -336,6 +467,8 @@ impl Core {
             }
         }
         self.notify.send_replace(self.fold.last_seq());
+        self.telemetry
+            .sequences(self.fold.last_seq(), self.published);
         Ok(appended)
     }
 
@@ -397,6 +530,7 @@ impl Core {
 
     fn write_cursor(&mut self, force: bool) -> Result<(), ControllerError> {
         if self.published > self.cursor_written
+            && self.fence.holds()
             && (force || self.cursor_at.elapsed() >= Duration::from_millis(200))
         {
             self.log.set_cursor(OUTBOX_CURSOR, self.published)?;

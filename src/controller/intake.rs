@@ -11,6 +11,7 @@ use futures::StreamExt;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Pulls outcomes until `shutdown`.
 pub async fn run(js: Context, tx: Sender<Input>, shutdown: CancellationToken) {
@@ -72,7 +73,13 @@ async fn pull(
                     good.push(m);
                 }
                 Err(e) => {
-                    tracing::warn!(subject = %m.subject, error = %e, "a malformed outcome was dropped");
+                    let msg_id = m
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(bus::wire::MSG_ID))
+                        .map(|v| v.as_str().to_string())
+                        .unwrap_or_default();
+                    tracing::warn!(subject = %m.subject, %msg_id, error = %e, "a malformed outcome was dropped");
                     let _ = m.ack_with(AckKind::Term).await;
                 }
             }
@@ -146,6 +153,23 @@ async fn record_abandoned(js: &Context, tx: &Sender<Input>, advisory: &[u8]) -> 
     let Ok(action) = bus::wire::ActionMessage::decode(&raw.payload) else {
         return Ok(()); // malformed: the executors answered it already
     };
+    // Every line about this action from here on carries its id.
+    let span = tracing::error_span!("action", action_id = %action.action.id);
+    let recorded = record_abandoned_action(tx, &stream, adv, action)
+        .instrument(span.clone())
+        .await;
+    if let Err(e) = &recorded {
+        span.in_scope(|| tracing::warn!(error = %e, "the abandoned action could not be recorded"));
+    }
+    Ok(())
+}
+
+async fn record_abandoned_action(
+    tx: &Sender<Input>,
+    stream: &async_nats::jetstream::stream::Stream,
+    adv: MaxDeliveries,
+    action: bus::wire::ActionMessage,
+) -> Result<(), String> {
     let outcome = OutcomeMessage {
         at: chrono::Utc::now(),
         target: action.action.target.clone(),
@@ -170,6 +194,10 @@ async fn record_abandoned(js: &Context, tx: &Sender<Input>, advisory: &[u8]) -> 
     committed
         .await
         .map_err(|_| "the core has stopped".to_string())??;
+    tracing::warn!(
+        deliveries = adv.deliveries,
+        "recorded as abandoned: NATS gave up on it with no executor answering"
+    );
     // Out of the work queue: nobody will take it any more.
     let _ = stream.delete_message(adv.stream_seq).await;
     Ok(())

@@ -6,9 +6,17 @@
 //! else.
 
 pub mod core;
+pub mod events;
 mod intake;
+mod leading;
+pub mod lease;
 mod outbox;
+pub mod telemetry;
 mod watch;
+
+pub use leading::Instance;
+pub use telemetry::Telemetry;
+pub use watch::API_CALLS;
 
 use crate::bus::{self, NatsArgs, Topology};
 use crate::log::Log;
@@ -32,6 +40,9 @@ pub struct ControllerConfig {
     pub debounce: Duration,
     /// How often the whole world is planned again (a recorded resync).
     pub resync: Duration,
+    /// On shutdown, how long to publish what is left before exiting (the rest goes out at the
+    /// next start).
+    pub grace: Duration,
 }
 
 /// The pause before trying the bus again after `failures` failures in a row: 200 ms doubling
@@ -52,16 +63,55 @@ pub enum ControllerError {
     /// Something that should not happen did; the message says what.
     #[error("{0}")]
     Internal(String),
+    /// This controller lost its Lease: it stopped planning and writing; a restart waits as
+    /// a standby.
+    #[error(
+        "leadership lost: {0}; stopped planning and writing the log, exiting so that a restart \
+         waits as a standby (check that the API server is reachable and the Lease is not \
+         edited by hand)"
+    )]
+    LeadershipLost(String),
 }
 
-/// Runs the controller until `shutdown` is cancelled: records a stop marker, tries for a
-/// moment to publish what is left (the rest goes out at the next start), and returns.
+/// Runs the controller until `shutdown` is cancelled: records a stop marker, publishes what
+/// is left within `config.grace` (the rest goes out at the next start), records how far it got,
+/// and returns.
 pub async fn run(
     client: kube::Client,
     config: ControllerConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ControllerError> {
+    run_with(client, config, shutdown, Telemetry::default()).await
+}
+
+/// [`run`], reporting readiness, liveness and metrics to `telemetry` (see
+/// [`telemetry`] for the readiness rules).
+pub async fn run_with(
+    client: kube::Client,
+    config: ControllerConfig,
+    shutdown: CancellationToken,
+    telemetry: Telemetry,
+) -> Result<(), ControllerError> {
+    run_as(client, config, Instance::solo(), shutdown, telemetry).await
+}
+
+/// [`run_with`], as `instance`: with leader election, it first waits as a standby (writing
+/// nothing) until it holds the Lease, and returns [`ControllerError::LeadershipLost`] when it
+/// loses it (see `leading.rs` for the rules).
+pub async fn run_as(
+    client: kube::Client,
+    config: ControllerConfig,
+    instance: Instance,
+    shutdown: CancellationToken,
+    telemetry: Telemetry,
+) -> Result<(), ControllerError> {
     config.nats.check_files()?;
+    // A standby writes nothing, and does not even open the log, until it holds the Lease.
+    // It counts as ready meanwhile (healthy and waiting), so it does not hold up a rollout.
+    let Some(leader) = leading::Leading::wait(&client, &instance, &shutdown).await? else {
+        return Ok(());
+    };
+    telemetry.starting();
     let log_path = config.log_path.clone();
     let log = tokio::task::spawn_blocking(move || Log::open(&log_path))
         .await
@@ -85,6 +135,12 @@ pub async fn run(
         applications = core.fold().world().app_count(),
         "log folded"
     );
+    core.observe(telemetry::CoreTelemetry::new(&telemetry));
+    if let Some(detail) = leader.detail() {
+        core.lead(leader.fence(), detail)?;
+    }
+    let (events_sink, events_rx) = events::channel(events::CHANNEL_CAPACITY);
+    core.emit_events(events_sink);
     core.start(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "pid": std::process::id(),
@@ -98,7 +154,13 @@ pub async fn run(
         .name("logbook-core".into())
         .spawn(move || core.run(rx))
         .map_err(|e| ControllerError::Internal(format!("cannot start the core thread: {e}")))?;
-    let mut handles = Vec::new();
+    let mut handles = vec![tokio::spawn(events::run(
+        client.clone(),
+        leader.identity().to_string(),
+        events_rx,
+        leader.fence(),
+        tasks.clone(),
+    ))];
     for w in watched {
         handles.push(tokio::spawn(watch::run(
             client.clone(),
@@ -117,6 +179,7 @@ pub async fn run(
         tx.clone(),
         tasks.clone(),
         outbox_stop.clone(),
+        telemetry.clone(),
     ));
     let resync_tx = tx.clone();
     let resync = config.resync;
@@ -137,10 +200,17 @@ pub async fn run(
     // Wait for shutdown, or for the core to stop on its own (an error).
     let core_done = tokio::task::spawn_blocking(move || core_thread.join());
     tokio::pin!(core_done);
+    let mut lost = None;
     let result = tokio::select! {
         _ = shutdown.cancelled() => None,
+        reason = leader.lost() => {
+            lost = Some(reason);
+            None
+        }
         r = &mut core_done => Some(r),
     };
+    let stopping = tokio::time::Instant::now();
+    telemetry.health.set_not_ready(telemetry::STOPPING);
     tasks.cancel();
     for h in handles {
         let _ = h.await;
@@ -148,7 +218,10 @@ pub async fn run(
     let result = match result {
         Some(r) => r,
         None => {
-            let _ = tx.send(core::Input::Stop);
+            let _ = tx.send(match lost {
+                Some(reason) => core::Input::Lost(reason),
+                None => core::Input::Stop,
+            });
             core_done.await
         }
     };
@@ -159,21 +232,56 @@ pub async fn run(
             "the core thread panicked; the log is intact up to its last commit".to_string(),
         )),
     };
-    // Publish what is left, briefly; the next start resumes from the cursor anyway. The
-    // outbox ends by itself once the core is gone and it has caught up.
-    let mut bus_task = bus_task;
-    tokio::select! {
-        _ = &mut bus_task => {}
-        _ = tokio::time::sleep(Duration::from_secs(2)) => {
-            outbox_stop.cancel();
-            let _ = bus_task.await;
-        }
+    if matches!(result, Err(ControllerError::LeadershipLost(_))) {
+        outbox_stop.cancel(); // the new leader publishes from the cursor
     }
+    // Publish what is left within the grace period; the next start resumes from the cursor
+    // anyway. The outbox ends by itself once the core is gone and it has caught up.
+    let mut bus_task = bus_task;
+    let published = tokio::select! {
+        p = &mut bus_task => p,
+        _ = tokio::time::sleep_until(stopping + config.grace) => {
+            outbox_stop.cancel();
+            bus_task.await
+        }
+    };
+    if let Ok(Some(published)) = published
+        && leader.fence().holds()
+    {
+        flush_cursor(&config.log_path, published).await;
+    }
+    // Nothing more is written: a clean stop hands the Lease over at once.
+    leader.finish(result.is_ok()).await;
     result
 }
 
+/// Records that the outbox published up to `published` after the core (which keeps the
+/// cursor while it runs) had stopped, so the next start does not publish it again.
+async fn flush_cursor(log_path: &std::path::Path, published: u64) {
+    let path = log_path.to_path_buf();
+    let flushed = tokio::task::spawn_blocking(move || -> Result<(), crate::log::LogError> {
+        let mut log = Log::open(&path)?;
+        if log.cursor(core::OUTBOX_CURSOR)?.unwrap_or(0) < published {
+            log.set_cursor(core::OUTBOX_CURSOR, published)?;
+        }
+        Ok(())
+    })
+    .await;
+    match flushed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(
+            published,
+            error = %e,
+            "cannot record how far the log was published; the next start publishes the rest \
+             again and NATS drops the duplicates"
+        ),
+        Err(e) => tracing::warn!(published, error = %e, "recording the outbox cursor failed"),
+    }
+}
+
 /// Connects to NATS (retrying until it answers or `tasks` is cancelled), sets up the streams,
-/// then runs the outbox and the outcome intake.
+/// then runs the outbox and the outcome intake; returns how far the outbox published (`None`
+/// when it never connected).
 async fn bus_tasks(
     config: ControllerConfig,
     published: u64,
@@ -181,22 +289,24 @@ async fn bus_tasks(
     tx: std::sync::mpsc::Sender<core::Input>,
     tasks: CancellationToken,
     outbox_stop: CancellationToken,
-) {
+    telemetry: Telemetry,
+) -> Option<u64> {
     let js =
         match bus::connect_with_retry(&config.nats, "logbook-controller", &config.topology, &tasks)
             .await
         {
             Ok(Some(js)) => js,
-            Ok(None) => return,
+            Ok(None) => return None,
             Err(e) => {
                 tracing::error!(error = %e, "cannot use NATS; nothing will be published");
-                return;
+                return None;
             }
         };
     tracing::info!(url = %config.nats.url, "connected to NATS; streams and consumers in place");
+    tokio::spawn(telemetry.watch_bus(js.clone(), tasks.clone()));
     let intake = tokio::spawn(intake::run(js.clone(), tx.clone(), tasks.clone()));
     let abandoned = tokio::spawn(intake::abandoned(js.clone(), tx.clone(), tasks.clone()));
-    outbox::run(
+    let published = outbox::run(
         config.log_path.clone(),
         js,
         published,
@@ -207,4 +317,5 @@ async fn bus_tasks(
     .await;
     let _ = intake.await;
     let _ = abandoned.await;
+    Some(published)
 }

@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 const CHUNK: u64 = 512;
 
-/// Publishes from `published + 1` on, whenever the core commits more, until `shutdown`; then
-/// makes one last bounded attempt to catch up.
+/// Publishes from `published + 1` on, whenever the core commits more, until `shutdown` or until
+/// the core has stopped and everything it committed is published. Returns how far it got.
 pub async fn run(
     log_path: PathBuf,
     js: Context,
@@ -25,24 +25,30 @@ pub async fn run(
     mut committed: watch::Receiver<u64>,
     tx: Sender<Input>,
     shutdown: CancellationToken,
-) {
+) -> u64 {
     let mut reader = None;
     let mut failures = 0u32;
     loop {
         let last = *committed.borrow_and_update();
         if published >= last {
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => return published,
                 changed = committed.changed() => {
                     if changed.is_err() {
-                        return; // the core has stopped and everything it wrote was seen
+                        return published; // the core has stopped and everything it wrote was seen
                     }
                     continue;
                 }
             }
         }
         let upto = last.min(published + CHUNK);
-        match publish_range(&log_path, &mut reader, &js, published + 1, upto).await {
+        let sent = tokio::select! {
+            // Cut short at the end of the grace period (NATS may be away): this range goes
+            // out again at the next start.
+            _ = shutdown.cancelled() => return published,
+            sent = publish_range(&log_path, &mut reader, &js, published + 1, upto) => sent,
+        };
+        match sent {
             Ok(()) => {
                 failures = 0;
                 published = upto;
@@ -53,7 +59,7 @@ pub async fn run(
                 let wait = super::retry_pause(failures);
                 tracing::warn!(from = published + 1, error = %e, retry_in = ?wait, "publishing the log is behind");
                 tokio::select! {
-                    _ = shutdown.cancelled() => return,
+                    _ = shutdown.cancelled() => return published,
                     _ = tokio::time::sleep(wait) => {}
                 }
             }

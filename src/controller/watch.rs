@@ -5,7 +5,7 @@
 //! what a relist no longer shows into synthesized delete events.
 
 use super::core::Input;
-use crate::model::{Application, managed_selector};
+use crate::model::{ApiCall, Application, managed_selector};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
@@ -15,6 +15,27 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
 use std::sync::mpsc::Sender;
 use tokio_util::sync::CancellationToken;
+
+/// Every call the controller makes to the Kubernetes API, as RBAC names it: the roles
+/// `deploy/` gives the controller grant exactly these (`tests/deploy_render.rs`). It reads the
+/// cluster and never writes what it manages (executors do).
+pub const API_CALLS: &[ApiCall] = &[
+    // The watches below: kube's watcher lists, then watches, across all namespaces.
+    ApiCall::cluster("logbook.dev", "applications", &["list", "watch"]),
+    ApiCall::cluster("apps", "deployments", &["list", "watch"]),
+    ApiCall::cluster("", "services", &["list", "watch"]),
+    ApiCall::cluster("networking.k8s.io", "ingresses", &["list", "watch"]),
+    // Leader election (`lease.rs`): one Lease in the controller's own namespace ($POD_NAMESPACE),
+    // read, created when missing, renewed and released by update (PUT).
+    ApiCall::own_namespace(
+        "coordination.k8s.io",
+        "leases",
+        &["get", "create", "update"],
+    ),
+    // Kubernetes Events about Applications (`events.rs`): events.k8s.io/v1, created in the
+    // Application's namespace, never patched (one Event per action; a 409 is left as it is).
+    ApiCall::cluster("events.k8s.io", "events", &["create"]),
+];
 
 /// A watched kind: its resource and whether only managed objects are watched.
 pub struct Watched {
@@ -93,6 +114,30 @@ pub async fn run(client: kube::Client, w: Watched, tx: Sender<Input>, shutdown: 
         };
         if tx.send(input).is_err() {
             return; // the core has stopped
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Scope;
+
+    #[test]
+    fn every_watch_is_in_the_api_calls() {
+        for w in watched() {
+            let r = &w.resource;
+            for verb in ["list", "watch"] {
+                assert!(
+                    API_CALLS
+                        .iter()
+                        .any(|c| c.scope == Scope::Cluster && c.allows(&r.group, &r.plural, verb)),
+                    "API_CALLS lacks {verb} on {}/{} (watched as {})",
+                    r.group,
+                    r.plural,
+                    w.kind
+                );
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Requests to the Kubernetes API on behalf of one action, each carrying `Audit-ID: <action id>`.
 //! Owns building, sending and classifying requests; it decides nothing about actions.
 
+use crate::model::ApiCall;
 use crate::world::ObjKey;
 use http::HeaderValue;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -8,6 +9,24 @@ use kube::core::{GroupVersionKind, Request};
 use kube::{Client, Resource};
 use serde_json::Value;
 use std::time::Duration;
+
+/// Every call an executor makes to the Kubernetes API, as RBAC names it: the roles `deploy/`
+/// gives the executors grant exactly these (`tests/deploy_render.rs`). The kinds are those
+/// the planner manages (`Reconciler::manages`), in the Applications' namespaces.
+pub const API_CALLS: &[ApiCall] = &[
+    // The children (`apply.rs`): GET for the fencing token, POST to create, server-side apply
+    // (PATCH), DELETE with uid and resourceVersion preconditions.
+    ApiCall::cluster("apps", "deployments", CHILD_VERBS),
+    ApiCall::cluster("", "services", CHILD_VERBS),
+    ApiCall::cluster("networking.k8s.io", "ingresses", CHILD_VERBS),
+    // An Application's status: GET the Application for the fencing token in
+    // `status.lastAction`, then server-side apply (PATCH) of the status subresource.
+    ApiCall::cluster("logbook.dev", "applications", &["get"]),
+    ApiCall::cluster("logbook.dev", "applications/status", &["patch"]),
+];
+
+/// What an executor does to a child object.
+const CHILD_VERBS: &[&str] = &["get", "create", "patch", "delete"];
 
 /// The header the API server records as the request's audit id.
 pub const AUDIT_ID: &str = "Audit-ID";
@@ -227,6 +246,33 @@ mod tests {
 
     fn api(code: u16, reason: &str, message: &str) -> kube::Error {
         kube::Error::Api(Status::failure(message, reason).with_code(code).boxed())
+    }
+
+    #[test]
+    fn api_calls_cover_every_kind_the_planner_manages() {
+        use crate::reconcile::{ApplicationReconciler, Reconciler};
+        let planner = ApplicationReconciler::new(Default::default());
+        for kind in planner.manages() {
+            // (group, resource, verbs) for each kind an action can target
+            let wanted: &[(&str, &str, &[&str])] = match *kind {
+                "Deployment" => &[("apps", "deployments", CHILD_VERBS)],
+                "Service" => &[("", "services", CHILD_VERBS)],
+                "Ingress" => &[("networking.k8s.io", "ingresses", CHILD_VERBS)],
+                "Application/status" => &[
+                    ("logbook.dev", "applications", &["get"]),
+                    ("logbook.dev", "applications/status", &["patch"]),
+                ],
+                other => panic!("the planner manages {other}: add its calls to API_CALLS"),
+            };
+            for (group, resource, verbs) in wanted {
+                for verb in *verbs {
+                    assert!(
+                        API_CALLS.iter().any(|c| c.allows(group, resource, verb)),
+                        "API_CALLS lacks {verb} on {group}/{resource} ({kind})"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -10,6 +10,9 @@
 pub mod api;
 pub mod apply;
 pub mod settle;
+pub mod telemetry;
+
+pub use telemetry::Telemetry;
 
 use crate::bus::wire::{ActionMessage, MSG_ID, OutcomeMessage};
 use crate::bus::{self, NatsArgs, Topology};
@@ -29,6 +32,8 @@ use tracing::Instrument;
 const PULL_WAIT: Duration = Duration::from_secs(1);
 /// Attempts at publishing one outcome before the delivery is left unacknowledged.
 const PUBLISH_ATTEMPTS: u32 = 3;
+/// How often the pull loop's heartbeat beats while it waits.
+const BEAT_EVERY: Duration = Duration::from_secs(1);
 
 /// How an executor runs.
 #[derive(Clone, Debug)]
@@ -62,6 +67,9 @@ struct Shared {
     js: jetstream::Context,
     config: ExecutorConfig,
     waits: AckWaits,
+    telemetry: Telemetry,
+    /// Cancelled when the grace period is over: unfinished deliveries are handed back (nak).
+    hand_back: CancellationToken,
 }
 
 /// How long the server waits for an acknowledgement before delivering again.
@@ -85,13 +93,25 @@ impl AckWaits {
 }
 
 /// Runs an executor until `shutdown` is cancelled: stop pulling, finish in-flight actions
-/// (within `grace`), return. Deliveries still unfinished then are left unacknowledged, so
-/// JetStream delivers them to another executor.
+/// (within `grace`), return. Deliveries still unfinished then are handed back (nak without
+/// delay), so JetStream delivers them to another executor at once.
 pub async fn run(
     client: kube::Client,
     config: ExecutorConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ExecutorError> {
+    run_with(client, config, shutdown, Telemetry::default()).await
+}
+
+/// [`run`], reporting readiness, liveness and metrics to `telemetry`: ready once connected to
+/// NATS with its consumer bound; not ready while NATS is away or once shutting down.
+pub async fn run_with(
+    client: kube::Client,
+    config: ExecutorConfig,
+    shutdown: CancellationToken,
+    telemetry: Telemetry,
+) -> Result<(), ExecutorError> {
+    telemetry.starting();
     if config.in_flight == 0 {
         return Err(ExecutorError::Config(
             "--in-flight must be at least 1 (actions handled at once)".to_string(),
@@ -104,6 +124,13 @@ pub async fn run(
     };
     let nats = js.client();
     let consumer = bus::executors_consumer(&js).await?;
+    telemetry.health.set_ready(telemetry::UNBOUND);
+    let probe_stop = CancellationToken::new();
+    let _probe_guard = probe_stop.clone().drop_guard();
+    tokio::spawn(telemetry.clone().watch_bus(js.clone(), probe_stop));
+    let beat = telemetry.health.heartbeat("executor pull loop");
+    let mut beat_tick = tokio::time::interval(BEAT_EVERY);
+    beat_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // What the server enforces (it may differ from what was asked, e.g. a shared consumer set
     // up by another version): the progress reports must come well within it.
     let server = &consumer.cached_info().config;
@@ -119,15 +146,19 @@ pub async fn run(
     );
     let grace = config.grace;
     let slots = Arc::new(Semaphore::new(config.in_flight));
+    let hand_back_token = CancellationToken::new();
     let shared = Arc::new(Shared {
         client,
         js,
         config,
         waits,
+        telemetry: telemetry.clone(),
+        hand_back: hand_back_token.clone(),
     });
     let mut tasks: JoinSet<()> = JoinSet::new();
 
     'pull: loop {
+        beat.beat();
         reap(&mut tasks);
         // Pull only as many actions as there are free slots, so none waits unhandled here
         // while another executor could take it.
@@ -138,6 +169,8 @@ pub async fn run(
                 Ok(p) => p,
                 Err(_) => break 'pull,
             },
+            // Every slot busy: still alive, waiting.
+            _ = beat_tick.tick() => continue 'pull,
         };
         let mut permits = vec![first];
         while let Ok(p) = slots.clone().try_acquire_owned() {
@@ -166,10 +199,15 @@ pub async fn run(
             let next = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
+                    telemetry.health.set_not_ready(telemetry::STOPPING);
                     hand_back(&mut batch).await;
                     break 'pull;
                 }
                 m = batch.next() => m,
+                _ = beat_tick.tick() => {
+                    beat.beat();
+                    continue;
+                }
             };
             match next {
                 None => break,
@@ -191,13 +229,16 @@ pub async fn run(
         }
     }
 
+    telemetry.health.set_not_ready(telemetry::STOPPING);
     let left = tasks.len();
     tracing::info!(
         in_flight = left,
         grace = ?grace,
         "stopping: no more pulls; finishing the actions in flight"
     );
-    let drained = tokio::time::timeout(grace, async {
+    // The last part of the grace period is kept for handing back what is unfinished.
+    let hand_back_time = (grace / 5).min(Duration::from_secs(2));
+    let drained = tokio::time::timeout(grace.saturating_sub(hand_back_time), async {
         while let Some(r) = tasks.join_next().await {
             log_join(r);
         }
@@ -207,11 +248,25 @@ pub async fn run(
         tracing::warn!(
             unfinished = tasks.len(),
             grace = ?grace,
-            "grace period over: the unfinished actions stay unacknowledged and JetStream \
-             delivers them again (to another executor) after the ack wait"
+            "grace period over: handing the unfinished actions back (nak), so JetStream \
+             delivers them to another executor now"
         );
-        tasks.abort_all();
-        while tasks.join_next().await.is_some() {}
+        hand_back_token.cancel();
+        let handed = tokio::time::timeout(hand_back_time.max(Duration::from_millis(200)), async {
+            while let Some(r) = tasks.join_next().await {
+                log_join(r);
+            }
+        })
+        .await;
+        if handed.is_err() {
+            tracing::warn!(
+                unfinished = tasks.len(),
+                "some actions could not be handed back in time; JetStream delivers them again \
+                 after the ack wait"
+            );
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
     }
     if tokio::time::timeout(Duration::from_secs(2), nats.flush())
         .await
@@ -257,6 +312,7 @@ async fn hand_back(batch: &mut jetstream::consumer::pull::Batch) {
 /// Handles one delivery: decode, apply (reporting progress), publish the outcome, acknowledge.
 async fn handle(shared: Arc<Shared>, message: jetstream::Message, _slot: OwnedSemaphorePermit) {
     let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+    let _in_flight = shared.telemetry.metrics.delivery_started(delivered);
     let subject = message.subject.to_string();
     let msg = match ActionMessage::decode(&message.payload) {
         Ok(msg) => msg,
@@ -268,14 +324,16 @@ async fn handle(shared: Arc<Shared>, message: jetstream::Message, _slot: OwnedSe
                 .map(|v| v.as_str().to_string())
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| "unknown".to_string());
-            let span = tracing::warn_span!("action", action_id = %action_id, attempt = delivered);
+            // At ERROR level, so the span (and the id) is there whenever any line inside is.
+            let span = tracing::error_span!("action", action_id = %action_id, attempt = delivered);
             malformed(&shared, &message, &subject, delivered, action_id, e)
                 .instrument(span)
                 .await;
             return;
         }
     };
-    let span = tracing::info_span!(
+    // At ERROR level, so the span (and the id) is there whenever any line inside is logged.
+    let span = tracing::error_span!(
         "action",
         action_id = %msg.action.id,
         verb = %msg.action.verb,
@@ -297,7 +355,9 @@ async fn handle_action(
     let config = &shared.config;
     tracing::debug!(reason = %msg.action.reason, "applying");
     let work = async {
+        let started = std::time::Instant::now();
         let attempt = apply::attempt(&shared.client, &msg).await;
+        let took = started.elapsed();
         let (outcome, ack) = settle::settle(
             &msg.action.id,
             &config.name,
@@ -305,6 +365,10 @@ async fn handle_action(
             attempt,
             &config.topology,
         );
+        shared
+            .telemetry
+            .metrics
+            .applied(msg.action.verb.as_str(), outcome.result.as_str(), took);
         let out = OutcomeMessage {
             at: chrono::Utc::now(),
             target: msg.action.target.clone(),
@@ -315,7 +379,23 @@ async fn handle_action(
         (out.outcome, ack, published)
     };
     let every = shared.waits.progress_every(delivered);
-    let (outcome, ack, published) = with_progress(message, every, work).await;
+    let (outcome, ack, published) = tokio::select! {
+        done = with_progress(message, every, work) => done,
+        _ = shared.hand_back.cancelled() => {
+            let handed = message.ack_with(AckKind::Nak(None)).await;
+            match handed {
+                Ok(()) => tracing::warn!(
+                    "unfinished at the end of the grace period: handed back (nak) for another \
+                     executor"
+                ),
+                Err(e) => tracing::warn!(
+                    "unfinished at the end of the grace period and not handed back ({e}); it \
+                     is delivered again after the ack wait"
+                ),
+            }
+            return;
+        }
+    };
     log_outcome(&outcome);
     if let Err(e) = published {
         tracing::error!(
@@ -361,6 +441,7 @@ async fn malformed(
     )
     .await;
     log_outcome(&out.outcome);
+    shared.telemetry.metrics.malformed();
     match published {
         Ok(()) => acknowledge(message, Ack::Term).await,
         Err(e) => tracing::error!(

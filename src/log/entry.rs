@@ -409,6 +409,20 @@ pub enum OutcomeResult {
     Abandoned,
 }
 
+impl OutcomeResult {
+    /// The result's name as serialized (`applied`, `noop`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeResult::Applied => "applied",
+            OutcomeResult::NoOp => "noop",
+            OutcomeResult::Superseded => "superseded",
+            OutcomeResult::Conflict => "conflict",
+            OutcomeResult::Failed => "failed",
+            OutcomeResult::Abandoned => "abandoned",
+        }
+    }
+}
+
 /// What an executor reported for one attempt at an action.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutcomeRecord {

@@ -120,6 +120,22 @@ pub enum LogError {
         waited_ms: u64,
     },
 
+    /// The log has entries this writer did not append: another process writes it too.
+    #[error(
+        "{} ends at seq {found}, but this writer expected it to end at seq {expected}: another \
+         process appended to it. Run one logbook writer per log (with leader election, the \
+         other one is the leader now)",
+        path.display()
+    )]
+    Moved {
+        /// The file.
+        path: PathBuf,
+        /// Where this writer expected the log to end.
+        expected: u64,
+        /// Where it ends.
+        found: u64,
+    },
+
     /// SQLite failed for another reason (disk full, permissions, I/O).
     #[error("cannot {doing} {}: {source}. Check the file's permissions and the disk, then retry", path.display())]
     Sqlite {
@@ -160,6 +176,7 @@ impl LogError {
             | LogError::InvalidEntry { path, .. }
             | LogError::InvalidCursor { path, .. }
             | LogError::Busy { path, .. }
+            | LogError::Moved { path, .. }
             | LogError::Sqlite { path, .. }
             | LogError::Io { path, .. } => path,
         }

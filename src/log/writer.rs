@@ -62,6 +62,22 @@ impl Log {
     /// again; its result is [`Appended::AlreadyPresent`] with the existing seq. Ids are derived
     /// from content, so the contents are not compared.
     pub fn append(&mut self, batch: &[NewEntry]) -> LogResult<Vec<Appended>> {
+        self.append_checked(None, batch)
+    }
+
+    /// [`Log::append`], only if the log still ends at seq `last` (checked inside the write
+    /// transaction): a writer that knows what it wrote last refuses to append after entries
+    /// another process added ([`LogError::Moved`]). This is the log's fencing for leader
+    /// election: once a new leader has appended, a replaced one cannot, however late it wakes.
+    pub fn append_after(&mut self, last: u64, batch: &[NewEntry]) -> LogResult<Vec<Appended>> {
+        self.append_checked(Some(last), batch)
+    }
+
+    fn append_checked(
+        &mut self,
+        expect_last: Option<u64>,
+        batch: &[NewEntry],
+    ) -> LogResult<Vec<Appended>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -80,6 +96,15 @@ impl Log {
         {
             let head = store::head(&tx, &path)?;
             let (mut seq, mut prev) = head.unwrap_or((0, chain::GENESIS));
+            if let Some(expected) = expect_last
+                && expected != seq
+            {
+                return Err(LogError::Moved {
+                    path,
+                    expected,
+                    found: seq,
+                });
+            }
             let mut find = tx
                 .prepare_cached("SELECT seq FROM entries WHERE id = ?1")
                 .map_err(|e| LogError::sqlite(&path, "look up entry ids in", e))?;
@@ -234,4 +259,46 @@ fn prepare<'a>(path: &Path, e: &'a NewEntry) -> LogResult<Prepared<'a>> {
         ],
         payload,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::{MarkerKind, entry_uuid};
+
+    fn marker(n: u32) -> NewEntry {
+        let at = chrono::Utc::now();
+        let detail = serde_json::json!({ "n": n });
+        NewEntry::marker(
+            entry_uuid(at, "marker", n.to_string().as_bytes()),
+            at,
+            MarkerKind::Start,
+            detail,
+        )
+    }
+
+    #[test]
+    fn append_after_refuses_once_another_writer_appended() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("log.db");
+        let mut mine = Log::open(&path).expect("log created");
+        let mut theirs = Log::open(&path).expect("log opened twice");
+        let first = mine.append_after(0, &[marker(1)]).expect("appended");
+        assert_eq!(first[0].seq(), 1);
+        theirs
+            .append(&[marker(2)])
+            .expect("the other writer appends");
+        match mine.append_after(1, &[marker(3)]) {
+            Err(LogError::Moved {
+                expected, found, ..
+            }) => assert_eq!((expected, found), (1, 2)),
+            other => panic!("expected Moved, got {other:?}"),
+        }
+        assert_eq!(
+            mine.last_seq().expect("readable"),
+            2,
+            "nothing was appended"
+        );
+        assert!(mine.append_after(2, &[marker(3)]).is_ok());
+    }
 }

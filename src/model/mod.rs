@@ -5,6 +5,8 @@
 
 mod application;
 mod labels;
+mod rbac;
 
 pub use application::*;
 pub use labels::*;
+pub use rbac::{ApiCall, Scope};

@@ -42,6 +42,7 @@ pub mod selectors;
 pub mod status;
 pub mod store;
 pub mod table;
+pub mod validation;
 pub mod verbs;
 pub mod watch;
 pub mod workloads;

@@ -17,6 +17,7 @@ use super::selectors::{FieldSelector, LabelSelector};
 use super::status::{self, ApiError};
 use super::store::{Op, Store, Stored, Written};
 use super::table;
+use super::validation;
 
 /// What a request is about, once its URL is understood.
 #[derive(Debug, Clone)]
@@ -406,7 +407,16 @@ fn admit(t: &Target, obj: &mut Value, name: &str) -> Result<(), ApiError> {
                 }));
             }
         }
-        "coordination.k8s.io/leases" | "/events" | "events.k8s.io/events" | "/configmaps" => {}
+        "coordination.k8s.io/leases" | "/events" | "events.k8s.io/events" => {
+            let causes = match t.rtype.key().as_str() {
+                "/events" => validation::core_event(obj),
+                "events.k8s.io/events" => validation::events_v1_event(obj),
+                _ => validation::lease(obj),
+            };
+            if !causes.is_empty() {
+                return Err(ApiError::invalid(&t.rtype.kind, t.group(), name, causes));
+            }
+        }
         _ => {}
     }
     if let Some(s) = t.rtype.version(&t.version).and_then(|v| v.schema.as_ref()) {

@@ -29,11 +29,16 @@ pub struct Env {
     pub log_path: PathBuf,
     pub client: kube::Client,
     controller: Option<Child>,
+    /// Controllers with leader election on, by identity (see [`Env::elected_controller`]).
+    pub elected: BTreeMap<String, Child>,
     executors: BTreeMap<String, Child>,
     /// Extra arguments for every executor (e.g. `--ack-wait`).
     pub executor_args: Vec<String>,
     /// Extra environment for every process (e.g. `LOGBOOK_MAX_DELIVER`).
     pub env_vars: Vec<(String, String)>,
+    /// The admin server port of every process started, by its log name (`controller`, an
+    /// executor's name): see [`Env::admin_url`].
+    admin_ports: std::sync::Mutex<BTreeMap<String, u16>>,
 }
 
 impl Env {
@@ -61,9 +66,11 @@ impl Env {
             client,
             dir,
             controller: None,
+            elected: BTreeMap::new(),
             executors: BTreeMap::new(),
             executor_args: Vec::new(),
             env_vars: Vec::new(),
+            admin_ports: Default::default(),
         }
     }
 
@@ -82,13 +89,24 @@ impl Env {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(err);
+        // Each process its own admin server on a loopback port (never the default 9090).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        cmd.env("LOGBOOK_ADMIN_ADDR", format!("127.0.0.1:{port}"));
+        self.admin_ports
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), port);
         for (k, v) in &self.env_vars {
             cmd.env(k, v);
         }
         cmd
     }
 
-    /// Starts the controller (again).
+    /// Starts the controller (again), alone: without leader election, so a restart after a
+    /// kill does not wait for the previous process's Lease to expire.
     pub fn controller(&mut self) {
         let child = self
             .command("controller", "controller")
@@ -96,9 +114,40 @@ impl Env {
             .arg(&self.log_path)
             .arg("--resync")
             .arg("0")
+            .arg("--leader-elect=false")
             .spawn()
             .unwrap();
         self.controller = Some(child);
+    }
+
+    /// Starts a controller with leader election on, as `identity`, on the same log file as
+    /// every other: a 2 s Lease `logbook-controller` in `default`, renewed every 200 ms, lost
+    /// after 1 s without renewal. Its stderr goes to `<identity>.log`.
+    pub fn elected_controller(&mut self, identity: &str) {
+        let child = self
+            .command("controller", identity)
+            .arg("--log")
+            .arg(&self.log_path)
+            .args([
+                "--resync",
+                "0",
+                "--leader-elect=true",
+                "--identity",
+                identity,
+            ])
+            .args(["--lease-namespace", "default", "--lease-duration", "2s"])
+            .args(["--renew-deadline", "1s", "--retry-period", "200ms"])
+            .spawn()
+            .unwrap();
+        self.elected.insert(identity.to_string(), child);
+    }
+
+    /// SIGKILLs the elected controller `identity`.
+    pub fn kill_elected(&mut self, identity: &str) {
+        if let Some(mut c) = self.elected.remove(identity) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// Starts an executor named `name` handling `in_flight` actions at once.
@@ -110,6 +159,16 @@ impl Env {
             .spawn()
             .unwrap();
         self.executors.insert(name.to_string(), child);
+    }
+
+    /// `http://127.0.0.1:PORT`: the admin server (/metrics, /healthz, /readyz) of the process
+    /// last started under `name` (`controller`, or an executor's name).
+    pub fn admin_url(&self, name: &str) -> String {
+        let port = self.admin_ports.lock().unwrap().get(name).copied();
+        format!(
+            "http://127.0.0.1:{}",
+            port.expect("a process of that name was started")
+        )
     }
 
     /// SIGKILLs the controller.
@@ -283,6 +342,12 @@ impl Env {
 
     /// Applies an Application as a developer would (`kubectl apply --server-side`).
     pub async fn apply(&self, app: &Application) {
+        self.try_apply(app).await.unwrap();
+    }
+
+    /// [`Env::apply`], returning the API server's answer instead of panicking on an error
+    /// (for tests that inject write errors and retry, as a developer would).
+    pub async fn try_apply(&self, app: &Application) -> Result<(), kube::Error> {
         let ns = app.metadata.namespace.clone().unwrap_or_default();
         let name = app.metadata.name.clone().unwrap_or_default();
         let mut body = serde_json::to_value(app).unwrap();
@@ -301,15 +366,71 @@ impl Env {
                 &Patch::Apply(body),
             )
             .await
-            .unwrap();
+            .map(|_| ())
     }
 
     /// Deletes an Application.
     pub async fn delete_app(&self, ns: &str, name: &str) {
+        self.try_delete_app(ns, name).await.unwrap();
+    }
+
+    /// [`Env::delete_app`], returning the API server's answer (a 404 included) instead of
+    /// panicking on an error.
+    pub async fn try_delete_app(&self, ns: &str, name: &str) -> Result<(), kube::Error> {
         self.apps(ns)
             .delete(name, &DeleteParams::default())
             .await
-            .unwrap();
+            .map(|_| ())
+    }
+
+    /// Edits a child by hand, as a human would with `kubectl patch` (a strategic merge patch,
+    /// field manager `kubectl-patch`): `kind` is `Deployment`, `Service` or `Ingress`. `Ok(false)`
+    /// when the object does not exist; other API errors are returned (e.g. injected faults).
+    pub async fn hand_edit(
+        &self,
+        kind: &str,
+        ns: &str,
+        name: &str,
+        patch: serde_json::Value,
+    ) -> Result<bool, kube::Error> {
+        let params = PatchParams {
+            field_manager: Some("kubectl-patch".into()),
+            ..PatchParams::default()
+        };
+        let patch = Patch::Strategic(patch);
+        let result = match kind {
+            "Deployment" => self
+                .deployments(ns)
+                .patch(name, &params, &patch)
+                .await
+                .map(|_| ()),
+            "Service" => self
+                .services(ns)
+                .patch(name, &params, &patch)
+                .await
+                .map(|_| ()),
+            "Ingress" => self
+                .ingresses(ns)
+                .patch(name, &params, &patch)
+                .await
+                .map(|_| ()),
+            other => panic!("hand_edit: no such child kind {other}"),
+        };
+        match result {
+            Ok(()) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The names of the executors started and not killed, sorted.
+    pub fn executor_names(&self) -> Vec<String> {
+        self.executors.keys().cloned().collect()
+    }
+
+    /// True when a controller was started and has not been killed or stopped since.
+    pub fn controller_running(&self) -> bool {
+        self.controller.is_some()
     }
 
     /// The Deployment's container image, when the Deployment exists.
@@ -357,6 +478,10 @@ impl Env {
 impl Drop for Env {
     fn drop(&mut self) {
         self.kill_controller();
+        let elected: Vec<String> = self.elected.keys().cloned().collect();
+        for identity in elected {
+            self.kill_elected(&identity);
+        }
         let names: Vec<String> = self.executors.keys().cloned().collect();
         for n in names {
             self.kill_executor(&n);
