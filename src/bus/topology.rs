@@ -133,7 +133,9 @@ impl Topology {
             description: Some("logbook controller: record outcomes".to_string()),
             deliver_policy: DeliverPolicy::All,
             ack_policy: AckPolicy::Explicit,
-            ack_wait: Duration::from_secs(30),
+            // The same --ack-wait as the executors': how long outcomes a killed controller had
+            // pulled but not committed wait before they are delivered again.
+            ack_wait: self.ack_wait,
             max_deliver: -1,
             max_ack_pending: 10_000,
             num_replicas: self.replicas,
