@@ -233,32 +233,7 @@ fn an_event_edited_after_the_fact_diverges_where_it_was_read_and_breaks_the_chai
         })
         .expect("a plan read the change");
 
-    let copy = h.copy("tampered.db");
-    {
-        let conn = rusqlite::Connection::open(&copy).expect("the copy opens");
-        conn.execute_batch(
-            "DROP TRIGGER entries_append_only_update; DROP TRIGGER entries_append_only_delete;",
-        )
-        .expect("triggers dropped");
-        let Body::Event(mut ev) = edited.body.clone() else {
-            unreachable!()
-        };
-        let text = ev
-            .object
-            .as_ref()
-            .expect("an object")
-            .as_str()
-            .replace("nginx:1.28", "nginx:6.6.6");
-        ev.object = Some(logbook::log::Json::from_value(
-            &serde_json::from_str(&text).expect("JSON"),
-        ));
-        let payload = Body::Event(ev).encode().expect("encodes");
-        conn.execute(
-            "UPDATE entries SET payload = ?1 WHERE seq = ?2",
-            rusqlite::params![payload, edited.seq as i64],
-        )
-        .expect("payload edited");
-    }
+    let copy = h.tampered_copy("tampered.db", edited.seq, "nginx:1.28", "nginx:6.6.6");
     let reader = LogReader::open(&copy).expect("the copy opens");
     let report = verify(&reader);
     let d = report.divergence.as_ref().expect("a divergence");

@@ -87,42 +87,14 @@ fn verify_passes_on_an_untouched_log_and_fails_on_an_edited_one() {
     assert!(v["plans"].as_u64().is_some_and(|n| n > 0), "{v}");
     assert_eq!(v["plans"], v["plans_identical"]);
 
-    // A copy with one Application event's image changed (its hash left as it was).
-    let copy = h.copy("edited.db");
-    {
-        let conn = rusqlite::Connection::open(&copy).expect("opens");
-        conn.execute_batch(
-            "DROP TRIGGER entries_append_only_update; DROP TRIGGER entries_append_only_delete;",
-        )
-        .expect("triggers dropped");
-        let (seq, payload): (i64, Vec<u8>) = conn
-            .query_row(
-                "SELECT seq, payload FROM entries WHERE kind = 'event' AND object_kind = 'Application' ORDER BY seq LIMIT 1",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .expect("an Application event");
-        let body = logbook::log::Body::decode(logbook::log::EntryKind::Event, 1, &payload)
-            .expect("decodes");
-        let logbook::log::Body::Event(mut ev) = body else {
-            unreachable!()
-        };
-        let text = ev
-            .object
-            .as_ref()
-            .expect("an object")
-            .as_str()
-            .replace("nginx:1.27", "nginx:0.1");
-        ev.object = Some(logbook::log::Json::from_value(
-            &serde_json::from_str(&text).expect("JSON"),
-        ));
-        let payload = logbook::log::Body::Event(ev).encode().expect("encodes");
-        conn.execute(
-            "UPDATE entries SET payload = ?1 WHERE seq = ?2",
-            rusqlite::params![payload, seq],
-        )
-        .expect("edited");
-    }
+    // A copy with the first Application event's image changed (its hash left as it was).
+    let first_app_event = h
+        .entries()
+        .iter()
+        .find(|e| matches!(&e.body, logbook::log::Body::Event(ev) if ev.key.kind == "Application"))
+        .map(|e| e.seq)
+        .expect("an Application event");
+    let copy = h.tampered_copy("edited.db", first_app_event, "nginx:1.27", "nginx:0.1");
     let r = replay(&["verify", "--log", s(&copy)]);
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("DIVERGENCE at plan"), "{}", r.stdout);

@@ -162,9 +162,11 @@ impl ControllerMetrics {
         self.publish_lag
             .set(gauge_value(committed.saturating_sub(published)));
     }
+}
 
-    /// Messages waiting in the outcome consumer.
-    pub fn queue_depth(&self, depth: u64) {
+/// Messages waiting in the outcome consumer.
+impl super::QueueDepth for ControllerMetrics {
+    fn queue_depth(&self, depth: u64) {
         self.queue_depth.set(gauge_value(depth));
     }
 }
@@ -271,9 +273,11 @@ impl ExecutorMetrics {
             })
             .inc();
     }
+}
 
-    /// Messages waiting in the executors' consumer.
-    pub fn queue_depth(&self, depth: u64) {
+/// Messages waiting in the executors' consumer.
+impl super::QueueDepth for ExecutorMetrics {
+    fn queue_depth(&self, depth: u64) {
         self.queue_depth.set(gauge_value(depth));
     }
 }
@@ -293,6 +297,7 @@ fn gauge_value(v: u64) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use crate::admin::QueueDepth;
     use super::*;
 
     fn render(r: &Registry) -> String {

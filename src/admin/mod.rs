@@ -167,6 +167,42 @@ pub struct Telemetry<M> {
     pub metrics: Arc<M>,
 }
 
+/// Not ready: no NATS connection (both processes).
+pub const NATS_DOWN: &str = "NATS is not connected";
+
+/// How often the depth of a process's consumer is read.
+pub const DEPTH_EVERY: Duration = Duration::from_secs(5);
+
+/// Metrics with a gauge for the depth of the consumer the process reads.
+pub trait QueueDepth {
+    /// Sets the gauge.
+    fn queue_depth(&self, depth: u64);
+}
+
+impl<M: QueueDepth> Telemetry<M> {
+    /// Follows the NATS connection (readiness: [`NATS_DOWN`]) and the depth of `consumer` on
+    /// `stream` until `stop`.
+    pub async fn watch_bus(
+        self,
+        js: async_nats::jetstream::Context,
+        stream: &'static str,
+        consumer: &'static str,
+        stop: CancellationToken,
+    ) {
+        use crate::bus::probe::{self, Probe};
+        probe::watch_consumer(js, stream, consumer, DEPTH_EVERY, stop, |p| match p {
+            Probe::Connected(up) => {
+                if !up {
+                    tracing::warn!("NATS connection lost: not ready until it is back");
+                }
+                self.health.set(NATS_DOWN, up)
+            }
+            Probe::Depth(d) => self.metrics.queue_depth(d),
+        })
+        .await
+    }
+}
+
 // By hand: a derive would ask `M: Clone`, but only the `Arc` is cloned.
 impl<M> Clone for Telemetry<M> {
     fn clone(&self) -> Self {

@@ -303,7 +303,12 @@ async fn bus_tasks(
             }
         };
     tracing::info!(url = %config.nats.url, "connected to NATS; streams and consumers in place");
-    tokio::spawn(telemetry.watch_bus(js.clone(), tasks.clone()));
+    tokio::spawn(telemetry.watch_bus(
+        js.clone(),
+        crate::bus::OUTCOMES_STREAM,
+        crate::bus::CONTROLLER_CONSUMER,
+        tasks.clone(),
+    ));
     let intake = tokio::spawn(intake::run(js.clone(), tx.clone(), tasks.clone()));
     let abandoned = tokio::spawn(intake::abandoned(js.clone(), tx.clone(), tasks.clone()));
     let published = outbox::run(

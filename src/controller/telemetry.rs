@@ -18,48 +18,18 @@ pub type Telemetry = crate::admin::Telemetry<ControllerMetrics>;
 /// Not ready: planning waits until every watch has listed once.
 pub const NOT_SYNCED: &str =
     "the watches have not all listed once yet (the world view is incomplete)";
-/// Not ready: NATS is away (the controller records and plans, but publishes nothing).
-pub const NATS_DOWN: &str = "NATS is not connected";
+pub use crate::admin::NATS_DOWN;
 /// Not ready: SIGTERM (or Ctrl-C) was received.
 pub const STOPPING: &str = "shutting down";
 
 /// How often the core's heartbeat beats while it waits for input.
 pub const BEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// How often the outcome consumer's depth is read.
-pub const DEPTH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
-
 impl Telemetry {
     /// Not ready from the start: not synced, NATS not connected.
     pub fn starting(&self) {
         self.health.set_not_ready(NOT_SYNCED);
         self.health.set_not_ready(NATS_DOWN);
-    }
-
-    /// Follows the NATS connection (readiness) and the outcome consumer's depth until `stop`.
-    pub async fn watch_bus(
-        self,
-        js: async_nats::jetstream::Context,
-        stop: tokio_util::sync::CancellationToken,
-    ) {
-        use crate::bus::probe::{self, Probe};
-        probe::watch_consumer(
-            js,
-            crate::bus::OUTCOMES_STREAM,
-            crate::bus::CONTROLLER_CONSUMER,
-            DEPTH_EVERY,
-            stop,
-            |p| match p {
-                Probe::Connected(up) => {
-                    if !up {
-                        tracing::warn!("NATS connection lost: not ready until it is back");
-                    }
-                    self.health.set(NATS_DOWN, up)
-                }
-                Probe::Depth(d) => self.metrics.queue_depth(d),
-            },
-        )
-        .await
     }
 }
 

@@ -127,7 +127,12 @@ pub async fn run_with(
     telemetry.health.set_ready(telemetry::UNBOUND);
     let probe_stop = CancellationToken::new();
     let _probe_guard = probe_stop.clone().drop_guard();
-    tokio::spawn(telemetry.clone().watch_bus(js.clone(), probe_stop));
+    tokio::spawn(telemetry.clone().watch_bus(
+        js.clone(),
+        crate::bus::ACTIONS_STREAM,
+        crate::bus::EXECUTORS_CONSUMER,
+        probe_stop,
+    ));
     let beat = telemetry.health.heartbeat("executor pull loop");
     let mut beat_tick = tokio::time::interval(BEAT_EVERY);
     beat_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -142,6 +142,60 @@ impl fmt::Display for Point {
     }
 }
 
+/// Entries from seq 1 up to `until`, reporting progress every [`PROGRESS_EVERY`]; a read error
+/// (a truncated or damaged log) ends the scan and is kept in [`Scan::stopped`].
+pub(crate) struct Scan<'a> {
+    entries: crate::log::Entries<'a>,
+    until: Option<Point>,
+    progress: Option<&'a dyn Fn(u64)>,
+    last: u64,
+    /// Why the scan ended before `until`, naming the last whole entry read.
+    pub(crate) stopped: Option<String>,
+}
+
+impl<'a> Scan<'a> {
+    pub(crate) fn new(
+        reader: &'a LogReader,
+        until_seq: u64,
+        until: Option<Point>,
+        progress: Option<&'a dyn Fn(u64)>,
+    ) -> Scan<'a> {
+        Scan {
+            entries: reader.range(1..=until_seq),
+            until,
+            progress,
+            last: 0,
+            stopped: None,
+        }
+    }
+}
+
+impl Iterator for Scan<'_> {
+    type Item = Entry;
+    fn next(&mut self) -> Option<Entry> {
+        let entry = match self.entries.next()? {
+            Ok(e) => e,
+            Err(e) => {
+                self.stopped = Some(format!(
+                    "stopped after entry {}, the last whole entry it could read: {e}",
+                    self.last
+                ));
+                return None;
+            }
+        };
+        if self.until.is_some_and(|p| !p.includes(&entry)) {
+            return None;
+        }
+        if let Some(progress) = self.progress
+            && entry.seq % PROGRESS_EVERY == 0
+        {
+            progress(entry.seq);
+        }
+        self.last = entry.seq;
+        Some(entry)
+    }
+}
+
 /// Checks that `point` lies within the log (a seq at most the last; a time no later than the
 /// last entry's).
 pub fn check_within(reader: &LogReader, point: Point) -> Result<(), ReplayError> {

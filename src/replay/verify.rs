@@ -145,27 +145,8 @@ pub fn verify(
     let mut hasher = Sha256::new();
     // The action entries the last plan announced, still to come: (plan seq, id).
     let mut expected: VecDeque<(u64, String)> = VecDeque::new();
-    for entry in reader.range(1..=until_seq) {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) => {
-                report.stopped = Some(format!(
-                    "replay stopped after entry {}, the last whole entry it could read: {e}",
-                    report.replayed_to
-                ));
-                break;
-            }
-        };
-        if let Some(p) = options.until
-            && !p.includes(&entry)
-        {
-            break;
-        }
-        if let Some(progress) = options.progress
-            && entry.seq % super::PROGRESS_EVERY == 0
-        {
-            progress(entry.seq);
-        }
+    let mut scan = super::Scan::new(reader, until_seq, options.until, options.progress);
+    for entry in scan.by_ref() {
         report.entries += 1;
         match &entry.body {
             Body::Event(_) => report.events += 1,
@@ -235,6 +216,7 @@ pub fn verify(
         fold.apply(entry.seq, entry.at, &entry.body);
         report.replayed_to = entry.seq;
     }
+    report.stopped = scan.stopped.take();
     if report.divergence.is_none()
         && report.stopped.is_none()
         && let Some((plan, id)) = expected.front()

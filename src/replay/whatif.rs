@@ -228,27 +228,8 @@ pub fn what_if(
             }
         }
     };
-    for entry in reader.range(1..=until_seq) {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) => {
-                report.stopped = Some(format!(
-                    "stopped after entry {}, the last whole entry it could read: {e}",
-                    report.replayed_to
-                ));
-                break;
-            }
-        };
-        if let Some(p) = options.until
-            && !p.includes(&entry)
-        {
-            break;
-        }
-        if let Some(progress) = options.progress
-            && entry.seq % super::PROGRESS_EVERY == 0
-        {
-            progress(entry.seq);
-        }
+    let mut scan = super::Scan::new(reader, until_seq, options.until, options.progress);
+    for entry in scan.by_ref() {
         match &entry.body {
             Body::Action(a) => {
                 if let Some((seq, _, _, recorded)) = &mut open
@@ -285,6 +266,7 @@ pub fn what_if(
         report.replayed_to = entry.seq;
     }
     close(&mut open, &mut report);
+    report.stopped = scan.stopped.take();
     Ok(report)
 }
 

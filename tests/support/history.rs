@@ -248,6 +248,36 @@ impl History {
             .collect()
     }
 
+    /// A copy of the log in which the object of event `seq` has `from` replaced by `to`, its
+    /// hash left as it was (the append-only triggers of the copy are dropped to do it).
+    pub fn tampered_copy(&self, name: &str, seq: u64, from: &str, to: &str) -> PathBuf {
+        let copy = self.copy(name);
+        let conn = rusqlite::Connection::open(&copy).expect("the copy opens");
+        conn.execute_batch(
+            "DROP TRIGGER entries_append_only_update; DROP TRIGGER entries_append_only_delete;",
+        )
+        .expect("triggers dropped");
+        let entry = LogReader::open(&self.path)
+            .expect("the log opens")
+            .get(seq)
+            .expect("reads")
+            .expect("the entry exists");
+        let Body::Event(mut ev) = entry.body else {
+            panic!("entry {seq} is not an event")
+        };
+        let text = ev.object.as_ref().expect("an object").as_str();
+        assert!(text.contains(from), "entry {seq} does not mention {from}");
+        let edited: Value = serde_json::from_str(&text.replace(from, to)).expect("JSON");
+        ev.object = Some(logbook::log::Json::from_value(&edited));
+        let payload = Body::Event(ev).encode().expect("encodes");
+        conn.execute(
+            "UPDATE entries SET payload = ?1 WHERE seq = ?2",
+            rusqlite::params![payload, seq as i64],
+        )
+        .expect("payload edited");
+        copy
+    }
+
     /// A copy of the log file in the same directory (for tampering).
     pub fn copy(&self, name: &str) -> PathBuf {
         let to = self.dir.path().join(name);
