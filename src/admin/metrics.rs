@@ -297,8 +297,8 @@ fn gauge_value(v: u64) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use crate::admin::QueueDepth;
     use super::*;
+    use crate::admin::QueueDepth;
 
     fn render(r: &Registry) -> String {
         let mut s = String::new();
