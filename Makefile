@@ -46,7 +46,7 @@ unit:
 test: tools fmt clippy unit
 
 bench:
-	$(CARGO) bench --bench planner --bench log --bench sandbox --bench converge
+	$(CARGO) bench --bench planner --bench log --bench sandbox --bench converge --bench replay
 
 crd:
 	$(CARGO) run --quiet -- crd > schema/application.crd.yaml
