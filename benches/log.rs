@@ -3,12 +3,11 @@
 
 use chrono::{TimeZone, Utc};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use logbook::log::{
-    Change, Json, Keys, Log, LogReader, NewEntry, ObservedEvent, OutcomeRecord, OutcomeResult,
-    PlanRecord, entry_uuid,
+use logbook::log::{Log, LogReader};
+use logbook::record::{
+    Action, Change, Json, Keys, NewEntry, ObjKey, ObservedEvent, OutcomeRecord, OutcomeResult,
+    PlanRecord, Verb, entry_uuid,
 };
-use logbook::reconcile::{Action, Verb};
-use logbook::world::ObjKey;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::hint::black_box;

@@ -8,7 +8,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use logbook::fixtures::model_apply;
 use logbook::model::Application;
 use logbook::reconcile::{Planner, PlannerConfig};
-use logbook::world::{ObjKey, Observed, World};
+use logbook::record::ObjKey;
+use logbook::world::{Observed, World};
 use serde_json::json;
 use std::hint::black_box;
 

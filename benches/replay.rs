@@ -24,6 +24,8 @@
 //! (b) `verify` with `skip_chain`, (d) read and decode alone, (e) read and fold without planning,
 //! over the first `TIMED` entries, and (c) the chain check alone over the whole log; (a), the
 //! whole `verify` over every entry, is the timed sanity run (minutes: one run, not samples).
+//! `REPLAY_TIMED` changes the prefix (e.g. `REPLAY_TIMED=1000000` with a filter such as
+//! `-- 'd_read|e_read'` times those over the whole log).
 //!
 //! `cargo bench --bench replay` runs it; without `--bench` (as `cargo test --benches` runs it)
 //! it is a smoke run over a 20,000-entry log in a temporary directory. `REPLAY_ENTRIES`
@@ -34,13 +36,14 @@ use criterion::{Criterion, SamplingMode, Throughput};
 use logbook::bus::wire::OutcomeMessage;
 use logbook::controller::core::{Core, Input};
 use logbook::fixtures::{apply_merge, server_defaults};
-use logbook::log::{
-    Body, Change, Log, LogReader, MarkerKind, OutcomeRecord, OutcomeResult, RecordedAction,
-};
+use logbook::log::{Log, LogReader};
 use logbook::model::{ACTION_ID_ANNOTATION, Application, PLAN_SEQ_ANNOTATION};
-use logbook::reconcile::{PlannerConfig, Verb};
+use logbook::reconcile::PlannerConfig;
+use logbook::record::{
+    Body, Change, MarkerKind, ObjKey, OutcomeRecord, OutcomeResult, RecordedAction, Verb,
+};
 use logbook::replay::{Point, VerifyOptions, verify};
-use logbook::world::{Fold, ObjKey};
+use logbook::world::Fold;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
@@ -55,7 +58,8 @@ use std::time::{Duration, Instant};
 const ENTRIES: u64 = 1_000_000;
 /// Entries in the smoke run.
 const SMOKE_ENTRIES: u64 = 20_000;
-/// Entries criterion times each verify variant over (a prefix of the log).
+/// Entries criterion times each verify variant over (a prefix of the log; `REPLAY_TIMED`
+/// overrides it).
 const TIMED: u64 = 50_000;
 const APPS: usize = 1_000;
 const NAMESPACES: usize = 10;
@@ -1173,7 +1177,11 @@ fn main() {
     // Replaying a million entries takes minutes (the planner recomputes every plan), so
     // criterion times the first `TIMED` entries, ten samples each; the chain check, which is
     // fast, runs over the whole log. The whole log's verify is the sanity run above.
-    let timed = TIMED.min(entries);
+    let timed = std::env::var("REPLAY_TIMED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(TIMED)
+        .min(entries);
     let mut c = Criterion::default().configure_from_args();
     let mut group = c.benchmark_group("replay_verify");
     group

@@ -4,8 +4,8 @@
 //! Test machinery only; the controller never calls it. Pure and deterministic like the planner.
 
 use crate::model::{Application, ApplicationSpec, EnvVar, HealthCheck, KeyRef};
-use crate::reconcile::{Action, Verb};
-use crate::world::{ObjKey, Observed, World};
+use crate::record::{Action, ObjKey, Verb};
+use crate::world::{Observed, World};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde_json::{Value, json};
 

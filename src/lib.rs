@@ -22,6 +22,7 @@ pub mod fixtures;
 pub mod log;
 pub mod model;
 pub mod reconcile;
+pub mod record;
 pub mod replay;
 pub mod sandbox;
 pub mod world;

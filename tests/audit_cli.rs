@@ -8,13 +8,14 @@ mod log_common;
 use chrono::{DateTime, SecondsFormat, Utc};
 use log_common::{Deadline, copy_log, exec, many, raw};
 use logbook::fixtures::{apply_merge, server_defaults};
-use logbook::log::{
-    Body, Change, Entry, EntryKind, Json, Keys, Log, LogReader, MarkerKind, NewEntry,
-    ObservedEvent, OutcomeRecord, OutcomeResult, PlanRecord, entry_uuid,
-};
+use logbook::log::{Log, LogReader};
 use logbook::model::Application;
-use logbook::reconcile::{Action, Planner, PlannerConfig, Verb};
-use logbook::world::{Fold, ObjKey, Observed};
+use logbook::reconcile::{Planner, PlannerConfig};
+use logbook::record::{
+    Action, Body, Change, Entry, EntryKind, Json, Keys, MarkerKind, NewEntry, ObjKey,
+    ObservedEvent, OutcomeRecord, OutcomeResult, PlanRecord, Verb, entry_uuid,
+};
+use logbook::world::{Fold, Observed};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

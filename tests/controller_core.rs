@@ -5,10 +5,10 @@
 use chrono::{TimeZone, Utc};
 use logbook::bus::wire::OutcomeMessage;
 use logbook::controller::core::{Core, Input};
-use logbook::log::{Body, Change, Entry, Log, LogReader, MarkerKind, OutcomeRecord, OutcomeResult};
+use logbook::log::{Log, LogReader};
 use logbook::model::Application;
 use logbook::reconcile::PlannerConfig;
-use logbook::world::ObjKey;
+use logbook::record::{Body, Change, Entry, MarkerKind, ObjKey, OutcomeRecord, OutcomeResult};
 use serde_json::{Value, json};
 use std::time::Duration;
 

@@ -9,8 +9,8 @@ mod support;
 
 use e2e::{Env, outcomes};
 use logbook::bus;
-use logbook::log::{Body, Change, MarkerKind, OutcomeResult};
 use logbook::model::{Application, PLAN_SEQ_ANNOTATION};
+use logbook::record::{Body, Change, MarkerKind, OutcomeResult};
 use logbook::sandbox::Verb;
 use std::collections::BTreeSet;
 use std::time::Duration;

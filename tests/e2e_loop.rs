@@ -9,8 +9,8 @@ mod support;
 
 use e2e::{Env, outcomes};
 use kube::api::{Patch, PatchParams};
-use logbook::log::{Body, Change};
 use logbook::model::Application;
+use logbook::record::{Body, Change};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn applications_become_children_follow_changes_and_clean_up() {
@@ -190,7 +190,7 @@ async fn applications_become_children_follow_changes_and_clean_up() {
         assert!(env.stop_controller().success());
         let last = env.entries().pop().unwrap();
         assert!(
-            matches!(&last.body, Body::Marker(m) if m.marker == logbook::log::MarkerKind::Stop),
+            matches!(&last.body, Body::Marker(m) if m.marker == logbook::record::MarkerKind::Stop),
             "the log ends with a stop marker: {last:?}"
         );
     })

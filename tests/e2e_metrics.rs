@@ -9,8 +9,8 @@ mod e2e;
 mod support;
 
 use e2e::Env;
-use logbook::log::{Body, Entry};
 use logbook::model::Application;
+use logbook::record::{Body, Entry};
 use logbook::sandbox::Verb;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -302,7 +302,7 @@ async fn metrics_count_what_the_test_caused() {
         assert!(env.stop_controller().success(), "{}", env.tails());
         let entries = env.entries();
         assert!(
-            matches!(&entries.last().unwrap().body, Body::Marker(m) if m.marker == logbook::log::MarkerKind::Stop)
+            matches!(&entries.last().unwrap().body, Body::Marker(m) if m.marker == logbook::record::MarkerKind::Stop)
         );
         let cursor = logbook::log::LogReader::open(&env.log_path)
             .unwrap()

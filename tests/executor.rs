@@ -12,13 +12,12 @@ use kube::api::{Api, PostParams};
 use logbook::bus::wire::{ActionMessage, MSG_ID, OutcomeMessage};
 use logbook::bus::{self, NatsArgs, Topology, server::NatsServer};
 use logbook::executor::{self, ExecutorConfig, ExecutorError};
-use logbook::log::OutcomeResult;
 use logbook::model::{ACTION_ID_ANNOTATION, FIELD_MANAGER, PLAN_SEQ_ANNOTATION};
 use logbook::model::{Application, ApplicationStatus};
-use logbook::reconcile::{Action, ApplicationReconciler, Verb};
+use logbook::reconcile::ApplicationReconciler;
+use logbook::record::{Action, ObjKey, OutcomeResult, Verb};
 use logbook::sandbox::Verb as ApiVerb;
 use logbook::sandbox::{Audited, Sandbox};
-use logbook::world::ObjKey;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -1047,4 +1046,35 @@ async fn transient_failures_are_retried_permanent_ones_are_not_and_retries_end()
         stop(token, handle).await;
     })
     .await;
+}
+
+/// Every kind the planner manages has the API calls an executor makes for it (so its RBAC,
+/// which `tests/deploy_render.rs` checks against `API_CALLS`, lets it act).
+#[test]
+fn api_calls_cover_every_kind_the_planner_manages() {
+    use logbook::executor::api::API_CALLS;
+    use logbook::reconcile::{ApplicationReconciler, Reconciler};
+    const CHILD: &[&str] = &["get", "create", "patch", "delete"];
+    let planner = ApplicationReconciler::new(Default::default());
+    for kind in planner.manages() {
+        // (group, resource, verbs) for each kind an action can target
+        let wanted: &[(&str, &str, &[&str])] = match *kind {
+            "Deployment" => &[("apps", "deployments", CHILD)],
+            "Service" => &[("", "services", CHILD)],
+            "Ingress" => &[("networking.k8s.io", "ingresses", CHILD)],
+            "Application/status" => &[
+                ("logbook.dev", "applications", &["get"]),
+                ("logbook.dev", "applications/status", &["patch"]),
+            ],
+            other => panic!("the planner manages {other}: add its calls to API_CALLS"),
+        };
+        for (group, resource, verbs) in wanted {
+            for verb in *verbs {
+                assert!(
+                    API_CALLS.iter().any(|c| c.allows(group, resource, verb)),
+                    "API_CALLS lacks {verb} on {group}/{resource} ({kind})"
+                );
+            }
+        }
+    }
 }

@@ -5,7 +5,8 @@
 mod log_common;
 
 use log_common::*;
-use logbook::log::{Log, LogReader, MarkerKind, NewEntry, entry_uuid};
+use logbook::log::{Log, LogReader};
+use logbook::record::{MarkerKind, NewEntry, entry_uuid};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::io::{BufRead, BufReader, Write};

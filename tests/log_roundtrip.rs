@@ -4,11 +4,8 @@
 mod log_common;
 
 use log_common::*;
-use logbook::log::{
-    Appended, Body, EntryKind, Filter, Log, LogError, LogReader, MarkerKind, NewEntry,
-    OutcomeResult,
-};
-use logbook::world::ObjKey;
+use logbook::log::{Filter, Log, LogError, LogReader};
+use logbook::record::{Appended, Body, EntryKind, MarkerKind, NewEntry, ObjKey, OutcomeResult};
 use std::time::Duration;
 
 fn new_log() -> (tempfile::TempDir, std::path::PathBuf) {
@@ -21,7 +18,7 @@ fn open(path: &std::path::Path) -> Log {
     Log::open(path).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn all(reader: &LogReader) -> Vec<logbook::log::Entry> {
+fn all(reader: &LogReader) -> Vec<logbook::record::Entry> {
     reader
         .range(..)
         .collect::<Result<Vec<_>, _>>()
@@ -231,7 +228,7 @@ fn queries_filter_by_application_object_kind_time_and_seq() {
     let reader = log.reader();
     let everything = all(reader);
 
-    let check = |filter: Filter, pred: &dyn Fn(&logbook::log::Entry) -> bool| {
+    let check = |filter: Filter, pred: &dyn Fn(&logbook::record::Entry) -> bool| {
         let got: Vec<u64> = reader
             .query(&filter)
             .map(|e| e.map(|e| e.seq))
@@ -387,7 +384,7 @@ fn cursors_are_durable_and_outside_the_chain() {
 
 #[test]
 fn entry_uuids_are_stable_tagged_and_time_ordered() {
-    use logbook::log::entry_uuid;
+    use logbook::record::entry_uuid;
     let a = entry_uuid(at(0), "event", b"uid-1/42");
     assert_eq!(a, entry_uuid(at(0), "event", b"uid-1/42"));
     assert_ne!(a, entry_uuid(at(0), "outcome", b"uid-1/42"));
@@ -436,7 +433,7 @@ fn time_ordered_ids_deduplicate_after_a_reopen() {
 
 #[test]
 fn embedded_objects_come_back_as_the_same_json_after_a_reopen() {
-    use logbook::log::{Change, Json, ObservedEvent};
+    use logbook::record::{Change, Json, ObservedEvent};
     let (_dir, path) = new_log();
     let objects: Vec<serde_json::Value> = vec![
         deployment("web", 1),
@@ -447,7 +444,7 @@ fn embedded_objects_come_back_as_the_same_json_after_a_reopen() {
         .iter()
         .enumerate()
         .map(|(i, o)| {
-            let key = logbook::world::ObjKey::new("Deployment", "shop", &format!("o-{i}"));
+            let key = logbook::record::ObjKey::new("Deployment", "shop", &format!("o-{i}"));
             let ev = ObservedEvent {
                 change: Change::Upsert,
                 key,
@@ -458,7 +455,7 @@ fn embedded_objects_come_back_as_the_same_json_after_a_reopen() {
                 synthesized: false,
             };
             let when = at(i as i64);
-            let id = logbook::log::entry_uuid(when, "event", format!("uid-{i}/{i}").as_bytes());
+            let id = logbook::record::entry_uuid(when, "event", format!("uid-{i}/{i}").as_bytes());
             NewEntry::event(id, when, ev, None)
         })
         .collect();

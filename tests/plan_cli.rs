@@ -56,7 +56,7 @@ fn yaml_output_is_objects_kubectl_can_apply() {
 fn json_output_round_trips_and_actual_state_is_honoured() {
     let out = logbook(&["plan", "-f", "examples/apps.yaml", "-o", "json"]);
     assert!(out.status.success());
-    let actions: Vec<logbook::reconcile::Action> =
+    let actions: Vec<logbook::record::Action> =
         serde_json::from_slice(&out.stdout).expect("actions as JSON");
     // feed the created objects back as the actual state: only status writes remain
     let objects: Vec<serde_json::Value> = actions
@@ -84,11 +84,11 @@ fn json_output_round_trips_and_actual_state_is_honoured() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let again: Vec<logbook::reconcile::Action> = serde_json::from_slice(&out.stdout).unwrap();
+    let again: Vec<logbook::record::Action> = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
         again
             .iter()
-            .all(|a| a.verb == logbook::reconcile::Verb::Status),
+            .all(|a| a.verb == logbook::record::Verb::Status),
         "{again:#?}"
     );
 }

@@ -2,8 +2,9 @@
 
 use logbook::fixtures::{model_apply, observed, world_of};
 use logbook::model::{Application, SHARED_INGRESS};
-use logbook::reconcile::{Action, Planner, PlannerConfig, Verb};
-use logbook::world::{ObjKey, Observed, World};
+use logbook::reconcile::{Planner, PlannerConfig};
+use logbook::record::{Action, ObjKey, Verb};
+use logbook::world::{Observed, World};
 use serde_json::{Value, json};
 
 fn plan(world: &World) -> Vec<Action> {

@@ -7,10 +7,9 @@
 
 use logbook::fixtures::{model_apply, observed, server_defaults};
 use logbook::model::{Application, SHARED_INGRESS};
-use logbook::reconcile::{
-    Action, ApplicationReconciler, Planner, PlannerConfig, Verb, covers, validate,
-};
-use logbook::world::{ObjKey, Observed, World};
+use logbook::reconcile::{ApplicationReconciler, Planner, PlannerConfig, covers, validate};
+use logbook::record::{Action, ObjKey, Verb};
+use logbook::world::{Observed, World};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;

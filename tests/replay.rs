@@ -7,12 +7,13 @@
 mod history;
 
 use history::{History, standard};
-use logbook::log::{Body, Change, EntryKind, LogReader};
-use logbook::reconcile::{Action, ApplicationReconciler, Planner, PlannerConfig, Reconciler};
+use logbook::log::LogReader;
+use logbook::reconcile::{ApplicationReconciler, Planner, PlannerConfig, Reconciler};
+use logbook::record::{Action, Body, Change, EntryKind, ObjKey};
 use logbook::replay::{
     self, ActionChange, Point, ReplayError, Subject, VerifyOptions, WhatIfOptions,
 };
-use logbook::world::{Fold, ObjKey, World};
+use logbook::world::{Fold, World};
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -471,7 +472,7 @@ fn deletes_and_hand_edits_are_in_the_log_the_replay_reads() {
             .any(|e| matches!(&e.body, Body::Action(a) if a.action.reason.contains("drift")))
     );
     assert!(entries.iter().any(
-        |e| matches!(&e.body, Body::Marker(m) if m.marker == logbook::log::MarkerKind::Resync)
+        |e| matches!(&e.body, Body::Marker(m) if m.marker == logbook::record::MarkerKind::Resync)
     ));
     let _ = json!(null);
 }

@@ -6,11 +6,11 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use logbook::log::{EntryKind, Filter, LogReader};
+use logbook::log::{Filter, LogReader};
+use logbook::record::{EntryKind, ObjKey};
 use logbook::replay::{
     self, Point, ReplayError, Subject, VerifyOptions, WhatIfOptions, state_document, world_at,
 };
-use logbook::world::ObjKey;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -637,7 +637,7 @@ fn export(reader: &LogReader, a: &ExportArgs, out: &mut impl Write) -> Result<Ex
     let mut n = 0u64;
     for e in reader.query(&filter) {
         let e = e?;
-        writeln!(out, "{}", replay::entry_json(&e))?;
+        writeln!(out, "{}", logbook::record::view::entry_json(&e))?;
         n += 1;
     }
     if n == 0 {

@@ -91,7 +91,9 @@ fn verify_passes_on_an_untouched_log_and_fails_on_an_edited_one() {
     let first_app_event = h
         .entries()
         .iter()
-        .find(|e| matches!(&e.body, logbook::log::Body::Event(ev) if ev.key.kind == "Application"))
+        .find(
+            |e| matches!(&e.body, logbook::record::Body::Event(ev) if ev.key.kind == "Application"),
+        )
         .map(|e| e.seq)
         .expect("an Application event");
     let copy = h.tampered_copy("edited.db", first_app_event, "nginx:1.27", "nginx:0.1");

@@ -9,8 +9,8 @@
 //! `_`, as do cluster-scoped objects for the namespace. Tokens are escaped so that a name with a
 //! `.` (or a NATS wildcard) never changes the subject's shape.
 
-use crate::log::{Body, Entry};
-use crate::world::ObjKey;
+use crate::record::ObjKey;
+use crate::record::{Body, Entry};
 
 /// Escapes one subject token: characters other than ASCII letters, digits, `-` and `_` become
 /// `%XX`; an empty token becomes `_`.

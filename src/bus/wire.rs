@@ -6,9 +6,7 @@
 //! recorded once.
 
 use super::{BusError, subjects};
-use crate::log::{Body, Entry, Keys, NewEntry, OutcomeRecord, entry_uuid};
-use crate::reconcile::Action;
-use crate::world::ObjKey;
+use crate::record::{Action, Body, Entry, Keys, NewEntry, ObjKey, OutcomeRecord, entry_uuid, view};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -110,29 +108,6 @@ impl ActionMessage {
     }
 }
 
-/// The JSON of a log record (embedded objects as JSON values, not text).
-pub fn body_json(body: &Body) -> Result<serde_json::Value, BusError> {
-    let mut value = match body {
-        Body::Event(r) => serde_json::to_value(r),
-        Body::Plan(r) => serde_json::to_value(r),
-        Body::Action(r) => serde_json::to_value(r),
-        Body::Outcome(r) => serde_json::to_value(r),
-        Body::Marker(r) => serde_json::to_value(r),
-    }
-    .map_err(|e| BusError::Wire(format!("cannot encode a {}: {e}", body.kind())))?;
-    let embedded = match body {
-        Body::Event(e) => e.object.as_ref().map(|o| ("/object", o)),
-        Body::Action(a) => a.action.object.as_ref().map(|o| ("/action/object", o)),
-        _ => None,
-    };
-    if let Some((ptr, json)) = embedded
-        && let (Some(slot), Ok(parsed)) = (value.pointer_mut(ptr), json.parse())
-    {
-        *slot = parsed;
-    }
-    Ok(value)
-}
-
 /// Encodes a log entry for the outbox: subject, headers (with `Nats-Msg-Id` = entry id) and
 /// payload.
 pub fn encode_entry(entry: &Entry) -> Result<(String, HeaderMap, Bytes), BusError> {
@@ -158,7 +133,7 @@ pub fn encode_entry(entry: &Entry) -> Result<(String, HeaderMap, Bytes), BusErro
             at: entry.at,
             kind: body.kind().to_string(),
             keys: entry.keys.clone(),
-            body: body_json(body)?,
+            body: view::body_json(body).map_err(BusError::Wire)?,
         }),
     }
     .map_err(|e| BusError::Wire(format!("cannot encode entry {}: {e}", entry.seq)))?;

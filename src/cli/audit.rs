@@ -2,13 +2,12 @@
 //! Reads only, over a read-only connection: it never writes the log nor blocks the controller.
 
 use super::common::parse_duration;
-use super::trail;
-use crate::bus::wire::body_json;
-use crate::log::{
-    Body, Change, Entry, EntryKind, Filter, Keys, LogError, LogReader, ObservedEvent,
-    OutcomeRecord, OutcomeResult, VerifyReport,
+use crate::log::{Filter, LogError, LogReader, VerifyReport};
+use crate::record::view as trail;
+use crate::record::{
+    Body, Change, Entry, EntryKind, Keys, ObjKey, ObservedEvent, OutcomeRecord, OutcomeResult,
+    view::body_json,
 };
-use crate::world::ObjKey;
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;

@@ -5,13 +5,13 @@
 //! executor, sandbox and bus.
 
 use super::common::{AdminAddr, AdminArgs, parse_duration, shutdown_on_signals};
-use super::trail;
 use crate::bus::{NatsArgs, Topology, server::NatsServer};
 use crate::controller::{self, ControllerConfig};
 use crate::executor::{self, ExecutorConfig};
 use crate::log::LogReader;
 use crate::model::Application;
 use crate::reconcile::PlannerConfig;
+use crate::record::view as trail;
 use crate::sandbox::{Sandbox, SandboxConfig};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

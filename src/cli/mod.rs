@@ -9,7 +9,6 @@ mod dev;
 mod executor;
 mod plan;
 pub mod sandbox;
-pub mod trail;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

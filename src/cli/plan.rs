@@ -1,6 +1,7 @@
 //! `logbook plan`: the planner as a command-line tool, on YAML files instead of a cluster.
 
-use crate::reconcile::{Action, Planner, PlannerConfig, Verb};
+use crate::reconcile::{Planner, PlannerConfig};
+use crate::record::{Action, Verb};
 use crate::world::{APPLICATION, Observed, World};
 use clap::{Args, ValueEnum};
 use serde_json::Value;

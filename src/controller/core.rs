@@ -9,12 +9,14 @@ use super::ControllerError;
 use super::events;
 use super::lease::Fence;
 use crate::bus::wire::OutcomeMessage;
-use crate::log::{
-    Appended, Body, Change, Json, Log, MarkerKind, NewEntry, ObservedEvent, PlanRecord, entry_uuid,
-};
+use crate::log::Log;
 use crate::model::INSTANCE_LABEL;
-use crate::reconcile::{Action, Planner, PlannerConfig};
-use crate::world::{APPLICATION, Fold, ObjKey, Observed, strip_managed_fields};
+use crate::reconcile::{Planner, PlannerConfig};
+use crate::record::{
+    Action, Appended, Body, Change, Json, MarkerKind, NewEntry, ObjKey, ObservedEvent, PlanRecord,
+    entry_uuid,
+};
+use crate::world::{APPLICATION, Fold, Observed, strip_managed_fields};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};

@@ -13,10 +13,9 @@
 //! an outcome recorded twice, or a notice sent again by a later leader, creates it once: the
 //! API server answers the second create with 409, which is ignored.
 
-use crate::log::{Body, OutcomeRecord, OutcomeResult, RecordedAction};
 use crate::model::condition;
-use crate::reconcile::Verb;
-use crate::world::{APPLICATION, ObjKey, World};
+use crate::record::{Body, ObjKey, OutcomeRecord, OutcomeResult, RecordedAction, Verb};
+use crate::world::{APPLICATION, World};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};

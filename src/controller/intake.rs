@@ -174,9 +174,9 @@ async fn record_abandoned_action(
         at: chrono::Utc::now(),
         target: action.action.target.clone(),
         app: action.action.app.clone(),
-        outcome: crate::log::OutcomeRecord {
+        outcome: crate::record::OutcomeRecord {
             action_id: action.action.id.clone(),
-            result: crate::log::OutcomeResult::Abandoned,
+            result: crate::record::OutcomeResult::Abandoned,
             message: format!(
                 "abandoned by NATS after {} deliveries with no answer (the executors that \
                  took it crashed or ran out of --ack-wait each time)",

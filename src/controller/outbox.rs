@@ -7,7 +7,8 @@
 
 use super::core::Input;
 use crate::bus::wire;
-use crate::log::{Body, LogReader};
+use crate::log::LogReader;
+use crate::record::Body;
 use async_nats::jetstream::Context;
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;

@@ -10,7 +10,7 @@
 
 use crate::admin::metrics::ControllerMetrics;
 use crate::admin::{Health, Heartbeat};
-use crate::log::Body;
+use crate::record::Body;
 
 /// The controller's health and metrics (see [`crate::admin`]).
 pub type Telemetry = crate::admin::Telemetry<ControllerMetrics>;

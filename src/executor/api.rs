@@ -2,7 +2,7 @@
 //! Owns building, sending and classifying requests; it decides nothing about actions.
 
 use crate::model::ApiCall;
-use crate::world::ObjKey;
+use crate::record::ObjKey;
 use http::HeaderValue;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{GroupVersionKind, Request};
@@ -246,33 +246,6 @@ mod tests {
 
     fn api(code: u16, reason: &str, message: &str) -> kube::Error {
         kube::Error::Api(Status::failure(message, reason).with_code(code).boxed())
-    }
-
-    #[test]
-    fn api_calls_cover_every_kind_the_planner_manages() {
-        use crate::reconcile::{ApplicationReconciler, Reconciler};
-        let planner = ApplicationReconciler::new(Default::default());
-        for kind in planner.manages() {
-            // (group, resource, verbs) for each kind an action can target
-            let wanted: &[(&str, &str, &[&str])] = match *kind {
-                "Deployment" => &[("apps", "deployments", CHILD_VERBS)],
-                "Service" => &[("", "services", CHILD_VERBS)],
-                "Ingress" => &[("networking.k8s.io", "ingresses", CHILD_VERBS)],
-                "Application/status" => &[
-                    ("logbook.dev", "applications", &["get"]),
-                    ("logbook.dev", "applications/status", &["patch"]),
-                ],
-                other => panic!("the planner manages {other}: add its calls to API_CALLS"),
-            };
-            for (group, resource, verbs) in wanted {
-                for verb in *verbs {
-                    assert!(
-                        API_CALLS.iter().any(|c| c.allows(group, resource, verb)),
-                        "API_CALLS lacks {verb} on {group}/{resource} ({kind})"
-                    );
-                }
-            }
-        }
     }
 
     #[test]

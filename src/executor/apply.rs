@@ -3,9 +3,8 @@
 
 use super::api::{Failure, TargetApi};
 use crate::bus::wire::ActionMessage;
-use crate::log::OutcomeResult;
 use crate::model::{ACTION_ID_ANNOTATION, PLAN_SEQ_ANNOTATION};
-use crate::reconcile::Verb;
+use crate::record::{OutcomeResult, Verb};
 use kube::api::{DeleteParams, DynamicObject, Preconditions};
 use serde_json::{Map, Value, json};
 
@@ -394,8 +393,8 @@ async fn status(api: &TargetApi<'_>, msg: &ActionMessage) -> Result<Attempt, Fai
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::Action;
-    use crate::world::ObjKey;
+    use crate::record::Action;
+    use crate::record::ObjKey;
 
     fn message(object: Option<Value>) -> ActionMessage {
         ActionMessage {

@@ -16,8 +16,7 @@ pub use telemetry::Telemetry;
 
 use crate::bus::wire::{ActionMessage, MSG_ID, OutcomeMessage};
 use crate::bus::{self, NatsArgs, Topology};
-use crate::log::{OutcomeRecord, OutcomeResult};
-use crate::world::ObjKey;
+use crate::record::{ObjKey, OutcomeRecord, OutcomeResult};
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use settle::Ack;

@@ -3,7 +3,7 @@
 
 use super::apply::Attempt;
 use crate::bus::Topology;
-use crate::log::{OutcomeRecord, OutcomeResult};
+use crate::record::{OutcomeRecord, OutcomeResult};
 use std::time::Duration;
 
 /// The acknowledgement that ends a delivery (sent only once the outcome is published).

@@ -1,8 +1,8 @@
 //! The append-only, hash-chained log: one SQLite file (WAL mode) holding every entry.
 //! Owns storage, the chain and its verification; knows nothing of Kubernetes, NATS or planning.
 //!
-//! - [`entry`] holds the entry types, entry ids ([`entry_uuid`]), embedded objects kept as JSON
-//!   text ([`Json`]) and the payload codec (MessagePack, format 1).
+//! The entry types it stores are the vocabulary's ([`crate::record`]).
+//!
 //! - [`store`] creates and recognises log files (`schema/log.sql`).
 //! - [`writer`] holds [`Log`]: batched durable appends with id deduplication, cursors.
 //! - [`reader`] holds [`LogReader`]: ranges and filtered queries streamed in chunks.
@@ -12,18 +12,12 @@
 //! The wire format of an entry is documented in `schema/entries.md`.
 
 pub mod chain;
-pub mod entry;
 pub mod error;
 pub mod reader;
 pub mod store;
 pub mod verify;
 pub mod writer;
 
-pub use entry::{
-    ActionRecord, Appended, Body, Change, Entry, EntryKind, Json, Keys, MarkerKind, MarkerRecord,
-    NewEntry, ObservedEvent, OutcomeRecord, OutcomeResult, PAYLOAD_FORMAT, PlanRecord,
-    RecordedAction, entry_uuid,
-};
 pub use error::{LogError, LogResult};
 pub use reader::{Entries, Filter, LogReader};
 pub use verify::{Problem, VerifyReport};

@@ -1,11 +1,10 @@
 //! Reading the log: single entries, ranges by seq and filtered queries, streamed in chunks.
 //! Owns row decoding and the query filters; never writes (its connection may be read-only).
 
-use super::entry::{Body, Entry, EntryKind, Keys, PAYLOAD_FORMAT};
 use super::error::{LogError, LogResult};
 use super::store::{self, Db, ENTRY_COLUMNS, Mode};
 use super::verify::{self, VerifyReport};
-use crate::world::ObjKey;
+use crate::record::{Body, Entry, EntryKind, Keys, ObjKey, PAYLOAD_FORMAT};
 use chrono::{DateTime, Utc};
 use rusqlite::Row;
 use rusqlite::types::Value;

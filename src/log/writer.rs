@@ -2,11 +2,11 @@
 //! Owns seq assignment, hashing at append time and id deduplication; never changes an entry.
 
 use super::chain::{self, HashInput};
-use super::entry::{Appended, Entry, NewEntry, PAYLOAD_FORMAT};
 use super::error::{LogError, LogResult};
 use super::reader::{Entries, Filter, LogReader};
 use super::store::{self, Mode};
 use super::verify::VerifyReport;
+use crate::record::{Appended, Entry, NewEntry, PAYLOAD_FORMAT};
 use rusqlite::{TransactionBehavior, params};
 use std::ops::RangeBounds;
 use std::path::Path;
@@ -264,7 +264,7 @@ fn prepare<'a>(path: &Path, e: &'a NewEntry) -> LogResult<Prepared<'a>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::{MarkerKind, entry_uuid};
+    use crate::record::{MarkerKind, entry_uuid};
 
     fn marker(n: u32) -> NewEntry {
         let at = chrono::Utc::now();

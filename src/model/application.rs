@@ -218,8 +218,8 @@ pub fn crd_yaml() -> String {
 
 impl Application {
     /// `namespace/name` of this Application (namespace empty when unset).
-    pub fn key(&self) -> crate::world::ObjKey {
-        crate::world::ObjKey::new(
+    pub fn key(&self) -> crate::record::ObjKey {
+        crate::record::ObjKey::new(
             "Application",
             self.metadata.namespace.as_deref().unwrap_or_default(),
             self.metadata.name.as_deref().unwrap_or_default(),

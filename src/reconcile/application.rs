@@ -8,12 +8,13 @@
 
 use super::diff::covers;
 use super::validate::{Invalid, host_holder, validate};
-use super::{Action, PlannerConfig, Reconciler, Verb};
+use super::{PlannerConfig, Reconciler};
 use crate::model::{
     Application, ApplicationStatus, Condition, SHARED_INGRESS, child_labels, condition, image_tag,
     ingress_labels, selector_labels,
 };
-use crate::world::{APPLICATION, ObjKey, Observed, World};
+use crate::record::{Action, ObjKey, Verb};
+use crate::world::{APPLICATION, Observed, World};
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
     IngressServiceBackend, IngressSpec, ServiceBackendPort,

@@ -4,18 +4,17 @@
 //! the same actions, byte for byte, which is what makes replay possible. A [`Reconciler`] names
 //! the kinds it reads and manages and plans one scope at a time; [`Planner`] runs them.
 
-mod action;
 mod application;
 mod diff;
 mod quantity;
 mod validate;
 
-pub use action::{Action, Verb};
 pub use application::ApplicationReconciler;
 pub use diff::covers;
 pub use validate::{Invalid, host_holder, validate};
 
-use crate::world::{ObjKey, World};
+use crate::record::{Action, ObjKey};
+use crate::world::World;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 

@@ -5,22 +5,21 @@
 //! the same [`Fold`](crate::world::Fold) the controller uses, so the two cannot disagree, and
 //! streams the log a chunk at a time: memory is the world view, not the log's length.
 
-pub mod export;
 pub mod state;
 pub mod timeline;
 pub mod verify;
 pub mod whatif;
 
-use crate::log::{Body, Entry, LogError, LogReader, MarkerKind, MarkerRecord};
-use crate::reconcile::{Action, Planner, PlannerConfig};
-use crate::world::{Fold, ObjKey};
+use crate::log::{LogError, LogReader};
+use crate::reconcile::{Planner, PlannerConfig};
+use crate::record::{Action, Body, Entry, MarkerKind, MarkerRecord, ObjKey};
+use crate::world::Fold;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-pub use export::entry_json;
 pub use state::{WorldAt, state_document, world_at};
 pub use timeline::{Subject, TimelineItem, timeline};
 pub use verify::{Divergence, VerifyOptions, VerifyReport, verify};
@@ -349,7 +348,8 @@ pub fn events_read(
     scope: &[ObjKey],
     n: usize,
 ) -> Result<Vec<Entry>, ReplayError> {
-    use crate::log::{EntryKind, Filter};
+    use crate::log::Filter;
+    use crate::record::EntryKind;
     let mut found: Vec<Entry> = Vec::new();
     let mut keep_last = |entries: crate::log::Entries<'_>| -> Result<(), ReplayError> {
         let mut tail = std::collections::VecDeque::new();

@@ -3,7 +3,7 @@
 
 use super::{Point, ReplayError, check_within};
 use crate::log::LogReader;
-use crate::reconcile::Verb;
+use crate::record::Verb;
 use crate::world::Fold;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -96,7 +96,7 @@ pub fn state_document(world_at: &WorldAt, namespace: Option<&str>) -> Value {
     })
 }
 
-fn pending_text(a: &crate::reconcile::Action) -> String {
+fn pending_text(a: &crate::record::Action) -> String {
     format!("{} {} ({})", a.verb, a.id, a.reason)
 }
 

@@ -2,8 +2,8 @@
 //! observed (and what changed), what was planned and why, what was applied, by whom, how it went.
 
 use super::{Point, ReplayError};
-use crate::log::{Body, Change, Entry, EntryKind, Filter, LogReader, OutcomeResult};
-use crate::world::ObjKey;
+use crate::log::{Filter, LogReader};
+use crate::record::{Body, Change, Entry, EntryKind, ObjKey, OutcomeResult};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -162,7 +162,7 @@ fn item(entry: &Entry, last_seen: &mut BTreeMap<ObjKey, Value>) -> TimelineItem 
         Body::Action(a) => {
             let act = &a.action;
             let what = match act.verb {
-                crate::reconcile::Verb::Status => "write the status of",
+                crate::record::Verb::Status => "write the status of",
                 verb => verb.as_str(),
             };
             format!(

@@ -2,9 +2,9 @@
 //! identical actions, or the first divergence with the actions side by side and its events.
 
 use super::{Configured, PlannerFactory, Point, ReplayError, check_within, events_read};
-use crate::log::{self, Body, Entry, LogReader, PlanRecord, RecordedAction};
-use crate::reconcile::Action;
-use crate::world::{Fold, ObjKey};
+use crate::log::{self, LogReader};
+use crate::record::{Action, Body, Entry, ObjKey, PlanRecord, RecordedAction};
+use crate::world::Fold;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
@@ -347,7 +347,7 @@ fn divergence_at(
     let diff = action_diff(&recorded, &recomputed);
     let last_events = events_read(reader, plan.upto_seq, &plan.scope, 8)?
         .iter()
-        .map(|e| (e.seq, crate::cli::trail::line(e).trim_start().to_string()))
+        .map(|e| (e.seq, crate::record::view::line(e).trim_start().to_string()))
         .collect();
     Ok(Divergence {
         plan_seq,

@@ -7,8 +7,9 @@
 //! never existed.
 
 use super::{Configured, PlannerFactory, Point, ReplayError, check_within};
-use crate::log::{Body, LogReader, RecordedAction};
-use crate::world::{Fold, ObjKey};
+use crate::log::LogReader;
+use crate::record::{Body, ObjKey, RecordedAction};
+use crate::world::Fold;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};

@@ -13,10 +13,8 @@
 //! - Every entry moves the planner's "now" to its own timestamp.
 
 use super::{Observed, World};
-use crate::log::{Body, Change, OutcomeRecord, OutcomeResult};
 use crate::model::ACTION_ID_ANNOTATION;
-use crate::reconcile::{Action, Verb};
-use crate::world::ObjKey;
+use crate::record::{Action, Body, Change, ObjKey, OutcomeRecord, OutcomeResult, Verb};
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::collections::BTreeMap;
 
@@ -224,7 +222,7 @@ fn reached(seen: &str, wanted: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::{ActionRecord, Json, ObservedEvent};
+    use crate::record::{ActionRecord, Json, ObservedEvent};
     use chrono::TimeZone;
     use serde_json::json;
 

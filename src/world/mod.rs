@@ -5,13 +5,11 @@
 //! [`World::forget`]; it never reads the API server and never looks at a clock.
 
 mod fold;
-mod key;
 
 pub use fold::Fold;
-pub use key::ObjKey;
 
 use crate::model::{Application, INSTANCE_LABEL, MANAGED_BY, MANAGER, SHARED_INGRESS};
-use crate::reconcile::Action;
+use crate::record::{Action, ObjKey};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 

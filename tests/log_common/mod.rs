@@ -4,12 +4,10 @@
 #![allow(dead_code)]
 
 use chrono::{DateTime, TimeZone, Utc};
-use logbook::log::{
-    Change, Json, Keys, MarkerKind, NewEntry, ObservedEvent, OutcomeRecord, OutcomeResult,
-    PlanRecord, entry_uuid,
+use logbook::record::{
+    Action, Change, Json, Keys, MarkerKind, NewEntry, ObjKey, ObservedEvent, OutcomeRecord,
+    OutcomeResult, PlanRecord, Verb, entry_uuid,
 };
-use logbook::reconcile::{Action, Verb};
-use logbook::world::ObjKey;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -8,8 +8,9 @@ use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use logbook::bus::server::NatsServer;
-use logbook::log::{Body, Entry, LogReader};
+use logbook::log::LogReader;
 use logbook::model::Application;
+use logbook::record::{Body, Entry};
 use logbook::sandbox::Sandbox;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -289,7 +290,7 @@ impl Env {
     /// (outcomes came from the bus and are not sent back).
     pub async fn published_once(&self) {
         use logbook::bus;
-        use logbook::log::EntryKind;
+        use logbook::record::EntryKind;
         let client = bus::connect(&bus::NatsArgs::plain(&self.nats.url()), "test")
             .await
             .unwrap();

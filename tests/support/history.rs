@@ -8,10 +8,10 @@ use chrono::{TimeZone, Utc};
 use logbook::bus::wire::OutcomeMessage;
 use logbook::controller::core::{Core, Input};
 use logbook::fixtures::{apply_merge, server_defaults};
-use logbook::log::{Body, Entry, Log, LogReader, OutcomeRecord, OutcomeResult};
+use logbook::log::{Log, LogReader};
 use logbook::model::Application;
-use logbook::reconcile::{PlannerConfig, Verb};
-use logbook::world::ObjKey;
+use logbook::reconcile::PlannerConfig;
+use logbook::record::{Body, Entry, ObjKey, OutcomeRecord, OutcomeResult, Verb};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -180,7 +180,7 @@ impl History {
     }
 
     /// The watch events and the outcome that carrying out `a` produces.
-    fn execute(&mut self, a: &logbook::reconcile::Action, plan_seq: u64) -> Vec<Input> {
+    fn execute(&mut self, a: &logbook::record::Action, plan_seq: u64) -> Vec<Input> {
         let rv = self.next_rv();
         let mut inputs = Vec::new();
         match a.verb {
@@ -268,7 +268,7 @@ impl History {
         let text = ev.object.as_ref().expect("an object").as_str();
         assert!(text.contains(from), "entry {seq} does not mention {from}");
         let edited: Value = serde_json::from_str(&text.replace(from, to)).expect("JSON");
-        ev.object = Some(logbook::log::Json::from_value(&edited));
+        ev.object = Some(logbook::record::Json::from_value(&edited));
         let payload = Body::Event(ev).encode().expect("encodes");
         conn.execute(
             "UPDATE entries SET payload = ?1 WHERE seq = ?2",

@@ -1,7 +1,48 @@
-//! One readable line per log entry: the trail `logbook dev` prints (event → plan → action →
-//! outcome).
+//! Views of an entry: its JSON (what `export`, `audit log -o json` and the bus show) and one
+//! readable line (the trail `logbook dev` prints: event → plan → action → outcome). Pure.
 
-use crate::log::{Body, Change, Entry};
+use super::entry::{Body, Change, Entry};
+use serde_json::{Value, json};
+
+/// The JSON of a log record (embedded objects as JSON values, not text). Fails only when a
+/// record cannot be serialized, which names its kind.
+pub fn body_json(body: &Body) -> Result<Value, String> {
+    let mut value = match body {
+        Body::Event(r) => serde_json::to_value(r),
+        Body::Plan(r) => serde_json::to_value(r),
+        Body::Action(r) => serde_json::to_value(r),
+        Body::Outcome(r) => serde_json::to_value(r),
+        Body::Marker(r) => serde_json::to_value(r),
+    }
+    .map_err(|e| format!("cannot encode a {}: {e}", body.kind()))?;
+    let embedded = match body {
+        Body::Event(e) => e.object.as_ref().map(|o| ("/object", o)),
+        Body::Action(a) => a.action.object.as_ref().map(|o| ("/action/object", o)),
+        _ => None,
+    };
+    if let Some((ptr, json)) = embedded
+        && let (Some(slot), Ok(parsed)) = (value.pointer_mut(ptr), json.parse())
+    {
+        *slot = parsed;
+    }
+    Ok(value)
+}
+
+/// An entry as JSON: `seq`, `id`, `at`, `kind`, `keys`, `body` (embedded objects as JSON, not
+/// text), `prev_hash` and `hash` (hex). The shape is stable: fields are only ever added.
+pub fn entry_json(entry: &Entry) -> Value {
+    let body = body_json(&entry.body).unwrap_or_else(|e| json!({"error": e}));
+    json!({
+        "seq": entry.seq,
+        "id": entry.id.to_string(),
+        "at": entry.at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        "kind": entry.kind().to_string(),
+        "keys": entry.keys,
+        "body": body,
+        "prev_hash": hex::encode(entry.prev_hash),
+        "hash": hex::encode(entry.hash),
+    })
+}
 
 /// The entry as one line: seq, kind, and what it says.
 pub fn line(entry: &Entry) -> String {

@@ -2,8 +2,8 @@
 //! Owns the payload codec (MessagePack, format 1) and entry ids; knows nothing of SQLite, the
 //! hash chain or files.
 
-use crate::reconcile::{Action, Verb};
-use crate::world::ObjKey;
+use super::action::{Action, Verb};
+use super::key::ObjKey;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

@@ -1,6 +1,6 @@
 //! Actions: what the planner asks executors to do, with ids derived from content and cause.
 
-use crate::world::ObjKey;
+use super::key::ObjKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

@@ -1,0 +1,25 @@
+//! The vocabulary every room speaks: object keys, actions and their verbs and ids, the log's
+//! entry types and records, entry ids, embedded JSON text, and the pure views of an entry.
+//!
+//! It imports nothing else from logbook: the log stores these types, the world folds them,
+//! the planner produces actions, the bus carries them and replay reads them, all from here.
+//! No I/O, no clock, no randomness.
+//!
+//! - [`key`]: [`ObjKey`], how every map in logbook is keyed.
+//! - [`action`]: [`Action`] and [`Verb`], with ids derived from content and cause.
+//! - [`entry`]: the entry types, [`entry_uuid`], [`Json`] and the payload codec (MessagePack,
+//!   format 1; the wire format is documented in `schema/entries.md`).
+//! - [`view`]: an entry's JSON view and its one-line trail text.
+
+pub mod action;
+pub mod entry;
+pub mod key;
+pub mod view;
+
+pub use action::{Action, Verb};
+pub use entry::{
+    ActionRecord, Appended, Body, Change, Entry, EntryKind, Json, Keys, MarkerKind, MarkerRecord,
+    NewEntry, ObservedEvent, OutcomeRecord, OutcomeResult, PAYLOAD_FORMAT, PlanRecord,
+    RecordedAction, entry_uuid,
+};
+pub use key::ObjKey;
