@@ -1,4 +1,5 @@
-//! The `Application` custom resource and the naming and labelling rules of its children.
+//! logbook's resources, a file per resource (`application.rs`: the `Application`), and the
+//! naming, labelling and RBAC rules every managed object shares (`labels.rs`, `rbac.rs`).
 //!
 //! Types only: what a developer writes, what logbook reports back in `status`, and the labels
 //! every managed object carries. No I/O and no planning happens here (see [`crate::reconcile`]).

@@ -3,15 +3,19 @@
 //! No I/O, no clock, no randomness, no hash-map iteration order: the same world always yields
 //! the same actions, byte for byte, which is what makes replay possible. A [`Reconciler`] names
 //! the kinds it reads and manages and plans one scope at a time; [`Planner`] runs them.
+//!
+//! A room per reconciler ([`application`]; CI builds and Postgres clusters slot in beside it);
+//! the generic parts are shared: the [`Reconciler`] trait and [`PlannerConfig`] here, the
+//! comparison of desired with observed ([`covers`]), converging one object (`converge`), and
+//! resource quantities (`quantity`).
 
-mod application;
+pub mod application;
+mod converge;
 mod diff;
 mod quantity;
-mod validate;
 
-pub use application::ApplicationReconciler;
+pub use application::{ApplicationReconciler, Invalid, host_holder, validate};
 pub use diff::covers;
-pub use validate::{Invalid, host_holder, validate};
 
 use crate::record::{Action, ObjKey};
 use crate::world::World;

@@ -5,7 +5,7 @@
 //! (the name must also be a valid Service name, exactly one source per env var, requests not
 //! above limits, one Application per host).
 
-use super::quantity;
+use crate::reconcile::quantity;
 use crate::model::{Application, PATH_PATTERN, is_dns1035_label};
 use crate::world::{HostClaim, World};
 

@@ -1,0 +1,255 @@
+//! The Application reconciler: each Application becomes a Deployment and a Service named after
+//! it, a rule in its namespace's shared Ingress, and a status; invalid specs get no children.
+//!
+//! The room holds what is particular to Applications: [`desired`] children (Deployments and
+//! Services built directly as JSON, the Ingress from types), the [`status`] they add up to, and
+//! [`validate`] (what the CRD schema cannot say). Comparing and converging are the planner's
+//! shared parts ([`crate::reconcile::covers`]). Pure: no I/O, no clock.
+
+mod desired;
+mod status;
+mod validate;
+
+pub use validate::{Invalid, host_holder, validate};
+
+use super::converge::{basis_of, converge, delete};
+use super::{PlannerConfig, Reconciler};
+use crate::model::{ApplicationStatus, SHARED_INGRESS, condition};
+use crate::record::{Action, ObjKey, Verb};
+use crate::world::{APPLICATION, Observed, World};
+use status::same_but_times;
+use std::collections::{BTreeMap, BTreeSet};
+
+const DEPLOYMENT: &str = "Deployment";
+const SERVICE: &str = "Service";
+const INGRESS: &str = "Ingress";
+const APP_API_VERSION: &str = "logbook.dev/v1alpha1";
+
+/// Plans Deployments, Services, shared Ingresses and statuses for Applications.
+#[derive(Clone, Debug, Default)]
+pub struct ApplicationReconciler {
+    config: PlannerConfig,
+}
+
+impl ApplicationReconciler {
+    /// A reconciler with `config`.
+    pub fn new(config: PlannerConfig) -> Self {
+        ApplicationReconciler { config }
+    }
+
+    /// Plans one Application: its Deployment, Service, stray children and status.
+    fn plan_app(&self, world: &World, key: &ObjKey, out: &mut Vec<Action>) {
+        let (ns, name) = (key.namespace.as_str(), key.name.as_str());
+        let app_ref = format!("{ns}/{name}");
+        let Some(app) = world.app(key) else {
+            // The Application is gone: its children go too.
+            for child in world.children_of(ns, name) {
+                if child.kind == INGRESS {
+                    continue;
+                }
+                delete(
+                    world,
+                    child,
+                    Some(app_ref.clone()),
+                    "orphaned: its Application is gone",
+                    out,
+                );
+            }
+            return;
+        };
+        if app.metadata.deletion_timestamp.is_some() {
+            return;
+        }
+        let app_obs = world.object(key);
+        let invalid = validate(world, ns, name, app).err();
+        let dep_key = ObjKey::new(DEPLOYMENT, ns, name);
+        let mut deployment_current = false;
+        if invalid.is_none() {
+            let dep = self.desired_deployment(ns, name, app);
+            let basis = basis_of(key, app_obs);
+            deployment_current = converge(
+                world,
+                basis.clone(),
+                &dep_key,
+                "apps/v1",
+                dep,
+                Some(app_ref.clone()),
+                out,
+            );
+            let svc = self.desired_service(ns, name, app);
+            converge(
+                world,
+                basis,
+                &ObjKey::new(SERVICE, ns, name),
+                "v1",
+                svc,
+                Some(app_ref.clone()),
+                out,
+            );
+            for child in world.children_of(ns, name) {
+                if child.kind != INGRESS
+                    && !(child.name == name && (child.kind == DEPLOYMENT || child.kind == SERVICE))
+                {
+                    delete(
+                        world,
+                        child,
+                        Some(app_ref.clone()),
+                        "stray: not a child its Application asks for",
+                        out,
+                    );
+                }
+            }
+        }
+        let dep_obs = world.object(&dep_key).filter(|d| d.is_managed());
+        let status = self.desired_status(world, app, invalid.as_ref(), dep_obs, deployment_current);
+        let pending_status = match world.pending(key) {
+            Some(p) if p.verb == Verb::Status => p
+                .object
+                .as_ref()
+                .and_then(|o| o.get("status"))
+                .and_then(|s| serde_json::from_value::<ApplicationStatus>(s.clone()).ok()),
+            _ => None,
+        };
+        let current = pending_status.as_ref().or(app.status.as_ref());
+        if !current.is_some_and(|c| same_but_times(c, &status)) {
+            let object = serde_json::json!({
+                "apiVersion": APP_API_VERSION,
+                "kind": APPLICATION,
+                "metadata": {"name": name, "namespace": ns},
+                "status": status,
+            });
+            let reason = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == condition::READY)
+                .map(|c| format!("status: Ready={} ({})", c.status, c.reason))
+                .unwrap_or_else(|| "status".to_string());
+            let mut basis = basis_of(key, app_obs);
+            if let Some(d) = dep_obs {
+                basis.insert(dep_key.to_string(), d.resource_version.clone());
+            }
+            out.push(Action::new(
+                Verb::Status,
+                key.clone(),
+                APP_API_VERSION,
+                Some(app_ref),
+                Some(object),
+                None,
+                reason,
+                basis,
+            ));
+        }
+    }
+
+    /// Plans a namespace's shared Ingress: one rule per valid Application holding its host.
+    fn plan_ingress(&self, world: &World, ns: &str, out: &mut Vec<Action>) {
+        let mut rules = Vec::new();
+        let mut basis = BTreeMap::new();
+        for name in world.app_names_in(ns) {
+            let key = ObjKey::new(APPLICATION, ns, name);
+            let Some(app) = world.app(&key) else { continue };
+            let Some(host) = app.spec.host.as_deref() else {
+                continue;
+            };
+            if app.metadata.deletion_timestamp.is_some() || validate(world, ns, name, app).is_err()
+            {
+                continue;
+            }
+            if host_holder(world, host).is_some_and(|h| h.namespace == ns && &h.name == name) {
+                rules.push(self.ingress_rule(name, host, app));
+                basis.extend(basis_of(&key, world.object(&key)));
+            }
+        }
+        rules.sort_by(|a, b| a.host.cmp(&b.host));
+        let key = ObjKey::new(INGRESS, ns, SHARED_INGRESS);
+        match self.desired_ingress(ns, rules) {
+            Some(ing) => {
+                converge(world, basis, &key, "networking.k8s.io/v1", ing, None, out);
+            }
+            None => {
+                if world.object(&key).is_some_and(Observed::is_managed) {
+                    delete(
+                        world,
+                        &key,
+                        None,
+                        "no Application in the namespace has a host",
+                        out,
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl Reconciler for ApplicationReconciler {
+    fn name(&self) -> &'static str {
+        "application"
+    }
+
+    fn reads(&self) -> &'static [&'static str] {
+        &[APPLICATION, DEPLOYMENT, SERVICE, INGRESS]
+    }
+
+    fn manages(&self) -> &'static [&'static str] {
+        &[DEPLOYMENT, SERVICE, INGRESS, "Application/status"]
+    }
+
+    fn scopes_for(&self, world: &World, key: &ObjKey) -> BTreeSet<ObjKey> {
+        let mut scopes = BTreeSet::new();
+        let ns = key.namespace.as_str();
+        match key.kind.as_str() {
+            APPLICATION => {
+                scopes.insert(key.clone());
+                scopes.insert(ObjKey::new(INGRESS, ns, SHARED_INGRESS));
+                if let Some(host) = world.app(key).and_then(|a| a.spec.host.as_deref()) {
+                    for claim in world.host_claims(host) {
+                        scopes.insert(ObjKey::new(APPLICATION, &claim.namespace, &claim.name));
+                        scopes.insert(ObjKey::new(INGRESS, &claim.namespace, SHARED_INGRESS));
+                    }
+                }
+            }
+            INGRESS if key.name == SHARED_INGRESS => {
+                scopes.insert(ObjKey::new(INGRESS, ns, SHARED_INGRESS));
+            }
+            _ => {
+                if let Some(app) = world
+                    .object(key)
+                    .filter(|o| o.is_managed())
+                    .and_then(|o| o.label(crate::model::INSTANCE_LABEL))
+                {
+                    scopes.insert(ObjKey::new(APPLICATION, ns, app));
+                } else if key.kind == DEPLOYMENT || key.kind == SERVICE {
+                    // a child that vanished: its Application (same name) may need it back
+                    scopes.insert(ObjKey::new(APPLICATION, ns, &key.name));
+                }
+            }
+        }
+        scopes
+    }
+
+    fn all_scopes(&self, world: &World) -> BTreeSet<ObjKey> {
+        let mut scopes: BTreeSet<ObjKey> = world.apps().map(|(k, _)| k.clone()).collect();
+        scopes.extend(
+            world
+                .child_owners()
+                .map(|(ns, app)| ObjKey::new(APPLICATION, ns, app)),
+        );
+        scopes.extend(
+            world
+                .namespaces()
+                .into_iter()
+                .map(|ns| ObjKey::new(INGRESS, &ns, SHARED_INGRESS)),
+        );
+        scopes
+    }
+
+    fn plan_scope(&self, world: &World, scope: &ObjKey, out: &mut Vec<Action>) {
+        match scope.kind.as_str() {
+            APPLICATION => self.plan_app(world, scope, out),
+            INGRESS if scope.name == SHARED_INGRESS => {
+                self.plan_ingress(world, &scope.namespace, out)
+            }
+            _ => {}
+        }
+    }
+}
