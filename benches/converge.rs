@@ -724,6 +724,7 @@ impl Logbook {
             debounce: s.debounce,
             resync: Duration::from_secs(3600),
             grace: Duration::from_secs(2),
+            answer_deadline: Duration::from_secs(60),
         };
         let mut lb = Logbook {
             _dir: dir,

@@ -49,6 +49,11 @@ pub struct ControllerArgs {
     /// On SIGTERM, how long to publish what is left before exiting.
     #[arg(long, env = "LOGBOOK_GRACE", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub grace: Duration,
+    /// How long an action may go without an outcome before it is published again from the log
+    /// (a recorded re-drive; then twice as long each time, up to 10m). Keep it above
+    /// --ack-wait, so an action an executor is still working on is not sent twice.
+    #[arg(long, env = "LOGBOOK_ANSWER_DEADLINE", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub answer_deadline: Duration,
 }
 
 /// Settings that change what the planner produces (recorded with every plan).
@@ -113,6 +118,7 @@ impl ControllerArgs {
             debounce: self.debounce,
             resync: self.resync,
             grace: self.grace,
+            answer_deadline: self.answer_deadline,
         }
     }
 }

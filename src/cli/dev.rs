@@ -122,6 +122,7 @@ async fn dev(args: DevArgs) -> Result<(), String> {
         debounce: Duration::from_millis(2),
         resync: Duration::from_secs(300),
         grace: Duration::from_secs(5),
+        answer_deadline: Duration::from_secs(60),
     };
     // Each process of the loop gets its own admin server on a free loopback port.
     let loopback = AdminArgs {

@@ -13,10 +13,13 @@ use crate::log::Log;
 use crate::model::INSTANCE_LABEL;
 use crate::reconcile::{Planner, PlannerConfig};
 use crate::record::{
-    Action, Appended, Body, Change, Json, MarkerKind, NewEntry, ObjKey, ObservedEvent, PlanRecord,
-    entry_uuid,
+    Action, Appended, Body, Change, Json, Keys, MarkerKind, MarkerRecord, NewEntry, ObjKey,
+    ObservedEvent, PlanRecord, entry_uuid,
 };
-use crate::world::{APPLICATION, Fold, Observed, strip_managed_fields};
+use crate::world::{
+    ANSWER_DEADLINE_KEY, APPLICATION, DEFAULT_ANSWER_DEADLINE_MS, Fold, Observed,
+    strip_managed_fields,
+};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -50,6 +53,10 @@ pub enum Input {
     /// Leadership was lost: write nothing more (but the loss, while that is still safe) and
     /// return [`ControllerError::LeadershipLost`].
     Lost(String),
+    /// An answer deadline may have passed: record a tick, publish again every action past its
+    /// deadline (a recorded re-drive each), and plan what they touch. The core sends itself
+    /// this when the earliest deadline comes; tests send it to skip the wait.
+    Tick,
 }
 
 impl Input {
@@ -91,6 +98,9 @@ pub struct Core {
     leadership: Option<serde_json::Map<String, Value>>,
     /// Kubernetes Events about what was done (side output).
     events: events::Recorder,
+    /// How long an action may go without an outcome before it is published again (recorded
+    /// in the Config marker, so the fold and replay use the same).
+    answer_deadline: Duration,
 }
 
 impl Core {
@@ -129,7 +139,14 @@ impl Core {
             fence: Fence::unfenced(),
             leadership: None,
             events,
+            answer_deadline: Duration::from_millis(DEFAULT_ANSWER_DEADLINE_MS),
         })
+    }
+
+    /// Sets how long an action may go without an outcome before it is published again
+    /// (recorded by [`Core::start`]; the default is a minute).
+    pub fn answer_deadline(&mut self, deadline: Duration) {
+        self.answer_deadline = deadline.max(Duration::from_millis(1));
     }
 
     /// Counts what the core appends, reports readiness once synced, and beats its heartbeat.
@@ -224,7 +241,11 @@ impl Core {
             marker(MarkerKind::Start, detail),
             marker(
                 MarkerKind::Config,
-                serde_json::json!({"planner": config, "digest": self.digest}),
+                serde_json::json!({
+                    "planner": config,
+                    "digest": self.digest,
+                    ANSWER_DEADLINE_KEY: self.answer_deadline.as_millis() as u64,
+                }),
             ),
         ];
         self.append_and_fold(&entries, &mut BTreeSet::new())?;
@@ -235,8 +256,17 @@ impl Core {
     pub fn run(mut self, rx: Receiver<Input>) -> Result<(), ControllerError> {
         loop {
             self.telemetry.beat();
-            let first = match rx.recv_timeout(super::telemetry::BEAT_EVERY) {
+            let mut wait = super::telemetry::BEAT_EVERY;
+            let due = self.fold.next_due();
+            if let Some(due) = due {
+                let until = (due - Utc::now()).to_std().unwrap_or_default();
+                wait = wait.min(until);
+            }
+            let first = match rx.recv_timeout(wait) {
                 Ok(first) => first,
+                Err(RecvTimeoutError::Timeout) if due.is_some_and(|d| d <= Utc::now()) => {
+                    Input::Tick
+                }
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => return self.stop(),
             };
@@ -285,6 +315,7 @@ impl Core {
         let mut local: BTreeMap<ObjKey, Option<(String, String)>> = BTreeMap::new();
         let mut replies = Vec::new();
         let mut resync = false;
+        let mut tick = false;
         let mut stop = false;
         let was_synced = self.all_synced();
         let now = Utc::now();
@@ -325,6 +356,7 @@ impl Core {
                     replies.push(reply);
                 }
                 Input::Resync => resync = true,
+                Input::Tick => tick = true,
                 Input::Published(seq) => self.published = self.published.max(seq),
                 Input::Stop => stop = true,
                 Input::Lost(reason) => {
@@ -347,6 +379,14 @@ impl Core {
             let _ = reply.send(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
         }
         result?;
+        if tick {
+            // After the batch is folded, so a re-drive never names an action the batch
+            // answered; replay checks each against the fold at the same point.
+            let mut redrives = Vec::new();
+            let targets = self.redrive(now, &mut redrives);
+            self.append_and_fold(&redrives, &mut scopes)?;
+            scopes.extend(self.planner.scopes_for(self.fold.world(), &targets));
+        }
         if self.all_synced() {
             if !was_synced {
                 self.telemetry.synced();
@@ -360,6 +400,46 @@ impl Core {
         self.telemetry
             .sequences(self.fold.last_seq(), self.published);
         Ok(stop)
+    }
+
+    /// Adds a tick and a re-drive marker for every action past its answer deadline at `now`;
+    /// returns their targets.
+    fn redrive(&self, now: DateTime<Utc>, entries: &mut Vec<NewEntry>) -> Vec<ObjKey> {
+        let overdue = self.fold.overdue(now);
+        let Some(first) = overdue.first() else {
+            return Vec::new();
+        };
+        let due = first
+            .due
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        entries.push(marker_at(
+            MarkerKind::Tick,
+            serde_json::json!({"due": due, "reason": "answer deadline", "actions": overdue.len()}),
+            now,
+        ));
+        let mut targets = Vec::new();
+        for o in overdue {
+            let r = o.redrive();
+            tracing::warn!(
+                action_id = %r.action_id,
+                attempt = r.attempt,
+                target = %o.target,
+                "no outcome by the answer deadline: publishing the action again"
+            );
+            let detail = serde_json::to_value(&r).unwrap_or_default();
+            let bytes = serde_json::to_vec(&r).unwrap_or_default();
+            entries.push(NewEntry::new(
+                entry_uuid(now, "redrive", &bytes),
+                now,
+                Keys::for_object(&o.target, o.app.as_deref()),
+                Body::Marker(MarkerRecord {
+                    marker: MarkerKind::Redrive,
+                    detail,
+                }),
+            ));
+            targets.push(o.target);
+        }
+        targets
     }
 
     fn all_synced(&self) -> bool {
@@ -544,7 +624,10 @@ impl Core {
 }
 
 fn marker(kind: MarkerKind, detail: Value) -> NewEntry {
-    let now = Utc::now();
+    marker_at(kind, detail, Utc::now())
+}
+
+fn marker_at(kind: MarkerKind, detail: Value, now: DateTime<Utc>) -> NewEntry {
     let bytes = serde_json::to_vec(&(kind, &detail)).unwrap_or_default();
     NewEntry::marker(entry_uuid(now, "marker", &bytes), now, kind, detail)
 }

@@ -43,6 +43,9 @@ pub struct ControllerConfig {
     /// On shutdown, how long to publish what is left before exiting (the rest goes out at the
     /// next start).
     pub grace: Duration,
+    /// How long an action may go without an outcome before it is published again from the
+    /// log (then twice as long each time, up to ten minutes).
+    pub answer_deadline: Duration,
 }
 
 /// The pause before trying the bus again after `failures` failures in a row: 200 ms doubling
@@ -141,6 +144,7 @@ pub async fn run_as(
     }
     let (events_sink, events_rx) = events::channel(events::CHANNEL_CAPACITY);
     core.emit_events(events_sink);
+    core.answer_deadline(config.answer_deadline);
     core.start(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "pid": std::process::id(),

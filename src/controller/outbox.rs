@@ -3,12 +3,13 @@
 //!
 //! After a crash it resumes from the cursor; what was published but not yet counted is sent
 //! again and dropped by the server as a duplicate. Outcomes came from the bus and are not sent
-//! back to it.
+//! back to it. A `redrive` marker also sends its action again, with the marker's id as
+//! `Nats-Msg-Id` (a new message, so the server does not drop it as the action's duplicate).
 
 use super::core::Input;
 use crate::bus::wire;
 use crate::log::LogReader;
-use crate::record::Body;
+use crate::record::{Body, Redrive};
 use async_nats::jetstream::Context;
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;
@@ -88,6 +89,30 @@ async fn publish_range(
             continue;
         }
         messages.push(wire::encode_entry(&entry).map_err(|e| e.to_string())?);
+        if let Body::Marker(m) = &entry.body
+            && let Some(redrive) = Redrive::of(m)
+        {
+            let action = r
+                .get(redrive.action_seq)
+                .map_err(|e| e.to_string())?
+                .filter(
+                    |a| matches!(&a.body, Body::Action(rec) if rec.action.id == redrive.action_id),
+                );
+            let Some(action) = action else {
+                // Only the core writes re-drives, naming an action it read from this log.
+                tracing::warn!(
+                    seq = entry.seq,
+                    action_id = %redrive.action_id,
+                    action_seq = redrive.action_seq,
+                    "a re-drive names an action that is not at its seq; nothing sent again"
+                );
+                continue;
+            };
+            let (subject, mut headers, payload) =
+                wire::encode_entry(&action).map_err(|e| e.to_string())?;
+            headers.insert(wire::MSG_ID, entry.id.to_string().as_str());
+            messages.push((subject, headers, payload));
+        }
     }
     let mut acks = Vec::with_capacity(messages.len());
     for (subject, headers, payload) in messages {

@@ -458,6 +458,35 @@ pub enum MarkerKind {
     Leadership,
     /// A periodic resync: the whole world is planned again after it.
     Resync,
+    /// A time the controller was asked to look again has come (an action's answer deadline):
+    /// it moves the planner's "now" and triggers the plan of what was due (`detail.due`).
+    Tick,
+    /// An action recorded with no outcome past its answer deadline is published again from
+    /// the log (`detail` is a [`Redrive`]); keyed like the action.
+    Redrive,
+}
+
+/// What a [`MarkerKind::Redrive`] marker says: which action is published again, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Redrive {
+    /// The action's id.
+    pub action_id: String,
+    /// The seq of the action's entry (what is published again).
+    pub action_seq: u64,
+    /// How many times it has been published again, this time included (1 for the first).
+    pub attempt: u32,
+    /// The answer deadline that passed (RFC 3339).
+    pub due: String,
+}
+
+impl Redrive {
+    /// The re-drive a marker records, if it is one that can be read.
+    pub fn of(marker: &MarkerRecord) -> Option<Redrive> {
+        (marker.marker == MarkerKind::Redrive)
+            .then(|| serde_json::from_value(marker.detail.clone()).ok())
+            .flatten()
+    }
 }
 
 /// A milestone of the controller, with free-form detail.

@@ -20,6 +20,6 @@ pub use action::{Action, Verb};
 pub use entry::{
     ActionRecord, Appended, Body, Change, Entry, EntryKind, Json, Keys, MarkerKind, MarkerRecord,
     NewEntry, ObservedEvent, OutcomeRecord, OutcomeResult, PAYLOAD_FORMAT, PlanRecord,
-    RecordedAction, entry_uuid,
+    RecordedAction, Redrive, entry_uuid,
 };
 pub use key::ObjKey;

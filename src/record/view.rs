@@ -1,7 +1,7 @@
 //! Views of an entry: its JSON (what `export`, `audit log -o json` and the bus show) and one
 //! readable line (the trail `logbook dev` prints: event → plan → action → outcome). Pure.
 
-use super::entry::{Body, Change, Entry};
+use super::entry::{Body, Change, Entry, Redrive};
 use serde_json::{Value, json};
 
 /// The JSON of a log record (embedded objects as JSON values, not text). Fails only when a
@@ -113,15 +113,51 @@ pub fn line(entry: &Entry) -> String {
             }
             s
         }
-        Body::Marker(m) => {
-            let kind = serde_json::to_value(m.marker)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            format!("{kind} {}", m.detail)
-        }
+        Body::Marker(m) => match Redrive::of(m) {
+            Some(r) => format!(
+                "redrive {} {}: action {} (seq {}) published again, attempt {}: no outcome by {}",
+                entry.keys.object_kind.as_deref().unwrap_or("?"),
+                ns_name(
+                    entry.keys.namespace.as_deref().unwrap_or_default(),
+                    entry.keys.object_name.as_deref().unwrap_or("?")
+                ),
+                r.action_id,
+                r.action_seq,
+                r.attempt,
+                r.due
+            ),
+            None => {
+                let kind = serde_json::to_value(m.marker)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                format!("{kind} {}", m.detail)
+            }
+        },
     };
-    format!("{:>6} {:<8} {what}", entry.seq, entry.kind().to_string())
+    escape_controls(&format!(
+        "{:>6} {:<8} {what}",
+        entry.seq,
+        entry.kind().to_string()
+    ))
+}
+
+/// The text with every control character (CR, LF, ESC, ...) written as an escape (`\r`,
+/// `\n`, `\u{1b}`), so that nothing an entry carries can start a line of its own or move
+/// the cursor where the trail is printed.
+pub fn escape_controls(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn ns_name(ns: &str, name: &str) -> String {
@@ -129,5 +165,40 @@ fn ns_name(ns: &str, name: &str) -> String {
         name.to_string()
     } else {
         format!("{ns}/{name}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Keys, OutcomeRecord, OutcomeResult};
+    use chrono::{DateTime, Utc};
+
+    #[test]
+    fn control_characters_never_reach_the_trail_raw() {
+        let outcome = Body::Outcome(OutcomeRecord {
+            action_id: "act-1\r\n    99 outcome  applied Deployment shop/web".into(),
+            result: OutcomeResult::Failed,
+            message: "bad\u{1b}[2Jthing".into(),
+            executor: "ex\n1".into(),
+            attempt: 1,
+            resource_version: None,
+            retry: false,
+        });
+        let entry = Entry {
+            seq: 7,
+            id: uuid::Uuid::nil(),
+            at: DateTime::<Utc>::UNIX_EPOCH,
+            keys: Keys::default(),
+            body: outcome,
+            format: 1,
+            prev_hash: [0; 32],
+            hash: [0; 32],
+        };
+        let text = line(&entry);
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert!(text.contains("act-1\\r\\n"), "{text}");
+        assert!(text.contains("bad\\u{1b}[2Jthing"), "{text}");
+        assert_eq!(escape_controls("plain ünïcødé"), "plain ünïcødé");
     }
 }

@@ -1,9 +1,13 @@
 //! `verify`: fold the log and recompute every recorded plan from exactly the prefix it read;
 //! identical actions, or the first divergence with the actions side by side and its events.
+//! Each re-drive is checked too: at its time, the fold must show its action pending past its
+//! answer deadline.
 
 use super::{Configured, PlannerFactory, Point, ReplayError, check_within, events_read};
 use crate::log::{self, LogReader};
-use crate::record::{Action, Body, Entry, ObjKey, PlanRecord, RecordedAction};
+use crate::record::{
+    Action, Body, Entry, MarkerKind, MarkerRecord, ObjKey, PlanRecord, RecordedAction, Redrive,
+};
 use crate::world::Fold;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -151,8 +155,24 @@ pub fn verify(
         match &entry.body {
             Body::Event(_) => report.events += 1,
             Body::Outcome(_) => report.outcomes += 1,
-            Body::Marker(_) => {
+            Body::Marker(m) => {
                 report.markers += 1;
+                if let Some(why) = check_redrive(&entry, m, &fold) {
+                    report.divergence = Some(Divergence {
+                        plan_seq: entry.seq,
+                        upto_seq: entry.seq.saturating_sub(1),
+                        at: entry
+                            .at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                        scope: Vec::new(),
+                        why,
+                        recorded: Vec::new(),
+                        recomputed: Vec::new(),
+                        diff: String::new(),
+                        last_events: Vec::new(),
+                    });
+                    break;
+                }
                 configured.follow(reader, &entry)?;
             }
             Body::Action(a) => {
@@ -228,6 +248,37 @@ pub fn verify(
     report.digest = hex::encode(hasher.finalize());
     report.rejected = fold.rejected().to_vec();
     Ok(report)
+}
+
+/// Checks a re-drive marker against the fold right before it: `Some(why)` when its action was
+/// not pending past its answer deadline at the marker's time (or the marker cannot be read).
+fn check_redrive(entry: &Entry, marker: &MarkerRecord, fold: &Fold) -> Option<String> {
+    if marker.marker != MarkerKind::Redrive {
+        return None;
+    }
+    let Some(r) = Redrive::of(marker) else {
+        return Some(format!(
+            "entry {} is a re-drive whose detail cannot be read: {}",
+            entry.seq, marker.detail
+        ));
+    };
+    let overdue = fold.overdue(entry.at);
+    match overdue.iter().find(|o| o.action_id == r.action_id) {
+        Some(o) if o.action_seq == r.action_seq && o.redrives + 1 == r.attempt => None,
+        Some(o) => Some(format!(
+            "entry {} re-drives action {} (seq {}, attempt {}), but the fold has it at seq {} \
+             after {} re-drives",
+            entry.seq, r.action_id, r.action_seq, r.attempt, o.action_seq, o.redrives
+        )),
+        None => Some(format!(
+            "entry {} re-drives action {}, which at {} was not pending past its answer deadline",
+            entry.seq,
+            r.action_id,
+            entry
+                .at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        )),
+    }
 }
 
 /// Recomputes one plan; `Some((why, what was recomputed))` when it differs from the record.

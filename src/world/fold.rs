@@ -11,12 +11,67 @@
 //!   abandoned). An `applied` outcome keeps it pending until the change is observed, so a
 //!   plan between the outcome and the watch event does not ask for it again.
 //! - Every entry moves the planner's "now" to its own timestamp.
+//! - A pending action has an answer deadline: its entry's time plus the answer deadline the
+//!   log's Config marker records. An outcome saying it will be retried moves the deadline on;
+//!   a final outcome, or a newer action on the same target, ends it; each `redrive` marker
+//!   (the action published again) sets the next one, twice as far each time (up to ten
+//!   minutes). [`Fold::overdue`] lists the actions past theirs.
 
 use super::{Observed, World};
 use crate::model::ACTION_ID_ANNOTATION;
-use crate::record::{Action, Body, Change, ObjKey, OutcomeRecord, OutcomeResult, Verb};
-use chrono::{DateTime, SecondsFormat, Utc};
-use std::collections::BTreeMap;
+use crate::record::{
+    Action, Body, Change, MarkerKind, MarkerRecord, ObjKey, OutcomeRecord, OutcomeResult, Redrive,
+    Verb,
+};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How long an action may go without an outcome before it is published again, when the log's
+/// Config marker does not say (logs written before answer deadlines existed).
+pub const DEFAULT_ANSWER_DEADLINE_MS: u64 = 60_000;
+
+/// The longest wait between two re-drives of one action.
+const MAX_REDRIVE_WAIT_MS: u64 = 600_000;
+
+/// The key of the answer deadline in a Config marker's detail (milliseconds).
+pub const ANSWER_DEADLINE_KEY: &str = "answerDeadlineMs";
+
+/// When an action without an outcome is due, and how often it was published again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Due {
+    at: DateTime<Utc>,
+    action_seq: u64,
+    redrives: u32,
+}
+
+/// A pending action past its answer deadline: what a re-drive publishes again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Overdue {
+    /// The action's id.
+    pub action_id: String,
+    /// The seq of its entry.
+    pub action_seq: u64,
+    /// The deadline that passed.
+    pub due: DateTime<Utc>,
+    /// How many times it was published again already.
+    pub redrives: u32,
+    /// Its target.
+    pub target: ObjKey,
+    /// Its Application, if any.
+    pub app: Option<String>,
+}
+
+impl Overdue {
+    /// The re-drive marker's detail for this action.
+    pub fn redrive(&self) -> Redrive {
+        Redrive {
+            action_id: self.action_id.clone(),
+            action_seq: self.action_seq,
+            attempt: self.redrives + 1,
+            due: self.due.to_rfc3339_opts(SecondsFormat::Millis, true),
+        }
+    }
+}
 
 /// The world view and the bookkeeping of pending actions, built entry by entry.
 #[derive(Clone, Debug, Default)]
@@ -27,6 +82,12 @@ pub struct Fold {
     /// Targets whose pending action was applied but whose change is not yet observed, with
     /// the resourceVersion the executor reported.
     awaiting: BTreeMap<ObjKey, (String, Option<String>)>,
+    /// Answer deadlines of pending actions with no outcome yet, by action id, and the same
+    /// ordered by time.
+    due: BTreeMap<String, Due>,
+    due_order: BTreeSet<(DateTime<Utc>, String)>,
+    /// The answer deadline the log's last Config marker recorded (milliseconds).
+    answer_deadline_ms: Option<u64>,
     last_seq: u64,
     /// Entries that could not be folded (e.g. an Application whose spec does not parse), with
     /// why; they change nothing.
@@ -52,6 +113,52 @@ impl Fold {
     /// Entries that changed nothing because they could not be read, with why.
     pub fn rejected(&self) -> &[(u64, String)] {
         &self.rejected
+    }
+
+    /// The answer deadline in force (the last Config marker's, or the default).
+    pub fn answer_deadline(&self) -> TimeDelta {
+        TimeDelta::milliseconds(
+            self.answer_deadline_ms
+                .unwrap_or(DEFAULT_ANSWER_DEADLINE_MS)
+                .min(i64::MAX as u64) as i64,
+        )
+    }
+
+    /// The earliest answer deadline of a pending action, if any.
+    pub fn next_due(&self) -> Option<DateTime<Utc>> {
+        self.due_order.first().map(|(at, _)| *at)
+    }
+
+    /// The pending actions whose answer deadline is `now` or earlier, earliest first.
+    pub fn overdue(&self, now: DateTime<Utc>) -> Vec<Overdue> {
+        self.due_order
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .filter_map(|(_, id)| {
+                let due = self.due.get(id)?;
+                let target = self.pending_ids.get(id)?;
+                Some(Overdue {
+                    action_id: id.clone(),
+                    action_seq: due.action_seq,
+                    due: due.at,
+                    redrives: due.redrives,
+                    target: target.clone(),
+                    app: self.world.pending(target).and_then(|a| a.app.clone()),
+                })
+            })
+            .collect()
+    }
+
+    fn schedule(&mut self, action_id: &str, due: Due) {
+        self.unschedule(action_id);
+        self.due_order.insert((due.at, action_id.to_string()));
+        self.due.insert(action_id.to_string(), due);
+    }
+
+    fn unschedule(&mut self, action_id: &str) {
+        if let Some(old) = self.due.remove(action_id) {
+            self.due_order.remove(&(old.at, action_id.to_string()));
+        }
     }
 
     /// Folds one entry. Returns the key of the object whose observed state changed, if any.
@@ -101,7 +208,19 @@ impl Fold {
             },
             Body::Action(a) => {
                 match a.action.to_action() {
-                    Ok(action) => self.set_pending(action),
+                    Ok(action) => {
+                        let id = action.id.clone();
+                        self.set_pending(action);
+                        let at = at + self.answer_deadline();
+                        self.schedule(
+                            &id,
+                            Due {
+                                at,
+                                action_seq: seq,
+                                redrives: 0,
+                            },
+                        );
+                    }
                     Err(err) => self.rejected.push((
                         seq,
                         format!("action {}: object is not JSON: {err}", a.action.id),
@@ -110,17 +229,53 @@ impl Fold {
                 None
             }
             Body::Outcome(o) => {
-                self.outcome(o);
+                self.outcome(o, at);
                 None
             }
-            Body::Plan(_) | Body::Marker(_) => None,
+            Body::Marker(m) => {
+                self.marker(m, at);
+                None
+            }
+            Body::Plan(_) => None,
+        }
+    }
+
+    fn marker(&mut self, m: &MarkerRecord, at: DateTime<Utc>) {
+        match m.marker {
+            MarkerKind::Config => {
+                self.answer_deadline_ms = m
+                    .detail
+                    .get(ANSWER_DEADLINE_KEY)
+                    .and_then(serde_json::Value::as_u64);
+            }
+            MarkerKind::Redrive => {
+                let Some(r) = Redrive::of(m) else { return };
+                let Some(due) = self.due.get(&r.action_id).cloned() else {
+                    return; // answered or replaced since: nothing more to wait for
+                };
+                let base = self.answer_deadline().num_milliseconds().max(1) as u64;
+                let wait = base
+                    .saturating_mul(1u64 << r.attempt.min(16))
+                    .min(MAX_REDRIVE_WAIT_MS.max(base));
+                self.schedule(
+                    &r.action_id,
+                    Due {
+                        at: at + TimeDelta::milliseconds(wait as i64),
+                        action_seq: due.action_seq,
+                        redrives: r.attempt,
+                    },
+                );
+            }
+            _ => {}
         }
     }
 
     fn set_pending(&mut self, action: Action) {
         let target = action.target.clone();
         if let Some(old) = self.world.pending(&target) {
-            self.pending_ids.remove(&old.id.clone());
+            let old = old.id.clone();
+            self.pending_ids.remove(&old);
+            self.unschedule(&old);
         }
         self.awaiting.remove(&target);
         self.pending_ids.insert(action.id.clone(), target);
@@ -130,6 +285,7 @@ impl Fold {
     fn clear(&mut self, target: &ObjKey, action_id: &str) {
         self.world.clear_pending(target, action_id);
         self.pending_ids.remove(action_id);
+        self.unschedule(action_id);
         if self
             .awaiting
             .get(target)
@@ -161,13 +317,22 @@ impl Fold {
         }
     }
 
-    fn outcome(&mut self, o: &OutcomeRecord) {
+    fn outcome(&mut self, o: &OutcomeRecord, at: DateTime<Utc>) {
         if o.retry {
-            return; // delivered again: still on its way
+            // Delivered again: still on its way, and someone is working on it.
+            if let Some(due) = self.due.get(&o.action_id).cloned() {
+                let later = at + self.answer_deadline();
+                if later > due.at {
+                    self.schedule(&o.action_id, Due { at: later, ..due });
+                }
+            }
+            return;
         }
         let Some(target) = self.pending_ids.get(&o.action_id).cloned() else {
             return; // not pending (any more): nothing to settle
         };
+        // An answer came: whatever follows, there is nothing more to publish again.
+        self.unschedule(&o.action_id);
         let Some(p) = self.world.pending(&target) else {
             return;
         };
@@ -359,5 +524,104 @@ mod tests {
         let f = fold(&[deployment("5", None), a, applied, deleted()]);
         assert!(f.world().pending(&key()).is_none());
         assert!(f.world().object(&key()).is_none());
+    }
+
+    fn config(deadline_ms: u64) -> Body {
+        Body::Marker(MarkerRecord {
+            marker: MarkerKind::Config,
+            detail: json!({ANSWER_DEADLINE_KEY: deadline_ms}),
+        })
+    }
+
+    fn redrive(id: &str, action_seq: u64, attempt: u32) -> Body {
+        Body::Marker(MarkerRecord {
+            marker: MarkerKind::Redrive,
+            detail: serde_json::to_value(Redrive {
+                action_id: id.into(),
+                action_seq,
+                attempt,
+                due: String::new(),
+            })
+            .unwrap_or_default(),
+        })
+    }
+
+    /// Folds `(seconds, body)` pairs at the given times.
+    fn fold_at(entries: &[(i64, Body)]) -> Fold {
+        let mut f = Fold::new();
+        for (i, (t, b)) in entries.iter().enumerate() {
+            f.apply(i as u64 + 1, at(*t), b);
+        }
+        f
+    }
+
+    #[test]
+    fn an_action_without_an_answer_is_due_at_its_deadline_and_backs_off_after_each_redrive() {
+        let (id, a) = action(Verb::Apply);
+        // No Config marker: the default deadline.
+        let f = fold_at(&[(0, a.clone())]);
+        assert_eq!(
+            f.next_due(),
+            Some(at((DEFAULT_ANSWER_DEADLINE_MS / 1000) as i64))
+        );
+        let f = fold_at(&[(0, config(5_000)), (10, a.clone())]);
+        assert_eq!(f.next_due(), Some(at(15)));
+        assert!(f.overdue(at(14)).is_empty());
+        let overdue = f.overdue(at(15));
+        assert_eq!(overdue.len(), 1);
+        assert_eq!(overdue[0].action_id, id);
+        assert_eq!(overdue[0].action_seq, 2);
+        assert_eq!(overdue[0].target, key());
+        assert_eq!(overdue[0].redrive().attempt, 1);
+        // The first re-drive at 15 s waits twice the deadline, the second four times.
+        let f = fold_at(&[
+            (0, config(5_000)),
+            (10, a.clone()),
+            (15, redrive(&id, 2, 1)),
+        ]);
+        assert_eq!(f.next_due(), Some(at(25)));
+        assert_eq!(f.overdue(at(25))[0].redrives, 1);
+        let f = fold_at(&[
+            (0, config(5_000)),
+            (10, a.clone()),
+            (15, redrive(&id, 2, 1)),
+            (25, redrive(&id, 2, 2)),
+        ]);
+        assert_eq!(f.next_due(), Some(at(45)));
+        // A re-drive of an action no longer pending changes nothing.
+        let f = fold_at(&[(0, config(5_000)), (1, redrive(&id, 2, 1))]);
+        assert_eq!(f.next_due(), None);
+    }
+
+    #[test]
+    fn an_answer_or_a_newer_action_ends_the_deadline_and_a_retry_moves_it_on() {
+        let (id, a) = action(Verb::Apply);
+        for result in [
+            OutcomeResult::Applied,
+            OutcomeResult::NoOp,
+            OutcomeResult::Failed,
+            OutcomeResult::Superseded,
+        ] {
+            let f = fold_at(&[
+                (0, config(5_000)),
+                (1, a.clone()),
+                (2, outcome(&id, result, Some("99"), false)),
+            ]);
+            assert_eq!(f.next_due(), None, "{result:?}");
+        }
+        // Still being retried by an executor: due a deadline after the retry.
+        let f = fold_at(&[
+            (0, config(5_000)),
+            (1, a.clone()),
+            (4, outcome(&id, OutcomeResult::Conflict, None, true)),
+        ]);
+        assert_eq!(f.next_due(), Some(at(9)));
+        // A newer action on the same target replaces the older one's deadline.
+        let (newer_id, newer) = action(Verb::Delete);
+        let f = fold_at(&[(0, config(5_000)), (1, a), (3, newer)]);
+        let overdue = f.overdue(at(100));
+        assert_eq!(overdue.len(), 1);
+        assert_eq!(overdue[0].action_id, newer_id);
+        assert_eq!(f.next_due(), Some(at(8)));
     }
 }

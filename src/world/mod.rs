@@ -6,7 +6,7 @@
 
 mod fold;
 
-pub use fold::Fold;
+pub use fold::{ANSWER_DEADLINE_KEY, DEFAULT_ANSWER_DEADLINE_MS, Fold, Overdue};
 
 use crate::model::{Application, INSTANCE_LABEL, MANAGED_BY, MANAGER, SHARED_INGRESS};
 use crate::record::{Action, ObjKey};

@@ -5,8 +5,8 @@
 //! (the name must also be a valid Service name, exactly one source per env var, requests not
 //! above limits, one Application per host).
 
-use crate::reconcile::quantity;
 use crate::model::{Application, PATH_PATTERN, is_dns1035_label};
+use crate::reconcile::quantity;
 use crate::world::{HostClaim, World};
 
 /// Why an Application cannot be turned into children.
