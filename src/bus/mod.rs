@@ -1,12 +1,13 @@
 //! The bus: NATS JetStream between the controller and the executors.
 //!
 //! Owns connecting (URL, credentials, token, TLS CA), the subject scheme, the streams and
-//! consumers with their explicit settings, and the wire format of the messages. It makes no
-//! decisions and never touches the log or the cluster.
+//! consumers with their explicit settings, the wire format of the messages and their
+//! signatures ([`sign`]). It makes no decisions and never touches the log or the cluster.
 
 mod config;
 pub mod probe;
 pub mod server;
+pub mod sign;
 mod subjects;
 mod topology;
 pub mod wire;
