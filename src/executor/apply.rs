@@ -4,7 +4,7 @@
 use super::api::{Failure, TargetApi};
 use crate::bus::wire::ActionMessage;
 use crate::model::{ACTION_ID_ANNOTATION, PLAN_SEQ_ANNOTATION};
-use crate::record::{OutcomeResult, Verb};
+use crate::record::{FENCE_OVERRIDE, OutcomeResult, Verb};
 use kube::api::{DeleteParams, DynamicObject, Preconditions};
 use serde_json::{Map, Value, json};
 
@@ -81,6 +81,12 @@ fn plan_seq_of(obj: &DynamicObject) -> Option<u64> {
             None
         }
     }
+}
+
+/// True when the action was planned to overwrite exactly this token, which the log never
+/// issued (see [`FENCE_OVERRIDE`]); the signature on the action says the controller asked.
+fn overrides(msg: &ActionMessage, carried: u64) -> bool {
+    msg.action.basis.get(FENCE_OVERRIDE) == Some(&carried.to_string())
 }
 
 fn action_id_of(obj: &DynamicObject) -> Option<&str> {
@@ -177,6 +183,7 @@ async fn create_or_apply(api: &TargetApi<'_>, msg: &ActionMessage) -> Result<Att
             let rv = current.metadata.resource_version.clone();
             if let Some(carried) = plan_seq_of(&current)
                 && carried > msg.plan_seq
+                && !overrides(msg, carried)
             {
                 return Ok(superseded(what, carried, msg, rv));
             }
@@ -258,6 +265,7 @@ async fn delete(api: &TargetApi<'_>, msg: &ActionMessage) -> Result<Attempt, Fai
     let rv = current.metadata.resource_version.clone();
     if let Some(carried) = plan_seq_of(&current)
         && carried > msg.plan_seq
+        && !overrides(msg, carried)
     {
         return Ok(superseded(what, carried, msg, rv));
     }
@@ -320,6 +328,7 @@ async fn status(api: &TargetApi<'_>, msg: &ActionMessage) -> Result<Attempt, Fai
     let carried = last.and_then(|l| l.get("planSeq")).and_then(Value::as_u64);
     if let Some(carried) = carried
         && carried > msg.plan_seq
+        && !overrides(msg, carried)
     {
         return Ok(superseded(
             &format!("the status of {what}"),

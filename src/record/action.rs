@@ -6,6 +6,12 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// The `basis` key of an action that repairs a forged fencing token: its value is the plan
+/// sequence the object carries but the log never issued. An executor lets such an action
+/// through the fence when the object still carries exactly that value; any other newer token
+/// still supersedes it.
+pub const FENCE_OVERRIDE: &str = "fence";
+
 /// What an action does to its target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -16,7 +16,7 @@ pub mod entry;
 pub mod key;
 pub mod view;
 
-pub use action::{Action, Verb};
+pub use action::{Action, FENCE_OVERRIDE, Verb};
 pub use entry::{
     ActionRecord, Appended, Body, Change, Entry, EntryKind, Json, Keys, MarkerKind, MarkerRecord,
     NewEntry, ObservedEvent, OutcomeRecord, OutcomeResult, PAYLOAD_FORMAT, PlanRecord,

@@ -210,6 +210,7 @@ impl Fold {
                 match a.action.to_action() {
                     Ok(action) => {
                         let id = action.id.clone();
+                        self.world.set_issued(&action.target, a.plan_seq, &id);
                         self.set_pending(action);
                         let at = at + self.answer_deadline();
                         self.schedule(

@@ -8,7 +8,10 @@ mod fold;
 
 pub use fold::{ANSWER_DEADLINE_KEY, DEFAULT_ANSWER_DEADLINE_MS, Fold, Overdue};
 
-use crate::model::{Application, INSTANCE_LABEL, MANAGED_BY, MANAGER, SHARED_INGRESS};
+use crate::model::{
+    ACTION_ID_ANNOTATION, Application, INSTANCE_LABEL, MANAGED_BY, MANAGER, PLAN_SEQ_ANNOTATION,
+    SHARED_INGRESS,
+};
 use crate::record::{Action, ObjKey};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -72,6 +75,28 @@ impl Observed {
             .as_str()
     }
 
+    /// The fencing token an executor stamped on the object: its plan sequence annotation (when
+    /// it is a number) and action id annotation.
+    pub fn fencing_token(&self) -> Option<(u64, Option<&str>)> {
+        let annotations = self.object.get("metadata")?.get("annotations")?;
+        let seq = annotations
+            .get(PLAN_SEQ_ANNOTATION)?
+            .as_str()?
+            .parse()
+            .ok()?;
+        let id = annotations
+            .get(ACTION_ID_ANNOTATION)
+            .and_then(Value::as_str);
+        Some((seq, id))
+    }
+
+    /// The fencing token of an Application's status: `status.lastAction`.
+    pub fn status_token(&self) -> Option<(u64, Option<&str>)> {
+        let last = self.object.get("status")?.get("lastAction")?;
+        let seq = last.get("planSeq")?.as_u64()?;
+        Some((seq, last.get("actionId").and_then(Value::as_str)))
+    }
+
     /// True when the object carries `app.kubernetes.io/managed-by=logbook`.
     pub fn is_managed(&self) -> bool {
         self.label(MANAGED_BY) == Some(MANAGER)
@@ -106,6 +131,8 @@ pub struct World {
     apps: BTreeMap<ObjKey, Application>,
     objects: BTreeMap<ObjKey, Observed>,
     pending: BTreeMap<ObjKey, Action>,
+    /// target → (plan sequence, action id) of the newest action the log issued for it.
+    issued: BTreeMap<ObjKey, (u64, String)>,
     hosts: BTreeMap<String, BTreeSet<HostClaim>>,
     /// namespace → Application names in it.
     apps_by_ns: BTreeMap<String, BTreeSet<String>>,
@@ -219,6 +246,53 @@ impl World {
     /// The pending action on `target`, if any.
     pub fn pending(&self, target: &ObjKey) -> Option<&Action> {
         self.pending.get(target)
+    }
+
+    /// Notes that the log issued `action_id` of plan `plan_seq` for `target`.
+    pub fn set_issued(&mut self, target: &ObjKey, plan_seq: u64, action_id: &str) {
+        let newer = self
+            .issued
+            .get(target)
+            .is_none_or(|(seq, _)| *seq <= plan_seq);
+        if newer {
+            self.issued
+                .insert(target.clone(), (plan_seq, action_id.to_string()));
+        }
+    }
+
+    /// The plan sequence and id of the newest action the log issued for `target`.
+    pub fn issued(&self, target: &ObjKey) -> Option<(u64, &str)> {
+        self.issued.get(target).map(|(s, id)| (*s, id.as_str()))
+    }
+
+    /// Why the fencing token `(plan_seq, action_id)` an object carries was not issued by the
+    /// log for `target`, if it was not: a plan sequence beyond the newest the log issued for
+    /// it, or that very sequence with another action id. (Older tokens cannot be told apart
+    /// from ones the log issued and were since replaced, and are taken as issued.)
+    pub fn forged_token(
+        &self,
+        target: &ObjKey,
+        plan_seq: u64,
+        action_id: Option<&str>,
+    ) -> Option<String> {
+        match self.issued(target) {
+            None => Some(format!(
+                "the object carries plan sequence {plan_seq}, but the log never issued an action \
+                 for it"
+            )),
+            Some((issued, _)) if plan_seq > issued => Some(format!(
+                "the object carries plan sequence {plan_seq}, beyond the newest the log issued \
+                 for it ({issued})"
+            )),
+            Some((issued, id)) if plan_seq == issued && action_id.is_some_and(|a| a != id) => {
+                Some(format!(
+                    "the object carries action {} of plan {plan_seq}, which the log never issued \
+                     (it issued {id})",
+                    action_id.unwrap_or_default()
+                ))
+            }
+            _ => None,
+        }
     }
 
     /// All pending actions, ordered by target.

@@ -12,10 +12,10 @@ mod validate;
 
 pub use validate::{Invalid, host_holder, validate};
 
-use super::converge::{basis_of, converge, delete};
+use super::converge::{basis_of, converge, delete, forged};
 use super::{PlannerConfig, Reconciler};
 use crate::model::{ApplicationStatus, SHARED_INGRESS, condition};
-use crate::record::{Action, ObjKey, Verb};
+use crate::record::{Action, FENCE_OVERRIDE, ObjKey, Verb};
 use crate::world::{APPLICATION, Observed, World};
 use status::same_but_times;
 use std::collections::{BTreeMap, BTreeSet};
@@ -111,7 +111,15 @@ impl ApplicationReconciler {
             _ => None,
         };
         let current = pending_status.as_ref().or(app.status.as_ref());
-        if !current.is_some_and(|c| same_but_times(c, &status)) {
+        // A status token the log never issued would make every status write look superseded.
+        let forged_status = app_obs
+            .and_then(|o| forged(world, key, o.status_token()))
+            .filter(|(carried, _)| {
+                world
+                    .pending(key)
+                    .is_none_or(|p| p.basis.get(FENCE_OVERRIDE) != Some(&carried.to_string()))
+            });
+        if !current.is_some_and(|c| same_but_times(c, &status)) || forged_status.is_some() {
             let object = serde_json::json!({
                 "apiVersion": APP_API_VERSION,
                 "kind": APPLICATION,
@@ -128,6 +136,13 @@ impl ApplicationReconciler {
             if let Some(d) = dep_obs {
                 basis.insert(dep_key.to_string(), d.resource_version.clone());
             }
+            let reason = match forged_status {
+                Some((carried, why)) => {
+                    basis.insert(FENCE_OVERRIDE.to_string(), carried.to_string());
+                    format!("{reason}; drift: {why}")
+                }
+                None => reason,
+            };
             out.push(Action::new(
                 Verb::Status,
                 key.clone(),
