@@ -705,6 +705,7 @@ impl Logbook {
                     topology: topology.clone(),
                     in_flight,
                     grace: Duration::from_secs(1),
+                    namespaces: Vec::new(),
                 };
                 // Each executor gets its own client (connection pool), as a process would.
                 tokio::spawn(logbook::executor::run(

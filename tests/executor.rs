@@ -127,6 +127,7 @@ impl Harness {
             topology: self.topology.clone(),
             in_flight: 4,
             grace: Duration::from_secs(10),
+            namespaces: Vec::new(),
         }
     }
 
@@ -1077,4 +1078,15 @@ fn api_calls_cover_every_kind_the_planner_manages() {
             }
         }
     }
+    // The executor's remit lets exactly those kinds through, and nothing else.
+    let managed: std::collections::BTreeSet<&str> = planner
+        .manages()
+        .iter()
+        .map(|k| k.trim_end_matches("/status"))
+        .collect();
+    let remit: std::collections::BTreeSet<&str> = logbook::executor::remit::KINDS
+        .iter()
+        .map(|k| k.0)
+        .collect();
+    assert_eq!(managed, remit);
 }

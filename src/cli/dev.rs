@@ -148,6 +148,7 @@ async fn dev(args: DevArgs) -> Result<(), String> {
             topology: Topology::default(),
             in_flight: args.in_flight,
             grace: Duration::from_secs(5),
+            namespaces: Vec::new(),
         };
         let telemetry = executor::Telemetry::default();
         let admin = loopback

@@ -34,6 +34,15 @@ pub struct ExecutorArgs {
     /// On shutdown, how long to finish the actions in flight before handing them back.
     #[arg(long, env = "LOGBOOK_GRACE", default_value = "25s", value_parser = parse_duration, value_name = "DURATION")]
     grace: Duration,
+    /// The namespaces this executor acts in, comma-separated (default: all); an action in any
+    /// other namespace is refused with a failed outcome.
+    #[arg(
+        long,
+        env = "LOGBOOK_NAMESPACES",
+        value_delimiter = ',',
+        value_name = "NS,..."
+    )]
+    namespaces: Vec<String>,
 }
 
 /// Runs `logbook executor`: exits 0 after a clean shutdown, 1 with a one-line error otherwise.
@@ -71,6 +80,7 @@ async fn serve(args: ExecutorArgs) -> Result<(), String> {
         topology: args.topology.topology(),
         in_flight: args.in_flight as usize,
         grace: args.grace,
+        namespaces: args.namespaces,
     };
     let result = executor::run_with(client, config, shutdown, telemetry)
         .await

@@ -2,6 +2,7 @@
 //! Owns the idempotent create/apply/delete/status steps; it never plans and never touches the bus.
 
 use super::api::{Failure, TargetApi};
+use super::remit::{self, Remit};
 use crate::bus::wire::ActionMessage;
 use crate::model::{ACTION_ID_ANNOTATION, PLAN_SEQ_ANNOTATION};
 use crate::record::{FENCE_OVERRIDE, OutcomeResult, Verb};
@@ -22,6 +23,15 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// Outside logbook's remit: nothing was done, and no delivery will do it.
+    fn refused(why: &str, resource_version: Option<String>) -> Self {
+        Attempt::done(
+            OutcomeResult::Failed,
+            format!("refused: {why}; nothing was changed"),
+            resource_version,
+        )
+    }
+
     fn done(result: OutcomeResult, message: String, resource_version: Option<String>) -> Self {
         Attempt {
             result,
@@ -48,9 +58,13 @@ impl Attempt {
     }
 }
 
-/// Applies `msg` once, idempotently; never panics on what the cluster or the message holds.
-pub async fn attempt(client: &kube::Client, msg: &ActionMessage) -> Attempt {
+/// Applies `msg` once, idempotently, if it is within `remit`; never panics on what the cluster
+/// or the message holds.
+pub async fn attempt(client: &kube::Client, msg: &ActionMessage, remit: &Remit) -> Attempt {
     let action = &msg.action;
+    if let Err(why) = remit.check(action) {
+        return Attempt::refused(&why, None);
+    }
     let api = match TargetApi::new(client, &action.id, &action.api_version, &action.target) {
         Ok(api) => api,
         Err(f) => return Attempt::failed(f),
@@ -87,6 +101,15 @@ fn plan_seq_of(obj: &DynamicObject) -> Option<u64> {
 /// issued (see [`FENCE_OVERRIDE`]); the signature on the action says the controller asked.
 fn overrides(msg: &ActionMessage, carried: u64) -> bool {
     msg.action.basis.get(FENCE_OVERRIDE) == Some(&carried.to_string())
+}
+
+/// Refuses an object found in the cluster that is not logbook's (no managed-by label).
+fn unmanaged(msg: &ActionMessage, current: &DynamicObject, what: &str) -> Result<(), String> {
+    remit::check_existing(
+        &msg.action.target.kind,
+        current.metadata.labels.as_ref(),
+        what,
+    )
 }
 
 fn action_id_of(obj: &DynamicObject) -> Option<&str> {
@@ -181,6 +204,9 @@ async fn create_or_apply(api: &TargetApi<'_>, msg: &ActionMessage) -> Result<Att
     match api.get().await {
         Ok(current) => {
             let rv = current.metadata.resource_version.clone();
+            if let Err(why) = unmanaged(msg, &current, what) {
+                return Ok(Attempt::refused(&why, rv));
+            }
             if let Some(carried) = plan_seq_of(&current)
                 && carried > msg.plan_seq
                 && !overrides(msg, carried)
@@ -263,6 +289,9 @@ async fn delete(api: &TargetApi<'_>, msg: &ActionMessage) -> Result<Attempt, Fai
         Err(f) => return Err(f),
     };
     let rv = current.metadata.resource_version.clone();
+    if let Err(why) = unmanaged(msg, &current, what) {
+        return Ok(Attempt::refused(&why, rv));
+    }
     if let Some(carried) = plan_seq_of(&current)
         && carried > msg.plan_seq
         && !overrides(msg, carried)

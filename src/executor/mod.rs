@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod remit;
 pub mod settle;
 pub mod telemetry;
 
@@ -47,6 +48,8 @@ pub struct ExecutorConfig {
     pub in_flight: usize,
     /// How long to wait for in-flight actions on shutdown before handing them back.
     pub grace: Duration,
+    /// The namespaces it acts in (empty: all); actions elsewhere are refused.
+    pub namespaces: Vec<String>,
 }
 
 /// What stops an executor.
@@ -69,6 +72,8 @@ struct Shared {
     telemetry: Telemetry,
     /// Cancelled when the grace period is over: unfinished deliveries are handed back (nak).
     hand_back: CancellationToken,
+    /// What this executor may touch.
+    remit: remit::Remit,
 }
 
 /// How long the server waits for an acknowledgement before delivering again.
@@ -151,6 +156,7 @@ pub async fn run_with(
     let grace = config.grace;
     let slots = Arc::new(Semaphore::new(config.in_flight));
     let hand_back_token = CancellationToken::new();
+    let remit = remit::Remit::new(config.namespaces.iter().cloned());
     let shared = Arc::new(Shared {
         client,
         js,
@@ -158,6 +164,7 @@ pub async fn run_with(
         waits,
         telemetry: telemetry.clone(),
         hand_back: hand_back_token.clone(),
+        remit,
     });
     let mut tasks: JoinSet<()> = JoinSet::new();
 
@@ -360,7 +367,7 @@ async fn handle_action(
     tracing::debug!(reason = %msg.action.reason, "applying");
     let work = async {
         let started = std::time::Instant::now();
-        let attempt = apply::attempt(&shared.client, &msg).await;
+        let attempt = apply::attempt(&shared.client, &msg, &shared.remit).await;
         let took = started.elapsed();
         let (outcome, ack) = settle::settle(
             &msg.action.id,
