@@ -9,12 +9,12 @@ use super::ControllerError;
 use super::events;
 use super::lease::Fence;
 use crate::bus::wire::OutcomeMessage;
-use crate::log::Log;
+use crate::log::{Filter, Log};
 use crate::model::INSTANCE_LABEL;
 use crate::reconcile::{Planner, PlannerConfig};
 use crate::record::{
-    Action, Appended, Body, Change, Json, Keys, MarkerKind, MarkerRecord, NewEntry, ObjKey,
-    ObservedEvent, PlanRecord, entry_uuid,
+    Action, Appended, Body, Change, EntryKind, Json, Keys, MarkerKind, MarkerRecord, NewEntry,
+    ObjKey, ObservedEvent, PlanRecord, entry_uuid,
 };
 use crate::world::{
     ANSWER_DEADLINE_KEY, APPLICATION, DEFAULT_ANSWER_DEADLINE_MS, Fold, Observed,
@@ -53,6 +53,9 @@ pub enum Input {
     /// Leadership was lost: write nothing more (but the loss, while that is still safe) and
     /// return [`ControllerError::LeadershipLost`].
     Lost(String),
+    /// A message from the bus was refused before it reached the core (unsigned, too large,
+    /// unreadable): record that it was, without its content.
+    Refused(Refusal),
     /// An answer deadline may have passed: record a tick, publish again every action past its
     /// deadline (a recorded re-drive each), and plan what they touch. The core sends itself
     /// this when the earliest deadline comes; tests send it to skip the wait.
@@ -65,6 +68,54 @@ impl Input {
             self,
             Input::ListStart(_) | Input::Seen(_) | Input::Deleted(_) | Input::ListDone(_)
         )
+    }
+}
+
+/// A message refused at the door, as its `refused` marker records it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Refusal {
+    /// What it claimed to be (`outcome`).
+    pub what: String,
+    /// Why it was refused.
+    pub reason: String,
+    /// The subject it came on.
+    pub subject: String,
+    /// SHA-256 of its payload, hex: enough to match it with a capture, never its content.
+    pub sha256: String,
+}
+
+impl Refusal {
+    /// A refusal of `payload` received on `subject`.
+    pub fn new(what: &str, reason: String, subject: &str, payload: &[u8]) -> Refusal {
+        use sha2::Digest;
+        Refusal {
+            what: what.to_string(),
+            reason: bounded(&reason),
+            subject: bounded(subject),
+            sha256: hex::encode(sha2::Sha256::digest(payload)),
+        }
+    }
+
+    fn entry(&self, now: DateTime<Utc>, keys: Keys) -> NewEntry {
+        let detail = serde_json::to_value(self).unwrap_or_default();
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        NewEntry::new(
+            entry_uuid(now, "refused", &bytes),
+            now,
+            keys,
+            Body::Marker(MarkerRecord {
+                marker: MarkerKind::Refused,
+                detail,
+            }),
+        )
+    }
+}
+
+/// At most 200 characters of `s` (what a refused message says is not trusted to be short).
+fn bounded(s: &str) -> String {
+    match s.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
     }
 }
 
@@ -344,6 +395,18 @@ impl Core {
                 }
                 Input::Outcomes(msgs, reply) => {
                     for m in msgs {
+                        if let Err(reason) = self.issued(&m) {
+                            tracing::warn!(
+                                action_id = %crate::record::view::escape_controls(&m.outcome.action_id),
+                                %reason,
+                                "outcome refused"
+                            );
+                            let payload = serde_json::to_vec(&m).unwrap_or_default();
+                            let subject = crate::bus::outcome_subject(&m.target, m.app.as_deref());
+                            let refusal = Refusal::new("outcome", reason, &subject, &payload);
+                            entries.push(refusal.entry(now, Keys::default()));
+                            continue;
+                        }
                         match m.to_entry() {
                             Ok(e) => entries.push(e),
                             Err(e) => tracing::warn!(
@@ -354,6 +417,10 @@ impl Core {
                         }
                     }
                     replies.push(reply);
+                }
+                Input::Refused(refusal) => {
+                    tracing::warn!(what = %refusal.what, reason = %refusal.reason, subject = %refusal.subject, "message refused");
+                    entries.push(refusal.entry(now, Keys::default()));
                 }
                 Input::Resync => resync = true,
                 Input::Tick => tick = true,
@@ -440,6 +507,38 @@ impl Core {
             targets.push(o.target);
         }
         targets
+    }
+
+    /// Whether the log issued the action an outcome answers, for the target it names: the
+    /// action is pending, or an Action entry about that target carries its id.
+    fn issued(&self, m: &OutcomeMessage) -> Result<(), String> {
+        let id = &m.outcome.action_id;
+        if let Some(target) = self.fold.pending_target(id) {
+            return if *target == m.target {
+                Ok(())
+            } else {
+                Err(format!(
+                    "it names {} as the target of action {id}, which is about {target}",
+                    m.target
+                ))
+            };
+        }
+        if m.target.kind.is_empty() || m.target.name.is_empty() {
+            return Err("it names no target, so it answers no action the log issued".into());
+        }
+        let filter = Filter::new().object(&m.target).kinds(&[EntryKind::Action]);
+        for entry in self.log.query(&filter) {
+            let entry = entry.map_err(|e| format!("the log could not be searched: {e}"))?;
+            if let Body::Action(a) = &entry.body
+                && a.action.id == *id
+            {
+                return Ok(());
+            }
+        }
+        Err(format!(
+            "the log never issued an action with that id for {}",
+            m.target
+        ))
     }
 
     fn all_synced(&self) -> bool {

@@ -464,6 +464,10 @@ pub enum MarkerKind {
     /// An action recorded with no outcome past its answer deadline is published again from
     /// the log (`detail` is a [`Redrive`]); keyed like the action.
     Redrive,
+    /// A message from the bus that was not recorded: unsigned, from an unknown key, too
+    /// large, or an outcome for an action the log never issued (`detail`: `what`, `reason`,
+    /// `subject`, `sha256` of the payload; never the payload itself).
+    Refused,
 }
 
 /// What a [`MarkerKind::Redrive`] marker says: which action is published again, and why.

@@ -115,6 +115,11 @@ impl Fold {
         &self.rejected
     }
 
+    /// The target of the pending action `action_id`, if it is pending.
+    pub fn pending_target(&self, action_id: &str) -> Option<&ObjKey> {
+        self.pending_ids.get(action_id)
+    }
+
     /// The answer deadline in force (the last Config marker's, or the default).
     pub fn answer_deadline(&self) -> TimeDelta {
         TimeDelta::milliseconds(
