@@ -1,8 +1,8 @@
 //! `logbook audit`: query the log, explain why an object is the way it is, check the hash chain.
 //! Reads only, over a read-only connection: it never writes the log nor blocks the controller.
 
-use super::common::parse_duration;
 use crate::log::{Filter, LogError, LogReader, VerifyReport};
+use crate::process::parse_duration;
 use crate::record::view as trail;
 use crate::record::{
     Body, Change, Entry, EntryKind, Keys, ObjKey, ObservedEvent, OutcomeRecord, OutcomeResult,
@@ -340,14 +340,11 @@ fn log(reader: &LogReader, args: &LogArgs, out: &mut Out) -> Result<u8, AuditErr
     if args.to_seq.is_some_and(|to| head >= to) {
         return Ok(EXIT_OK);
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            AuditError::Input(format!(
-                "cannot start the timer and signal handling --follow needs: {e}"
-            ))
-        })?;
+    let runtime = crate::process::run::local_runtime().map_err(|e| {
+        AuditError::Input(format!(
+            "cannot start the timer and signal handling --follow needs: {e}"
+        ))
+    })?;
     runtime.block_on(async {
         let stop = stop_requested();
         tokio::pin!(stop);
@@ -460,21 +457,7 @@ struct EntryLine<'a> {
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
 async fn stop_requested() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    if tokio::signal::ctrl_c().await.is_err() {
+    if crate::process::signalled().await.is_err() {
         // No signal handling: follow until standard output closes.
         std::future::pending::<()>().await;
     }
