@@ -2,9 +2,9 @@
 //! Reads only, over a read-only connection: it never writes the log nor blocks the controller.
 
 use crate::log::{Filter, LogError, LogReader, VerifyReport};
-use crate::process::parse_duration;
 use crate::record::view as trail;
 use crate::record::{Entry, EntryKind, Keys, ObjKey, view::body_json};
+use crate::replay::query::{Listing, parse_time};
 use crate::replay::why::{EventView, OutcomeBrief, Why, WhyError, WhyState, explain, nanos};
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand, ValueEnum};
@@ -323,17 +323,21 @@ fn log(reader: &LogReader, args: &LogArgs, out: &mut Out) -> Result<u8, AuditErr
              Pick a seq up to {head}, or add --follow to wait for it"
         )));
     }
-    let filter = Filter {
-        application: args.app.clone(),
-        namespace: args.namespace.clone(),
-        object: args.object.clone(),
-        kinds: args.kind.clone(),
-        since: args.since,
-        until: args.until,
-        ..Filter::new()
+    let listing = Listing {
+        filter: Filter {
+            application: args.app.clone(),
+            namespace: args.namespace.clone(),
+            object: args.object.clone(),
+            kinds: args.kind.clone(),
+            since: args.since,
+            until: args.until,
+            ..Filter::new()
+        },
+        from_seq: args.from_seq,
+        to_seq: args.to_seq,
     };
     let render = |e: &Entry| render_entry(reader.path(), e, args.output);
-    let shown = print_window(reader, &filter, args, 1, head, out, &render)?;
+    let shown = print_window(reader, &listing, 1, head, out, &render)?;
     out.flush()?;
     if !args.follow {
         if shown == 0 {
@@ -341,7 +345,7 @@ fn log(reader: &LogReader, args: &LogArgs, out: &mut Out) -> Result<u8, AuditErr
         }
         return Ok(EXIT_OK);
     }
-    if args.to_seq.is_some_and(|to| head >= to) {
+    if listing.complete_at(head) {
         return Ok(EXIT_OK);
     }
     let runtime = crate::process::run::local_runtime().map_err(|e| {
@@ -365,36 +369,29 @@ fn log(reader: &LogReader, args: &LogArgs, out: &mut Out) -> Result<u8, AuditErr
                 )));
             }
             if now > head {
-                print_window(reader, &filter, args, head + 1, now, out, &render)?;
+                print_window(reader, &listing, head + 1, now, out, &render)?;
                 out.flush()?;
                 head = now;
             }
-            if args.to_seq.is_some_and(|to| head >= to) {
+            if listing.complete_at(head) {
                 return Ok(EXIT_OK);
             }
         }
     })
 }
 
-/// Prints the entries matching `filter` whose seq is in `from..=to` and in the flags' seq range;
-/// returns how many.
+/// Prints the entries of `listing` whose seq is in `from..=to`; returns how many.
 fn print_window(
     reader: &LogReader,
-    filter: &Filter,
-    args: &LogArgs,
+    listing: &Listing,
     from: u64,
     to: u64,
     out: &mut Out,
     render: &dyn Fn(&Entry) -> Result<String, AuditError>,
 ) -> Result<u64, AuditError> {
-    let from = from.max(args.from_seq.unwrap_or(1));
-    let to = to.min(args.to_seq.unwrap_or(u64::MAX));
-    if from > to {
+    let Some(window) = listing.window(from, to) else {
         return Ok(0);
-    }
-    let mut window = filter.clone();
-    window.from_seq = Some(from);
-    window.to_seq = Some(to);
+    };
     let mut shown = 0;
     for entry in reader.query(&window) {
         out.line(&render(&entry?)?)?;
@@ -722,35 +719,6 @@ fn verify(reader: &LogReader, args: &VerifyArgs, out: &mut Out) -> Result<u8, Au
 
 // ---------------------------------------------------------------------------------------------
 // flag parsers
-
-/// Parses an RFC 3339 time (`2025-03-14T03:12:00Z`), a date (`2025-03-14`, midnight UTC), `now`,
-/// or a duration meaning that long ago (`10m`, `2h`).
-fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
-    let s = s.trim();
-    if s.eq_ignore_ascii_case("now") {
-        return Ok(Utc::now());
-    }
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        && let Some(t) = d.and_hms_opt(0, 0, 0)
-    {
-        return Ok(t.and_utc());
-    }
-    if s.starts_with(|c: char| c.is_ascii_digit()) && s.ends_with(|c: char| c.is_ascii_alphabetic())
-    {
-        let ago = parse_duration(s)?;
-        let ago = chrono::Duration::from_std(ago).map_err(|_| format!("{s:?} is too long ago"))?;
-        return Utc::now()
-            .checked_sub_signed(ago)
-            .ok_or_else(|| format!("{s:?} is too long ago"));
-    }
-    Err(format!(
-        "{s:?} is not a time: write RFC 3339 (2025-03-14T03:12:00Z), a date (2025-03-14), or a \
-         duration meaning that long ago (90s, 10m, 2h)"
-    ))
-}
 
 /// Parses `NAMESPACE/NAME`.
 fn parse_app(s: &str) -> Result<String, String> {

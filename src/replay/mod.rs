@@ -1,11 +1,12 @@
 //! Offline replay of a log: recompute recorded plans ([`verify`]), the world at a point
 //! ([`state`]), an object's story ([`timeline`]), another configuration's decisions ([`whatif`]),
-//! the chain that explains an object ([`why`]).
+//! the chain that explains an object ([`why`]), listings by time and seq ([`query`]).
 //!
 //! Reads a log and never writes one; no network, no clock. It builds the planner's input with
 //! the same [`Fold`](crate::world::Fold) the controller uses, so the two cannot disagree, and
 //! streams the log a chunk at a time: memory is the world view, not the log's length.
 
+pub mod query;
 pub mod state;
 pub mod timeline;
 pub mod verify;
