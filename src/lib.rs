@@ -10,6 +10,7 @@
 //! - [`replay`]: offline replay of a log: verify, state at a point, timeline, what-if, export.
 //! - [`sandbox`]: a Kubernetes API emulator served over real HTTP, for tests and `logbook dev`.
 //! - [`admin`]: the admin server (`/metrics`, `/healthz`, `/readyz`) and each process's metrics.
+//! - [`process`]: process plumbing shared by every subcommand: durations, signals, exit codes.
 //! - [`cli`]: the `logbook` command line.
 //! - [`fixtures`]: builders for tests and benches (never used by the controller).
 
@@ -21,6 +22,7 @@ pub mod executor;
 pub mod fixtures;
 pub mod log;
 pub mod model;
+pub mod process;
 pub mod reconcile;
 pub mod record;
 pub mod replay;

@@ -200,7 +200,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(Failure::Cannot(msg)) => {
-            eprintln!("logbook-replay: {msg}");
+            logbook::process::say("logbook-replay", msg);
             ExitCode::from(CANNOT)
         }
         Err(Failure::Pipe) => ExitCode::SUCCESS,

@@ -1,17 +1,14 @@
 //! `logbook audit`: query the log, explain why an object is the way it is, check the hash chain.
 //! Reads only, over a read-only connection: it never writes the log nor blocks the controller.
 
-use super::common::parse_duration;
 use crate::log::{Filter, LogError, LogReader, VerifyReport};
 use crate::record::view as trail;
-use crate::record::{
-    Body, Change, Entry, EntryKind, Keys, ObjKey, ObservedEvent, OutcomeRecord, OutcomeResult,
-    view::body_json,
-};
+use crate::record::{Entry, EntryKind, Keys, ObjKey, view::body_json};
+use crate::replay::query::{Listing, parse_time};
+use crate::replay::why::{EventView, OutcomeBrief, Why, WhyError, WhyState, explain, nanos};
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::io::{BufWriter, StdoutLock, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,8 +16,6 @@ use std::time::Duration;
 
 /// How often `audit log --follow` looks for new entries.
 const POLL: Duration = Duration::from_millis(200);
-/// How many events `audit why` lists for an object logbook never changed.
-const EVENTS_SHOWN: usize = 10;
 
 /// Exit code: done (verify: the chain is intact).
 const EXIT_OK: u8 = 0;
@@ -205,6 +200,15 @@ enum AuditError {
     Closed,
 }
 
+impl From<WhyError> for AuditError {
+    fn from(e: WhyError) -> AuditError {
+        match e {
+            WhyError::Log(e) => AuditError::Log(e),
+            WhyError::Unknown(message) => AuditError::Input(message),
+        }
+    }
+}
+
 /// Runs `logbook audit`; see [`AuditArgs`] for the exit codes.
 pub fn run(args: AuditArgs) -> ExitCode {
     let result = open(&args.log).and_then(|reader| {
@@ -319,17 +323,21 @@ fn log(reader: &LogReader, args: &LogArgs, out: &mut Out) -> Result<u8, AuditErr
              Pick a seq up to {head}, or add --follow to wait for it"
         )));
     }
-    let filter = Filter {
-        application: args.app.clone(),
-        namespace: args.namespace.clone(),
-        object: args.object.clone(),
-        kinds: args.kind.clone(),
-        since: args.since,
-        until: args.until,
-        ..Filter::new()
+    let listing = Listing {
+        filter: Filter {
+            application: args.app.clone(),
+            namespace: args.namespace.clone(),
+            object: args.object.clone(),
+            kinds: args.kind.clone(),
+            since: args.since,
+            until: args.until,
+            ..Filter::new()
+        },
+        from_seq: args.from_seq,
+        to_seq: args.to_seq,
     };
     let render = |e: &Entry| render_entry(reader.path(), e, args.output);
-    let shown = print_window(reader, &filter, args, 1, head, out, &render)?;
+    let shown = print_window(reader, &listing, 1, head, out, &render)?;
     out.flush()?;
     if !args.follow {
         if shown == 0 {
@@ -337,17 +345,14 @@ fn log(reader: &LogReader, args: &LogArgs, out: &mut Out) -> Result<u8, AuditErr
         }
         return Ok(EXIT_OK);
     }
-    if args.to_seq.is_some_and(|to| head >= to) {
+    if listing.complete_at(head) {
         return Ok(EXIT_OK);
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            AuditError::Input(format!(
-                "cannot start the timer and signal handling --follow needs: {e}"
-            ))
-        })?;
+    let runtime = crate::process::run::local_runtime().map_err(|e| {
+        AuditError::Input(format!(
+            "cannot start the timer and signal handling --follow needs: {e}"
+        ))
+    })?;
     runtime.block_on(async {
         let stop = stop_requested();
         tokio::pin!(stop);
@@ -364,36 +369,29 @@ fn log(reader: &LogReader, args: &LogArgs, out: &mut Out) -> Result<u8, AuditErr
                 )));
             }
             if now > head {
-                print_window(reader, &filter, args, head + 1, now, out, &render)?;
+                print_window(reader, &listing, head + 1, now, out, &render)?;
                 out.flush()?;
                 head = now;
             }
-            if args.to_seq.is_some_and(|to| head >= to) {
+            if listing.complete_at(head) {
                 return Ok(EXIT_OK);
             }
         }
     })
 }
 
-/// Prints the entries matching `filter` whose seq is in `from..=to` and in the flags' seq range;
-/// returns how many.
+/// Prints the entries of `listing` whose seq is in `from..=to`; returns how many.
 fn print_window(
     reader: &LogReader,
-    filter: &Filter,
-    args: &LogArgs,
+    listing: &Listing,
     from: u64,
     to: u64,
     out: &mut Out,
     render: &dyn Fn(&Entry) -> Result<String, AuditError>,
 ) -> Result<u64, AuditError> {
-    let from = from.max(args.from_seq.unwrap_or(1));
-    let to = to.min(args.to_seq.unwrap_or(u64::MAX));
-    if from > to {
+    let Some(window) = listing.window(from, to) else {
         return Ok(0);
-    }
-    let mut window = filter.clone();
-    window.from_seq = Some(from);
-    window.to_seq = Some(to);
+    };
     let mut shown = 0;
     for entry in reader.query(&window) {
         out.line(&render(&entry?)?)?;
@@ -460,21 +458,7 @@ struct EntryLine<'a> {
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
 async fn stop_requested() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    if tokio::signal::ctrl_c().await.is_err() {
+    if crate::process::signalled().await.is_err() {
         // No signal handling: follow until standard output closes.
         std::future::pending::<()>().await;
     }
@@ -482,138 +466,6 @@ async fn stop_requested() {
 
 // ---------------------------------------------------------------------------------------------
 // audit why
-
-/// The chain that explains an object, as `audit why -o json` prints it.
-#[derive(Debug, Serialize)]
-struct Why {
-    /// The object, `KIND/NAMESPACE/NAME`.
-    object: String,
-    /// The moment explained.
-    as_of: AsOf,
-    /// `changed` (an applied outcome), `planned` (actions, none confirmed applied) or
-    /// `observed` (only events).
-    state: &'static str,
-    /// The object's last event is a delete.
-    deleted: bool,
-    /// The last applied outcome.
-    outcome: Option<OutcomeView>,
-    /// The action that outcome applied (or, without one, the last action planned).
-    action: Option<ActionView>,
-    /// The plan that produced the action.
-    plan: Option<PlanView>,
-    /// What the action was derived from: each basis entry and the event the plan read for it.
-    basis: Vec<BasisView>,
-    /// Actions planned for the object after the one shown.
-    later_actions: Vec<ActionBrief>,
-    /// The events recorded for the object.
-    events: EventsView,
-    /// Anything that could not be traced.
-    notes: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct AsOf {
-    /// `--at`, when given.
-    at: Option<String>,
-    /// The last seq of the log when asked.
-    log_seq: u64,
-}
-
-#[derive(Debug, Serialize)]
-struct OutcomeView {
-    seq: u64,
-    id: String,
-    at: String,
-    action_id: String,
-    result: String,
-    executor: String,
-    attempt: u32,
-    resource_version: Option<String>,
-    message: String,
-    retry: bool,
-}
-
-#[derive(Debug, Serialize)]
-struct ActionView {
-    seq: u64,
-    id: String,
-    at: String,
-    action_id: String,
-    verb: String,
-    reason: String,
-    plan_seq: u64,
-    app: Option<String>,
-    /// Every outcome reported for the action (up to the moment explained).
-    outcomes: Vec<OutcomeBrief>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct OutcomeBrief {
-    seq: u64,
-    at: String,
-    result: String,
-    executor: String,
-    attempt: u32,
-    message: String,
-}
-
-#[derive(Debug, Serialize)]
-struct ActionBrief {
-    seq: u64,
-    action_id: String,
-    verb: String,
-    reason: String,
-    plan_seq: u64,
-    outcomes: Vec<OutcomeBrief>,
-}
-
-#[derive(Debug, Serialize)]
-struct PlanView {
-    seq: u64,
-    at: String,
-    upto_seq: u64,
-    reconciler: String,
-    scope: Vec<String>,
-    config_digest: String,
-    controller_version: String,
-    actions: usize,
-}
-
-#[derive(Debug, Serialize)]
-struct BasisView {
-    /// The basis key: an object (`KIND/NAMESPACE/NAME`), or `pending`.
-    key: String,
-    /// The object's resourceVersion the action was derived from (objects only).
-    resource_version: Option<String>,
-    /// The event the plan read for it (objects only; null when not found).
-    event: Option<EventView>,
-    /// For `pending`: the earlier action, still on its way, that this one replaced.
-    pending_action: Option<PendingView>,
-}
-
-#[derive(Debug, Serialize)]
-struct PendingView {
-    action_id: String,
-    seq: Option<u64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct EventView {
-    seq: u64,
-    at: String,
-    change: &'static str,
-    resource_version: String,
-    synthesized: bool,
-}
-
-#[derive(Debug, Serialize)]
-struct EventsView {
-    count: u64,
-    first: Option<EventView>,
-    last: Option<EventView>,
-    /// The most recent events (up to 10), oldest first.
-    recent: Vec<EventView>,
-}
 
 fn why(reader: &LogReader, args: &WhyArgs, out: &mut Out) -> Result<u8, AuditError> {
     let why = explain(reader, &args.object, args.at)?;
@@ -632,285 +484,6 @@ fn why(reader: &LogReader, args: &WhyArgs, out: &mut Out) -> Result<u8, AuditErr
     Ok(EXIT_OK)
 }
 
-/// Traces `key` through the log, counting only entries stamped at or before `at`.
-fn explain(reader: &LogReader, key: &ObjKey, at: Option<DateTime<Utc>>) -> Result<Why, AuditError> {
-    let path = reader.path().display().to_string();
-    let log_seq = reader.last_seq()?;
-    // `Filter::until` is exclusive: one nanosecond later includes entries stamped at `at`.
-    let until = at.map(|t| t + chrono::Duration::nanoseconds(1));
-    let about = |kind: EntryKind| Filter {
-        object: Some(key.clone()),
-        kinds: vec![kind],
-        until,
-        ..Filter::new()
-    };
-
-    // Events of the object.
-    let mut events = EventsView {
-        count: 0,
-        first: None,
-        last: None,
-        recent: Vec::new(),
-    };
-    let mut last_event: Option<ObservedEvent> = None;
-    for e in reader.query(&about(EntryKind::Event)) {
-        let e = e?;
-        if let Body::Event(ev) = &e.body {
-            let view = event_view(&e, ev);
-            events.count += 1;
-            if events.first.is_none() {
-                events.first = Some(view.clone());
-            }
-            if events.recent.len() == EVENTS_SHOWN {
-                events.recent.remove(0);
-            }
-            events.recent.push(view.clone());
-            events.last = Some(view);
-            last_event = Some(ev.clone());
-        }
-    }
-
-    // Outcomes of the object, by action id, and the last applied one.
-    let mut outcomes: BTreeMap<String, Vec<OutcomeBrief>> = BTreeMap::new();
-    let mut applied: Option<(Entry, OutcomeRecord)> = None;
-    for e in reader.query(&about(EntryKind::Outcome)) {
-        let e = e?;
-        if let Body::Outcome(o) = &e.body {
-            outcomes
-                .entry(o.action_id.clone())
-                .or_default()
-                .push(outcome_brief(&e, o));
-            if o.result == OutcomeResult::Applied {
-                applied = Some((e.clone(), o.clone()));
-            }
-        }
-    }
-
-    // Actions planned for the object.
-    let mut actions: Vec<Entry> = Vec::new();
-    for e in reader.query(&about(EntryKind::Action)) {
-        actions.push(e?);
-    }
-
-    if events.count == 0 && actions.is_empty() && outcomes.is_empty() {
-        let first = reader
-            .query(&Filter::new().object(key).limit(1))
-            .next()
-            .transpose()?;
-        return Err(AuditError::Input(match (first, at) {
-            (Some(f), Some(t)) => format!(
-                "{path} has no entry about {key} at or before {}: its first is seq {} at {}. \
-                 Pick a later --at, or leave it out to explain the object as it is now",
-                secs(t),
-                f.seq,
-                secs(f.at)
-            ),
-            _ => format!(
-                "{path} has no entry about {key} (seq 1..={log_seq}). Check the kind, namespace \
-                 and name (kinds: Application, Deployment, Service, Ingress); `logbook audit log \
-                 --app NS/NAME` lists what was recorded for an Application"
-            ),
-        }));
-    }
-
-    let mut notes = Vec::new();
-    // The action to explain: the one the last applied outcome reports on, else the last planned.
-    let chosen: Option<&Entry> = match &applied {
-        Some((oe, o)) => {
-            let found = actions
-                .iter()
-                .rev()
-                .find(|a| a.seq < oe.seq && action_id_of(a) == Some(o.action_id.as_str()));
-            if found.is_none() {
-                notes.push(format!(
-                    "the action {} that outcome seq {} reports on is not in the log as an action \
-                     on {key}",
-                    o.action_id, oe.seq
-                ));
-            }
-            found
-        }
-        None => actions.last(),
-    };
-
-    let action = chosen.and_then(|a| match &a.body {
-        Body::Action(r) => Some(ActionView {
-            seq: a.seq,
-            id: a.id.to_string(),
-            at: nanos(a.at),
-            action_id: r.action.id.clone(),
-            verb: r.action.verb.to_string(),
-            reason: r.action.reason.clone(),
-            plan_seq: r.plan_seq,
-            app: r.action.app.clone(),
-            outcomes: outcomes.get(&r.action.id).cloned().unwrap_or_default(),
-        }),
-        _ => None,
-    });
-
-    // The plan that produced it, and the events it read.
-    let mut plan = None;
-    let mut basis = Vec::new();
-    if let Some(Body::Action(r)) = chosen.map(|a| &a.body) {
-        let mut read_upto = chosen.map_or(0, |a| a.seq.saturating_sub(1));
-        match reader.get(r.plan_seq)? {
-            Some(pe) => match &pe.body {
-                Body::Plan(p) => {
-                    read_upto = p.upto_seq;
-                    plan = Some(PlanView {
-                        seq: pe.seq,
-                        at: nanos(pe.at),
-                        upto_seq: p.upto_seq,
-                        reconciler: p.reconciler.clone(),
-                        scope: p.scope.iter().map(ToString::to_string).collect(),
-                        config_digest: p.config_digest.clone(),
-                        controller_version: p.controller_version.clone(),
-                        actions: p.action_ids.len(),
-                    });
-                    if !p.action_ids.contains(&r.action.id) {
-                        notes.push(format!(
-                            "plan seq {} does not list action {} among its actions",
-                            pe.seq, r.action.id
-                        ));
-                    }
-                }
-                other => notes.push(format!(
-                    "the action names plan seq {}, but that entry is a {}",
-                    r.plan_seq,
-                    other.kind()
-                )),
-            },
-            None => notes.push(format!(
-                "the action names plan seq {}, which is not in the log",
-                r.plan_seq
-            )),
-        }
-        for (k, v) in &r.action.basis {
-            basis.push(basis_view(reader, key, k, v, read_upto, &mut notes)?);
-        }
-    }
-
-    let later_actions = match chosen {
-        Some(c) => actions
-            .iter()
-            .filter(|a| a.seq > c.seq)
-            .filter_map(|a| match &a.body {
-                Body::Action(r) => Some(ActionBrief {
-                    seq: a.seq,
-                    action_id: r.action.id.clone(),
-                    verb: r.action.verb.to_string(),
-                    reason: r.action.reason.clone(),
-                    plan_seq: r.plan_seq,
-                    outcomes: outcomes.get(&r.action.id).cloned().unwrap_or_default(),
-                }),
-                _ => None,
-            })
-            .collect(),
-        None => Vec::new(),
-    };
-
-    let state = if applied.is_some() {
-        "changed"
-    } else if chosen.is_some() {
-        "planned"
-    } else {
-        "observed"
-    };
-    Ok(Why {
-        object: key.to_string(),
-        as_of: AsOf {
-            at: at.map(nanos),
-            log_seq,
-        },
-        state,
-        deleted: last_event.is_some_and(|e| e.change == Change::Delete),
-        outcome: applied.map(|(e, o)| OutcomeView {
-            seq: e.seq,
-            id: e.id.to_string(),
-            at: nanos(e.at),
-            action_id: o.action_id,
-            result: result_name(o.result),
-            executor: o.executor,
-            attempt: o.attempt,
-            resource_version: o.resource_version,
-            message: o.message,
-            retry: o.retry,
-        }),
-        action,
-        plan,
-        basis,
-        later_actions,
-        events,
-        notes,
-    })
-}
-
-/// One basis entry of an action, traced to the event the plan read (at seq ≤ `read_upto`).
-fn basis_view(
-    reader: &LogReader,
-    target: &ObjKey,
-    key: &str,
-    value: &str,
-    read_upto: u64,
-    notes: &mut Vec<String>,
-) -> Result<BasisView, AuditError> {
-    if key == "pending" {
-        // The action replaced an earlier one still on its way (its id is the value).
-        let filter = Filter {
-            object: Some(target.clone()),
-            kinds: vec![EntryKind::Action],
-            to_seq: Some(read_upto),
-            ..Filter::new()
-        };
-        let mut seq = None;
-        for e in reader.query(&filter) {
-            let e = e?;
-            if action_id_of(&e) == Some(value) {
-                seq = Some(e.seq);
-            }
-        }
-        return Ok(BasisView {
-            key: key.to_string(),
-            resource_version: None,
-            event: None,
-            pending_action: Some(PendingView {
-                action_id: value.to_string(),
-                seq,
-            }),
-        });
-    }
-    let mut view = BasisView {
-        key: key.to_string(),
-        resource_version: Some(value.to_string()),
-        event: None,
-        pending_action: None,
-    };
-    let Ok(object) = ObjKey::parse(key) else {
-        notes.push(format!("basis `{key}` does not name an object"));
-        return Ok(view);
-    };
-    let filter = Filter {
-        object: Some(object),
-        kinds: vec![EntryKind::Event],
-        to_seq: Some(read_upto),
-        ..Filter::new()
-    };
-    for e in reader.query(&filter) {
-        let e = e?;
-        if let Body::Event(ev) = &e.body
-            && ev.resource_version == value
-        {
-            view.event = Some(event_view(&e, ev));
-        }
-    }
-    if view.event.is_none() {
-        notes.push(format!(
-            "no event of {key} at resourceVersion {value} up to seq {read_upto}"
-        ));
-    }
-    Ok(view)
-}
-
 /// `audit why` as text.
 fn narrate(w: &Why) -> Vec<String> {
     let mut lines = Vec::new();
@@ -922,14 +495,14 @@ fn narrate(w: &Why) -> Vec<String> {
         ),
     });
     match (w.state, &w.action) {
-        ("changed", Some(a)) => lines.push(format!(
+        (WhyState::Changed, Some(a)) => lines.push(format!(
             "Last changed by logbook: {} ({}).",
             a.verb, a.reason
         )),
-        ("changed", None) => {
+        (WhyState::Changed, None) => {
             lines.push("Last changed by logbook (its action is not traced).".into())
         }
-        ("planned", Some(a)) => lines.push(format!(
+        (WhyState::Planned, Some(a)) => lines.push(format!(
             "logbook planned {} ({}), but it was never confirmed applied.",
             a.verb, a.reason
         )),
@@ -963,7 +536,7 @@ fn narrate(w: &Why) -> Vec<String> {
             a.reason,
             a.action_id
         ));
-        if w.state == "planned" {
+        if w.state == WhyState::Planned {
             if a.outcomes.is_empty() {
                 lines.push("           no outcome reported yet".into());
             }
@@ -1029,7 +602,7 @@ fn narrate(w: &Why) -> Vec<String> {
     }
     let ev = &w.events;
     match (&ev.first, &ev.last) {
-        (Some(first), Some(_)) if w.state == "observed" => {
+        (Some(first), Some(_)) if w.state == WhyState::Observed => {
             lines.push(format!(
                 "  {} event{} recorded, first seq {} at {}:",
                 ev.count,
@@ -1071,35 +644,11 @@ fn narrate(w: &Why) -> Vec<String> {
     lines
 }
 
-fn event_view(e: &Entry, ev: &ObservedEvent) -> EventView {
-    EventView {
-        seq: e.seq,
-        at: nanos(e.at),
-        change: match ev.change {
-            Change::Upsert => "upsert",
-            Change::Delete => "delete",
-        },
-        resource_version: ev.resource_version.clone(),
-        synthesized: ev.synthesized,
-    }
-}
-
 fn change_text(e: &EventView) -> &'static str {
     match (e.change, e.synthesized) {
         ("delete", true) => "gone: vanished while the watch was down",
         ("delete", _) => "deleted",
         _ => "seen",
-    }
-}
-
-fn outcome_brief(e: &Entry, o: &OutcomeRecord) -> OutcomeBrief {
-    OutcomeBrief {
-        seq: e.seq,
-        at: nanos(e.at),
-        result: result_name(o.result),
-        executor: o.executor.clone(),
-        attempt: o.attempt,
-        message: o.message.clone(),
     }
 }
 
@@ -1116,21 +665,6 @@ fn outcome_text(o: &OutcomeBrief) -> String {
         s.push_str(&format!(": {}", o.message));
     }
     s
-}
-
-fn action_id_of(e: &Entry) -> Option<&str> {
-    match &e.body {
-        Body::Action(r) => Some(r.action.id.as_str()),
-        _ => None,
-    }
-}
-
-/// The result's name as serialized (`applied`, `noop`, ...).
-fn result_name(r: OutcomeResult) -> String {
-    serde_json::to_value(r)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| format!("{r:?}").to_lowercase())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1186,35 +720,6 @@ fn verify(reader: &LogReader, args: &VerifyArgs, out: &mut Out) -> Result<u8, Au
 // ---------------------------------------------------------------------------------------------
 // flag parsers
 
-/// Parses an RFC 3339 time (`2025-03-14T03:12:00Z`), a date (`2025-03-14`, midnight UTC), `now`,
-/// or a duration meaning that long ago (`10m`, `2h`).
-fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
-    let s = s.trim();
-    if s.eq_ignore_ascii_case("now") {
-        return Ok(Utc::now());
-    }
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        && let Some(t) = d.and_hms_opt(0, 0, 0)
-    {
-        return Ok(t.and_utc());
-    }
-    if s.starts_with(|c: char| c.is_ascii_digit()) && s.ends_with(|c: char| c.is_ascii_alphabetic())
-    {
-        let ago = parse_duration(s)?;
-        let ago = chrono::Duration::from_std(ago).map_err(|_| format!("{s:?} is too long ago"))?;
-        return Utc::now()
-            .checked_sub_signed(ago)
-            .ok_or_else(|| format!("{s:?} is too long ago"));
-    }
-    Err(format!(
-        "{s:?} is not a time: write RFC 3339 (2025-03-14T03:12:00Z), a date (2025-03-14), or a \
-         duration meaning that long ago (90s, 10m, 2h)"
-    ))
-}
-
 /// Parses `NAMESPACE/NAME`.
 fn parse_app(s: &str) -> Result<String, String> {
     match s.split('/').collect::<Vec<_>>().as_slice() {
@@ -1261,11 +766,6 @@ fn parse_kind(s: &str) -> Result<EntryKind, String> {
 /// RFC 3339 to the second, as tables show it.
 fn secs(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-/// RFC 3339 with the nanoseconds, as JSON carries it.
-fn nanos(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 /// A time carried as [`nanos`] text, shown to the second.

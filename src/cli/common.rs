@@ -1,7 +1,8 @@
 //! Flags shared by the long-running subcommands: how to reach Kubernetes, stream settings,
-//! the admin server, the log format, and shutdown on SIGTERM or Ctrl-C.
+//! the admin server and the log format. Durations and shutdown are [`crate::process`]'s.
 
 use crate::bus::Topology;
+use crate::process::parse_duration;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -172,60 +173,6 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line (`timestamp`, `level`, `fields`, `target`, `span`, `spans`).
     Json,
-}
-
-/// Parses `250ms`, `1.5s`, `2m`, `1h` or `0`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => s.split_at(i),
-        None => return Err(format!("{s:?} has no unit: write it as 500ms, 2s or 1m")),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration: write it as 500ms, 2s or 1m"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
-}
-
-/// A token cancelled on SIGTERM or Ctrl-C (SIGINT).
-pub fn shutdown_on_signals() -> CancellationToken {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            match signal(SignalKind::terminate()) {
-                Ok(mut term) => {
-                    tokio::select! {
-                        _ = ctrl_c => {}
-                        _ = term.recv() => {}
-                    }
-                }
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                }
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = ctrl_c.await;
-        }
-        tracing::info!("shutdown requested");
-        t.cancel();
-    });
-    token
 }
 
 #[cfg(test)]

@@ -2,11 +2,10 @@
 //!
 //! Parsing and printing only; the work is [`crate::controller`].
 
-use super::common::{
-    AdminArgs, KubeArgs, LogArgs, TopologyArgs, parse_duration, shutdown_on_signals,
-};
+use super::common::{AdminArgs, KubeArgs, LogArgs, TopologyArgs};
 use crate::bus::NatsArgs;
 use crate::controller::{self, ControllerConfig};
+use crate::process::{block_on, parse_duration, say, shutdown_on_signals};
 use crate::reconcile::PlannerConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -131,46 +130,25 @@ pub fn run(args: ControllerArgs) -> ExitCode {
             election,
         },
         Err(e) => {
-            eprintln!("logbook controller: {e}");
+            say(NAME, e);
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("logbook controller: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
-        let client = match args.kube.client().await {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("logbook controller: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let shutdown = shutdown_on_signals();
-        let telemetry = controller::Telemetry::default();
-        let admin = match args
-            .admin
-            .start(telemetry.health.clone(), telemetry.metrics.registry())
-            .await
-        {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("logbook controller: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let result = controller::run_as(client, args.config(), instance, shutdown, telemetry).await;
-        admin.stop().await;
-        match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("logbook controller: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    })
+    block_on(NAME, serve(args, instance))
+}
+
+/// The command's name, as its stderr lines start.
+const NAME: &str = "logbook controller";
+
+async fn serve(args: ControllerArgs, instance: controller::Instance) -> Result<(), String> {
+    let client = args.kube.client().await?;
+    let shutdown = shutdown_on_signals();
+    let telemetry = controller::Telemetry::default();
+    let admin = args
+        .admin
+        .start(telemetry.health.clone(), telemetry.metrics.registry())
+        .await?;
+    let result = controller::run_as(client, args.config(), instance, shutdown, telemetry).await;
+    admin.stop().await;
+    result.map_err(|e| e.to_string())
 }

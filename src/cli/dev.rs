@@ -4,12 +4,13 @@
 //! Parsing, setting up and printing only; the work is done by the library's controller,
 //! executor, sandbox and bus.
 
-use super::common::{AdminAddr, AdminArgs, parse_duration, shutdown_on_signals};
+use super::common::{AdminAddr, AdminArgs};
 use crate::bus::{NatsArgs, Topology, server::NatsServer};
 use crate::controller::{self, ControllerConfig};
 use crate::executor::{self, ExecutorConfig};
 use crate::log::LogReader;
 use crate::model::Application;
+use crate::process::{block_on, parse_duration, shutdown_on_signals};
 use crate::reconcile::PlannerConfig;
 use crate::record::view as trail;
 use crate::sandbox::{Sandbox, SandboxConfig};
@@ -67,20 +68,7 @@ pub struct DevArgs {
 
 /// Runs everything until Ctrl-C (or, with --until-ready, until the examples are Ready).
 pub fn run(args: DevArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("logbook dev: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(dev(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("logbook dev: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    block_on("logbook dev", dev(args))
 }
 
 async fn dev(args: DevArgs) -> Result<(), String> {

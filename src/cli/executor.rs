@@ -1,11 +1,10 @@
 //! `logbook executor`: pulls actions from NATS and applies them to the cluster until SIGTERM.
 //! Parsing and printing only; the work is done by [`crate::executor`].
 
-use super::common::{
-    AdminArgs, KubeArgs, LogArgs, TopologyArgs, parse_duration, shutdown_on_signals,
-};
+use super::common::{AdminArgs, KubeArgs, LogArgs, TopologyArgs};
 use crate::bus::NatsArgs;
 use crate::executor::{self, ExecutorConfig};
+use crate::process::{block_on, parse_duration, shutdown_on_signals};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -47,23 +46,7 @@ pub struct ExecutorArgs {
 
 /// Runs `logbook executor`: exits 0 after a clean shutdown, 1 with a one-line error otherwise.
 pub fn run(args: ExecutorArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("logbook executor: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(serve(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("logbook executor: {e}");
-            ExitCode::from(1)
-        }
-    }
+    block_on("logbook executor", serve(args))
 }
 
 async fn serve(args: ExecutorArgs) -> Result<(), String> {

@@ -42,16 +42,7 @@ enum Output {
 
 /// Runs `logbook plan`.
 pub fn run(args: PlanArgs) -> ExitCode {
-    match plan(&args) {
-        Ok(out) => {
-            print!("{out}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("logbook plan: {e}");
-            ExitCode::from(1)
-        }
-    }
+    crate::process::exit("logbook plan", plan(&args).map(|out| print!("{out}")))
 }
 
 fn plan(args: &PlanArgs) -> Result<String, String> {

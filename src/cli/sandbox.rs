@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::common::parse_duration;
+use crate::process::{block_on, parse_duration, signalled};
 use crate::sandbox::{Sandbox, SandboxConfig};
 
 /// Flags of `logbook sandbox`.
@@ -58,30 +58,8 @@ pub struct SandboxArgs {
 
 /// Runs `logbook sandbox`: serves until Ctrl-C or SIGTERM.
 pub fn run(args: SandboxArgs) -> ExitCode {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("logbook sandbox: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(serve(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("logbook sandbox: {e}");
-            ExitCode::from(1)
-        }
-    }
+    // Tracing was started once, by `cli::main`.
+    block_on("logbook sandbox", serve(args))
 }
 
 async fn serve(args: SandboxArgs) -> Result<(), String> {
@@ -118,7 +96,7 @@ async fn serve(args: SandboxArgs) -> Result<(), String> {
     }
     let _ = out.flush();
 
-    wait_for_signal().await;
+    let _ = signalled().await;
     let _ = writeln!(out, "logbook sandbox stopping");
     let _ = out.flush();
     sandbox.shutdown().await;
@@ -126,28 +104,6 @@ async fn serve(args: SandboxArgs) -> Result<(), String> {
         let _ = std::fs::remove_file(&kubeconfig);
     }
     Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 #[cfg(test)]

@@ -125,13 +125,13 @@ pub struct ElectionArgs {
     #[arg(long, env = "LOGBOOK_IDENTITY", value_name = "NAME")]
     pub identity: Option<String>,
     /// How long a Lease that is not renewed keeps standbys waiting (whole seconds).
-    #[arg(long, env = "LOGBOOK_LEASE_DURATION", default_value = "15s", value_parser = crate::cli::common::parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "LOGBOOK_LEASE_DURATION", default_value = "15s", value_parser = crate::process::parse_duration, value_name = "DURATION")]
     pub lease_duration: Duration,
     /// How long the leader keeps leading without renewing; it then stops planning and exits.
-    #[arg(long, env = "LOGBOOK_RENEW_DEADLINE", default_value = "10s", value_parser = crate::cli::common::parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "LOGBOOK_RENEW_DEADLINE", default_value = "10s", value_parser = crate::process::parse_duration, value_name = "DURATION")]
     pub renew_deadline: Duration,
     /// How often to try to acquire or renew the Lease.
-    #[arg(long, env = "LOGBOOK_RETRY_PERIOD", default_value = "2s", value_parser = crate::cli::common::parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "LOGBOOK_RETRY_PERIOD", default_value = "2s", value_parser = crate::process::parse_duration, value_name = "DURATION")]
     pub retry_period: Duration,
 }
 

@@ -1,14 +1,17 @@
 //! Offline replay of a log: recompute recorded plans ([`verify`]), the world at a point
-//! ([`state`]), an object's story ([`timeline`]), another configuration's decisions ([`whatif`]).
+//! ([`state`]), an object's story ([`timeline`]), another configuration's decisions ([`whatif`]),
+//! the chain that explains an object ([`why`]), listings by time and seq ([`query`]).
 //!
 //! Reads a log and never writes one; no network, no clock. It builds the planner's input with
 //! the same [`Fold`](crate::world::Fold) the controller uses, so the two cannot disagree, and
 //! streams the log a chunk at a time: memory is the world view, not the log's length.
 
+pub mod query;
 pub mod state;
 pub mod timeline;
 pub mod verify;
 pub mod whatif;
+pub mod why;
 
 use crate::log::{LogError, LogReader};
 use crate::reconcile::{Planner, PlannerConfig};
@@ -24,6 +27,7 @@ pub use state::{WorldAt, state_document, world_at};
 pub use timeline::{Subject, TimelineItem, timeline};
 pub use verify::{Divergence, VerifyOptions, VerifyReport, verify};
 pub use whatif::{ActionChange, PlanChange, WhatIfOptions, WhatIfReport, what_if};
+pub use why::{Why, WhyError, WhyState, explain};
 
 /// Builds the planner replay runs for a configuration. The default is [`Planner::new`], the
 /// planner of this build; tests pass planners of their own.

@@ -1,0 +1,503 @@
+//! `why`: the chain that explains one object from the log: the last applied outcome, its
+//! action, the plan that produced it, the events that plan read, and what came after.
+//!
+//! It owns the query and returns plain data (serializable as is); it must not print, parse
+//! flags, or write the log.
+
+use crate::log::{Filter, LogError, LogReader};
+use crate::record::{
+    Body, Change, Entry, EntryKind, ObjKey, ObservedEvent, OutcomeRecord, OutcomeResult,
+};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// How many recent events [`Why::events`] lists.
+pub const EVENTS_SHOWN: usize = 10;
+
+/// Why an object cannot be explained.
+#[derive(Debug, thiserror::Error)]
+pub enum WhyError {
+    /// The log could not be read.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The log holds no entry about the object (up to the moment asked about).
+    #[error("{0}")]
+    Unknown(String),
+}
+
+/// How far logbook got with an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WhyState {
+    /// An applied outcome: logbook changed it.
+    Changed,
+    /// Actions were planned, none confirmed applied.
+    Planned,
+    /// Only events: logbook never acted on it.
+    Observed,
+}
+
+/// The chain that explains an object (`audit why -o json` prints it as is).
+#[derive(Debug, Serialize)]
+pub struct Why {
+    /// The object, `KIND/NAMESPACE/NAME`.
+    pub object: String,
+    /// The moment explained.
+    pub as_of: AsOf,
+    /// `changed` (an applied outcome), `planned` (actions, none confirmed applied) or
+    /// `observed` (only events).
+    pub state: WhyState,
+    /// The object's last event is a delete.
+    pub deleted: bool,
+    /// The last applied outcome.
+    pub outcome: Option<OutcomeView>,
+    /// The action that outcome applied (or, without one, the last action planned).
+    pub action: Option<ActionView>,
+    /// The plan that produced the action.
+    pub plan: Option<PlanView>,
+    /// What the action was derived from: each basis entry and the event the plan read for it.
+    pub basis: Vec<BasisView>,
+    /// Actions planned for the object after the one shown.
+    pub later_actions: Vec<ActionBrief>,
+    /// The events recorded for the object.
+    pub events: EventsView,
+    /// Anything that could not be traced.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AsOf {
+    /// `--at`, when given.
+    pub at: Option<String>,
+    /// The last seq of the log when asked.
+    pub log_seq: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OutcomeView {
+    pub seq: u64,
+    pub id: String,
+    pub at: String,
+    pub action_id: String,
+    pub result: String,
+    pub executor: String,
+    pub attempt: u32,
+    pub resource_version: Option<String>,
+    pub message: String,
+    pub retry: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ActionView {
+    pub seq: u64,
+    pub id: String,
+    pub at: String,
+    pub action_id: String,
+    pub verb: String,
+    pub reason: String,
+    pub plan_seq: u64,
+    pub app: Option<String>,
+    /// Every outcome reported for the action (up to the moment explained).
+    pub outcomes: Vec<OutcomeBrief>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutcomeBrief {
+    pub seq: u64,
+    pub at: String,
+    pub result: String,
+    pub executor: String,
+    pub attempt: u32,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ActionBrief {
+    pub seq: u64,
+    pub action_id: String,
+    pub verb: String,
+    pub reason: String,
+    pub plan_seq: u64,
+    pub outcomes: Vec<OutcomeBrief>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlanView {
+    pub seq: u64,
+    pub at: String,
+    pub upto_seq: u64,
+    pub reconciler: String,
+    pub scope: Vec<String>,
+    pub config_digest: String,
+    pub controller_version: String,
+    pub actions: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BasisView {
+    /// The basis key: an object (`KIND/NAMESPACE/NAME`), or `pending`.
+    pub key: String,
+    /// The object's resourceVersion the action was derived from (objects only).
+    pub resource_version: Option<String>,
+    /// The event the plan read for it (objects only; null when not found).
+    pub event: Option<EventView>,
+    /// For `pending`: the earlier action, still on its way, that this one replaced.
+    pub pending_action: Option<PendingView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PendingView {
+    pub action_id: String,
+    pub seq: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventView {
+    pub seq: u64,
+    pub at: String,
+    pub change: &'static str,
+    pub resource_version: String,
+    pub synthesized: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventsView {
+    pub count: u64,
+    pub first: Option<EventView>,
+    pub last: Option<EventView>,
+    /// The most recent events (up to 10), oldest first.
+    pub recent: Vec<EventView>,
+}
+
+/// Traces `key` through the log, counting only entries stamped at or before `at`.
+pub fn explain(
+    reader: &LogReader,
+    key: &ObjKey,
+    at: Option<DateTime<Utc>>,
+) -> Result<Why, WhyError> {
+    let path = reader.path().display().to_string();
+    let log_seq = reader.last_seq()?;
+    // `Filter::until` is exclusive: one nanosecond later includes entries stamped at `at`.
+    let until = at.map(|t| t + chrono::Duration::nanoseconds(1));
+    let about = |kind: EntryKind| Filter {
+        object: Some(key.clone()),
+        kinds: vec![kind],
+        until,
+        ..Filter::new()
+    };
+
+    // Events of the object.
+    let mut events = EventsView {
+        count: 0,
+        first: None,
+        last: None,
+        recent: Vec::new(),
+    };
+    let mut last_event: Option<ObservedEvent> = None;
+    for e in reader.query(&about(EntryKind::Event)) {
+        let e = e?;
+        if let Body::Event(ev) = &e.body {
+            let view = event_view(&e, ev);
+            events.count += 1;
+            if events.first.is_none() {
+                events.first = Some(view.clone());
+            }
+            if events.recent.len() == EVENTS_SHOWN {
+                events.recent.remove(0);
+            }
+            events.recent.push(view.clone());
+            events.last = Some(view);
+            last_event = Some(ev.clone());
+        }
+    }
+
+    // Outcomes of the object, by action id, and the last applied one.
+    let mut outcomes: BTreeMap<String, Vec<OutcomeBrief>> = BTreeMap::new();
+    let mut applied: Option<(Entry, OutcomeRecord)> = None;
+    for e in reader.query(&about(EntryKind::Outcome)) {
+        let e = e?;
+        if let Body::Outcome(o) = &e.body {
+            outcomes
+                .entry(o.action_id.clone())
+                .or_default()
+                .push(outcome_brief(&e, o));
+            if o.result == OutcomeResult::Applied {
+                applied = Some((e.clone(), o.clone()));
+            }
+        }
+    }
+
+    // Actions planned for the object.
+    let mut actions: Vec<Entry> = Vec::new();
+    for e in reader.query(&about(EntryKind::Action)) {
+        actions.push(e?);
+    }
+
+    if events.count == 0 && actions.is_empty() && outcomes.is_empty() {
+        let first = reader
+            .query(&Filter::new().object(key).limit(1))
+            .next()
+            .transpose()?;
+        return Err(WhyError::Unknown(match (first, at) {
+            (Some(f), Some(t)) => format!(
+                "{path} has no entry about {key} at or before {}: its first is seq {} at {}. \
+                 Pick a later --at, or leave it out to explain the object as it is now",
+                secs(t),
+                f.seq,
+                secs(f.at)
+            ),
+            _ => format!(
+                "{path} has no entry about {key} (seq 1..={log_seq}). Check the kind, namespace \
+                 and name (kinds: Application, Deployment, Service, Ingress); `logbook audit log \
+                 --app NS/NAME` lists what was recorded for an Application"
+            ),
+        }));
+    }
+
+    let mut notes = Vec::new();
+    // The action to explain: the one the last applied outcome reports on, else the last planned.
+    let chosen: Option<&Entry> = match &applied {
+        Some((oe, o)) => {
+            let found = actions
+                .iter()
+                .rev()
+                .find(|a| a.seq < oe.seq && action_id_of(a) == Some(o.action_id.as_str()));
+            if found.is_none() {
+                notes.push(format!(
+                    "the action {} that outcome seq {} reports on is not in the log as an action \
+                     on {key}",
+                    o.action_id, oe.seq
+                ));
+            }
+            found
+        }
+        None => actions.last(),
+    };
+
+    let action = chosen.and_then(|a| match &a.body {
+        Body::Action(r) => Some(ActionView {
+            seq: a.seq,
+            id: a.id.to_string(),
+            at: nanos(a.at),
+            action_id: r.action.id.clone(),
+            verb: r.action.verb.to_string(),
+            reason: r.action.reason.clone(),
+            plan_seq: r.plan_seq,
+            app: r.action.app.clone(),
+            outcomes: outcomes.get(&r.action.id).cloned().unwrap_or_default(),
+        }),
+        _ => None,
+    });
+
+    // The plan that produced it, and the events it read.
+    let mut plan = None;
+    let mut basis = Vec::new();
+    if let Some(Body::Action(r)) = chosen.map(|a| &a.body) {
+        let mut read_upto = chosen.map_or(0, |a| a.seq.saturating_sub(1));
+        match reader.get(r.plan_seq)? {
+            Some(pe) => match &pe.body {
+                Body::Plan(p) => {
+                    read_upto = p.upto_seq;
+                    plan = Some(PlanView {
+                        seq: pe.seq,
+                        at: nanos(pe.at),
+                        upto_seq: p.upto_seq,
+                        reconciler: p.reconciler.clone(),
+                        scope: p.scope.iter().map(ToString::to_string).collect(),
+                        config_digest: p.config_digest.clone(),
+                        controller_version: p.controller_version.clone(),
+                        actions: p.action_ids.len(),
+                    });
+                    if !p.action_ids.contains(&r.action.id) {
+                        notes.push(format!(
+                            "plan seq {} does not list action {} among its actions",
+                            pe.seq, r.action.id
+                        ));
+                    }
+                }
+                other => notes.push(format!(
+                    "the action names plan seq {}, but that entry is a {}",
+                    r.plan_seq,
+                    other.kind()
+                )),
+            },
+            None => notes.push(format!(
+                "the action names plan seq {}, which is not in the log",
+                r.plan_seq
+            )),
+        }
+        for (k, v) in &r.action.basis {
+            basis.push(basis_view(reader, key, k, v, read_upto, &mut notes)?);
+        }
+    }
+
+    let later_actions = match chosen {
+        Some(c) => actions
+            .iter()
+            .filter(|a| a.seq > c.seq)
+            .filter_map(|a| match &a.body {
+                Body::Action(r) => Some(ActionBrief {
+                    seq: a.seq,
+                    action_id: r.action.id.clone(),
+                    verb: r.action.verb.to_string(),
+                    reason: r.action.reason.clone(),
+                    plan_seq: r.plan_seq,
+                    outcomes: outcomes.get(&r.action.id).cloned().unwrap_or_default(),
+                }),
+                _ => None,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+
+    let state = if applied.is_some() {
+        WhyState::Changed
+    } else if chosen.is_some() {
+        WhyState::Planned
+    } else {
+        WhyState::Observed
+    };
+    Ok(Why {
+        object: key.to_string(),
+        as_of: AsOf {
+            at: at.map(nanos),
+            log_seq,
+        },
+        state,
+        deleted: last_event.is_some_and(|e| e.change == Change::Delete),
+        outcome: applied.map(|(e, o)| OutcomeView {
+            seq: e.seq,
+            id: e.id.to_string(),
+            at: nanos(e.at),
+            action_id: o.action_id,
+            result: result_name(o.result),
+            executor: o.executor,
+            attempt: o.attempt,
+            resource_version: o.resource_version,
+            message: o.message,
+            retry: o.retry,
+        }),
+        action,
+        plan,
+        basis,
+        later_actions,
+        events,
+        notes,
+    })
+}
+
+/// One basis entry of an action, traced to the event the plan read (at seq ≤ `read_upto`).
+fn basis_view(
+    reader: &LogReader,
+    target: &ObjKey,
+    key: &str,
+    value: &str,
+    read_upto: u64,
+    notes: &mut Vec<String>,
+) -> Result<BasisView, LogError> {
+    if key == "pending" {
+        // The action replaced an earlier one still on its way (its id is the value).
+        let filter = Filter {
+            object: Some(target.clone()),
+            kinds: vec![EntryKind::Action],
+            to_seq: Some(read_upto),
+            ..Filter::new()
+        };
+        let mut seq = None;
+        for e in reader.query(&filter) {
+            let e = e?;
+            if action_id_of(&e) == Some(value) {
+                seq = Some(e.seq);
+            }
+        }
+        return Ok(BasisView {
+            key: key.to_string(),
+            resource_version: None,
+            event: None,
+            pending_action: Some(PendingView {
+                action_id: value.to_string(),
+                seq,
+            }),
+        });
+    }
+    let mut view = BasisView {
+        key: key.to_string(),
+        resource_version: Some(value.to_string()),
+        event: None,
+        pending_action: None,
+    };
+    let Ok(object) = ObjKey::parse(key) else {
+        notes.push(format!("basis `{key}` does not name an object"));
+        return Ok(view);
+    };
+    let filter = Filter {
+        object: Some(object),
+        kinds: vec![EntryKind::Event],
+        to_seq: Some(read_upto),
+        ..Filter::new()
+    };
+    for e in reader.query(&filter) {
+        let e = e?;
+        if let Body::Event(ev) = &e.body
+            && ev.resource_version == value
+        {
+            view.event = Some(event_view(&e, ev));
+        }
+    }
+    if view.event.is_none() {
+        notes.push(format!(
+            "no event of {key} at resourceVersion {value} up to seq {read_upto}"
+        ));
+    }
+    Ok(view)
+}
+
+fn event_view(e: &Entry, ev: &ObservedEvent) -> EventView {
+    EventView {
+        seq: e.seq,
+        at: nanos(e.at),
+        change: match ev.change {
+            Change::Upsert => "upsert",
+            Change::Delete => "delete",
+        },
+        resource_version: ev.resource_version.clone(),
+        synthesized: ev.synthesized,
+    }
+}
+
+fn outcome_brief(e: &Entry, o: &OutcomeRecord) -> OutcomeBrief {
+    OutcomeBrief {
+        seq: e.seq,
+        at: nanos(e.at),
+        result: result_name(o.result),
+        executor: o.executor.clone(),
+        attempt: o.attempt,
+        message: o.message.clone(),
+    }
+}
+
+fn action_id_of(e: &Entry) -> Option<&str> {
+    match &e.body {
+        Body::Action(r) => Some(r.action.id.as_str()),
+        _ => None,
+    }
+}
+
+/// The result's name as serialized (`applied`, `noop`, ...).
+fn result_name(r: OutcomeResult) -> String {
+    serde_json::to_value(r)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{r:?}").to_lowercase())
+}
+
+/// RFC 3339 to the second, as messages show it.
+fn secs(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// RFC 3339 with the nanoseconds, as [`Why`] carries times.
+pub fn nanos(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
