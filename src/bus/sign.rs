@@ -228,6 +228,75 @@ impl TrustedKeys {
     }
 }
 
+/// The keys of a process: its own, to sign what it publishes, and the ones it trusts.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    /// Signs what this process publishes.
+    pub signing: std::sync::Arc<SigningKey>,
+    /// Verifies what it receives.
+    pub trusted: std::sync::Arc<TrustedKeys>,
+}
+
+impl Keys {
+    /// Keys from a private key file (signing as `name`) and a trusted-keys file.
+    pub fn load(signing_key: &Path, name: &str, trusted_keys: &Path) -> Result<Keys, SignError> {
+        Ok(Keys {
+            signing: std::sync::Arc::new(SigningKey::load(signing_key, name)?),
+            trusted: std::sync::Arc::new(TrustedKeys::load(trusted_keys)?),
+        })
+    }
+
+    /// Makes a fresh set in `dir` for a controller and executors on one machine (what
+    /// `logbook dev` and the tests use): `controller.key`, `executor.key` and
+    /// `trusted.keys` (both public keys). Returns the controller's and the executors' keys.
+    pub fn generate_local(dir: &Path) -> Result<(Keys, Keys), String> {
+        let (c_key, c_pub) = write_pair(dir, CONTROLLER)?;
+        let (e_key, e_pub) = write_pair(dir, EXECUTOR)?;
+        let trusted = dir.join(TRUSTED_FILE);
+        let mut text = String::new();
+        for p in [&c_pub, &e_pub] {
+            text.push_str(
+                &std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
+            );
+        }
+        std::fs::write(&trusted, text).map_err(|e| format!("{}: {e}", trusted.display()))?;
+        let controller = Keys::load(&c_key, CONTROLLER, &trusted).map_err(|e| e.to_string())?;
+        let executor = Keys::load(&e_key, EXECUTOR, &trusted).map_err(|e| e.to_string())?;
+        Ok((controller, executor))
+    }
+}
+
+/// The name executors sign as by default.
+pub const EXECUTOR: &str = "executor";
+
+/// The trusted-keys file [`Keys::generate_local`] writes.
+pub const TRUSTED_FILE: &str = "trusted.keys";
+
+/// Flags naming a process's keys (the controller and executors both take them).
+#[derive(clap::Args, Clone, Debug)]
+pub struct KeyArgs {
+    /// This process's private key: the controller signs actions with it, an executor its
+    /// outcomes (`logbook keys generate NAME --out DIR` makes one).
+    #[arg(long, env = "LOGBOOK_SIGNING_KEY", value_name = "FILE")]
+    pub signing_key: PathBuf,
+    /// The name the key signs as (default: `controller` for the controller, `executor` for an
+    /// executor); the other side's trusted keys must list it under that name.
+    #[arg(long, env = "LOGBOOK_KEY_NAME", value_name = "NAME")]
+    pub key_name: Option<String>,
+    /// Public keys trusted, one `NAME HEX` line each: executors act only on actions signed by
+    /// the key named `controller`; the controller records outcomes signed by any other.
+    #[arg(long, env = "LOGBOOK_TRUSTED_KEYS", value_name = "FILE")]
+    pub trusted_keys: PathBuf,
+}
+
+impl KeyArgs {
+    /// Loads the keys, signing as `--key-name` or `default_name`.
+    pub fn load(&self, default_name: &str) -> Result<Keys, SignError> {
+        let name = self.key_name.as_deref().unwrap_or(default_name);
+        Keys::load(&self.signing_key, name, &self.trusted_keys)
+    }
+}
+
 /// Makes `NAME.key` (private, mode 0600) and `NAME.pub` (its trusted-keys line) in `dir`;
 /// refuses to overwrite a key. Returns the two paths.
 pub fn write_pair(dir: &Path, name: &str) -> Result<(PathBuf, PathBuf), String> {

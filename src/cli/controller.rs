@@ -4,6 +4,7 @@
 
 use super::common::{AdminArgs, KubeArgs, LogArgs, TopologyArgs};
 use crate::bus::NatsArgs;
+use crate::bus::sign::{CONTROLLER, KeyArgs};
 use crate::controller::{self, ControllerConfig};
 use crate::process::{block_on, parse_duration, say, shutdown_on_signals};
 use crate::reconcile::PlannerConfig;
@@ -27,6 +28,8 @@ pub struct ControllerArgs {
     pub planner: PlannerArgs,
     #[command(flatten)]
     pub election: Box<crate::controller::lease::ElectionArgs>,
+    #[command(flatten)]
+    pub keys: KeyArgs,
     #[command(flatten)]
     pub admin: AdminArgs,
     #[command(flatten)]
@@ -107,9 +110,10 @@ impl PlannerArgs {
 }
 
 impl ControllerArgs {
-    /// The controller configuration these flags describe.
-    pub fn config(&self) -> ControllerConfig {
-        ControllerConfig {
+    /// The controller configuration these flags describe (its keys read from their files).
+    pub fn config(&self) -> Result<ControllerConfig, String> {
+        let keys = self.keys.load(CONTROLLER).map_err(|e| e.to_string())?;
+        Ok(ControllerConfig {
             log_path: self.log.clone(),
             nats: self.nats.clone(),
             topology: self.topology.topology(),
@@ -118,7 +122,8 @@ impl ControllerArgs {
             resync: self.resync,
             grace: self.grace,
             answer_deadline: self.answer_deadline,
-        }
+            keys,
+        })
     }
 }
 
@@ -141,6 +146,7 @@ pub fn run(args: ControllerArgs) -> ExitCode {
 const NAME: &str = "logbook controller";
 
 async fn serve(args: ControllerArgs, instance: controller::Instance) -> Result<(), String> {
+    let config = args.config()?;
     let client = args.kube.client().await?;
     let shutdown = shutdown_on_signals();
     let telemetry = controller::Telemetry::default();
@@ -148,7 +154,7 @@ async fn serve(args: ControllerArgs, instance: controller::Instance) -> Result<(
         .admin
         .start(telemetry.health.clone(), telemetry.metrics.registry())
         .await?;
-    let result = controller::run_as(client, args.config(), instance, shutdown, telemetry).await;
+    let result = controller::run_as(client, config, instance, shutdown, telemetry).await;
     admin.stop().await;
     result.map_err(|e| e.to_string())
 }

@@ -5,6 +5,7 @@
 //! executor, sandbox and bus.
 
 use super::common::{AdminAddr, AdminArgs};
+use crate::bus::sign::{CONTROLLER, EXECUTOR, Keys, TRUSTED_FILE};
 use crate::bus::{NatsArgs, Topology, server::NatsServer};
 use crate::controller::{self, ControllerConfig};
 use crate::executor::{self, ExecutorConfig};
@@ -102,6 +103,7 @@ async fn dev(args: DevArgs) -> Result<(), String> {
     };
     let nats_args = NatsArgs::plain(&nats.url());
     let mut tasks = Vec::new();
+    let (controller_keys, executor_keys) = local_keys(&dir.join("keys"))?;
     let controller_config = ControllerConfig {
         log_path: log_path.clone(),
         nats: nats_args.clone(),
@@ -111,6 +113,7 @@ async fn dev(args: DevArgs) -> Result<(), String> {
         resync: Duration::from_secs(300),
         grace: Duration::from_secs(5),
         answer_deadline: Duration::from_secs(60),
+        keys: controller_keys,
     };
     // Each process of the loop gets its own admin server on a free loopback port.
     let loopback = AdminArgs {
@@ -137,6 +140,7 @@ async fn dev(args: DevArgs) -> Result<(), String> {
             in_flight: args.in_flight,
             grace: Duration::from_secs(5),
             namespaces: Vec::new(),
+            keys: executor_keys.clone(),
         };
         let telemetry = executor::Telemetry::default();
         let admin = loopback
@@ -350,4 +354,17 @@ async fn all_ready(api: &Api<Application>, names: &BTreeSet<(String, String)>) -
                 })
         })
     })
+}
+
+/// The keys of the controller and the executors under `dir`: made on the first start (the
+/// controller's signs actions, the executors' their outcomes), read on the next ones.
+fn local_keys(dir: &std::path::Path) -> Result<(Keys, Keys), String> {
+    let trusted = dir.join(TRUSTED_FILE);
+    if !trusted.exists() {
+        return Keys::generate_local(dir);
+    }
+    let load = |name: &str| {
+        Keys::load(&dir.join(format!("{name}.key")), name, &trusted).map_err(|e| e.to_string())
+    };
+    Ok((load(CONTROLLER)?, load(EXECUTOR)?))
 }

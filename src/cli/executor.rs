@@ -3,6 +3,7 @@
 
 use super::common::{AdminArgs, KubeArgs, LogArgs, TopologyArgs};
 use crate::bus::NatsArgs;
+use crate::bus::sign::{EXECUTOR, KeyArgs};
 use crate::executor::{self, ExecutorConfig};
 use crate::process::{block_on, parse_duration, shutdown_on_signals};
 use std::process::ExitCode;
@@ -22,6 +23,8 @@ pub struct ExecutorArgs {
     topology: TopologyArgs,
     #[command(flatten)]
     admin: AdminArgs,
+    #[command(flatten)]
+    keys: KeyArgs,
     #[command(flatten)]
     pub logging: LogArgs,
     /// This executor's name, recorded in every outcome (default: host name and pid).
@@ -50,6 +53,7 @@ pub fn run(args: ExecutorArgs) -> ExitCode {
 }
 
 async fn serve(args: ExecutorArgs) -> Result<(), String> {
+    let keys = args.keys.load(EXECUTOR).map_err(|e| e.to_string())?;
     let shutdown = shutdown_on_signals();
     let telemetry = executor::Telemetry::default();
     let admin = args
@@ -64,6 +68,7 @@ async fn serve(args: ExecutorArgs) -> Result<(), String> {
         in_flight: args.in_flight as usize,
         grace: args.grace,
         namespaces: args.namespaces,
+        keys,
     };
     let result = executor::run_with(client, config, shutdown, telemetry)
         .await

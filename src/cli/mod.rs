@@ -7,6 +7,7 @@ pub mod common;
 pub mod controller;
 mod dev;
 mod executor;
+mod keys;
 mod plan;
 pub mod sandbox;
 
@@ -50,6 +51,9 @@ enum Command {
     /// Exit codes: 0 done, 1 a problem was found (verify), 2 could not do it (bad flags, a
     /// missing or damaged log, an unknown object).
     Audit(audit::AuditArgs),
+    /// Make signing keys: the controller signs actions, executors sign outcomes, and each side
+    /// acts only on what a key it trusts signed.
+    Keys(keys::KeysArgs),
     /// Print the actions that would bring the objects in --actual to what the Applications ask for.
     Plan(plan::PlanArgs),
     /// Print the Application CustomResourceDefinition as YAML (what schema/ holds).
@@ -86,6 +90,7 @@ pub fn main() -> ExitCode {
         Command::Controller(args) => controller::run(args),
         Command::Dev(args) => dev::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Keys(args) => keys::run(args),
     }
 }
 

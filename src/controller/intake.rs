@@ -4,20 +4,30 @@
 //! An outcome is acked only after it is in the log, so a crash in between redelivers it and the
 //! log keeps it once (its entry id is derived from its content).
 
-use super::core::Input;
+use super::core::{Input, Refusal};
+use crate::bus::sign::{CONTROLLER, SIGNATURE_HEADER, TrustedKeys};
 use crate::bus::{self, wire::OutcomeMessage};
 use async_nats::jetstream::{AckKind, Context};
 use futures::StreamExt;
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-/// Pulls outcomes until `shutdown`.
-pub async fn run(js: Context, tx: Sender<Input>, shutdown: CancellationToken) {
+/// The largest outcome message recorded; a larger one is refused unread.
+pub const MAX_OUTCOME_BYTES: usize = 64 * 1024;
+
+/// Pulls outcomes until `shutdown`; only those signed by a trusted executor key reach the core.
+pub async fn run(
+    js: Context,
+    tx: Sender<Input>,
+    trusted: Arc<TrustedKeys>,
+    shutdown: CancellationToken,
+) {
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
-        if let Err(e) = pull(&js, &tx, &shutdown).await {
+        if let Err(e) = pull(&js, &tx, &trusted, &shutdown).await {
             failures += 1;
             let wait = super::retry_pause(failures);
             tracing::warn!(error = %e, retry_in = ?wait, "reading outcomes interrupted");
@@ -34,6 +44,7 @@ pub async fn run(js: Context, tx: Sender<Input>, shutdown: CancellationToken) {
 async fn pull(
     js: &Context,
     tx: &Sender<Input>,
+    trusted: &TrustedKeys,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
     let consumer = bus::controller_consumer(js)
@@ -67,6 +78,14 @@ async fn pull(
         let mut outcomes = Vec::new();
         let mut good = Vec::new();
         for m in batch {
+            if let Err(reason) = admissible(trusted, &m) {
+                let refusal = Refusal::new("outcome", reason, &m.subject, &m.payload);
+                if tx.send(Input::Refused(refusal)).is_err() {
+                    return Ok(()); // the core has stopped; it is delivered again later
+                }
+                let _ = m.ack_with(AckKind::Term).await;
+                continue;
+            }
             match OutcomeMessage::decode(&m.payload) {
                 Ok(o) => {
                     outcomes.push(o);
@@ -101,6 +120,26 @@ async fn pull(
             Err(_) => return Ok(()),
         }
     }
+}
+
+/// Why an outcome message is not to be read, if it is not: too large, or not signed by a
+/// trusted executor key (the controller's own key signs actions, never outcomes).
+fn admissible(trusted: &TrustedKeys, m: &async_nats::jetstream::Message) -> Result<(), String> {
+    if m.payload.len() > MAX_OUTCOME_BYTES {
+        return Err(format!(
+            "{} bytes, more than the {MAX_OUTCOME_BYTES} an outcome may have",
+            m.payload.len()
+        ));
+    }
+    let header = m
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(SIGNATURE_HEADER))
+        .map(|v| v.as_str());
+    trusted
+        .verify(header, &m.payload, |name| name != CONTROLLER)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// What NATS says when an action ran out of deliveries with no executor answering it.

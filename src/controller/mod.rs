@@ -46,6 +46,8 @@ pub struct ControllerConfig {
     /// How long an action may go without an outcome before it is published again from the
     /// log (then twice as long each time, up to ten minutes).
     pub answer_deadline: Duration,
+    /// Signs the actions it publishes; trusts the executors' keys for their outcomes.
+    pub keys: crate::bus::sign::Keys,
 }
 
 /// The pause before trying the bus again after `failures` failures in a row: 200 ms doubling
@@ -313,11 +315,17 @@ async fn bus_tasks(
         crate::bus::CONTROLLER_CONSUMER,
         tasks.clone(),
     ));
-    let intake = tokio::spawn(intake::run(js.clone(), tx.clone(), tasks.clone()));
+    let intake = tokio::spawn(intake::run(
+        js.clone(),
+        tx.clone(),
+        config.keys.trusted.clone(),
+        tasks.clone(),
+    ));
     let abandoned = tokio::spawn(intake::abandoned(js.clone(), tx.clone(), tasks.clone()));
     let published = outbox::run(
         config.log_path.clone(),
         js,
+        config.keys.signing.clone(),
         published,
         committed,
         tx,

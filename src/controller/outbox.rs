@@ -1,5 +1,6 @@
 //! The outbox: publishes every committed entry to JetStream once, in order, with
 //! `Nats-Msg-Id` = the entry's id, and tells the core how far it got (a durable cursor).
+//! Every action it publishes is signed with the controller's key (`Logbook-Signature`).
 //!
 //! After a crash it resumes from the cursor; what was published but not yet counted is sent
 //! again and dropped by the server as a duplicate. Outcomes came from the bus and are not sent
@@ -7,11 +8,13 @@
 //! `Nats-Msg-Id` (a new message, so the server does not drop it as the action's duplicate).
 
 use super::core::Input;
+use crate::bus::sign::{SIGNATURE_HEADER, SigningKey};
 use crate::bus::wire;
 use crate::log::LogReader;
 use crate::record::{Body, Redrive};
 use async_nats::jetstream::Context;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +26,7 @@ const CHUNK: u64 = 512;
 pub async fn run(
     log_path: PathBuf,
     js: Context,
+    key: Arc<SigningKey>,
     mut published: u64,
     mut committed: watch::Receiver<u64>,
     tx: Sender<Input>,
@@ -48,7 +52,7 @@ pub async fn run(
             // Cut short at the end of the grace period (NATS may be away): this range goes
             // out again at the next start.
             _ = shutdown.cancelled() => return published,
-            sent = publish_range(&log_path, &mut reader, &js, published + 1, upto) => sent,
+            sent = publish_range(&log_path, &mut reader, &js, &key, published + 1, upto) => sent,
         };
         match sent {
             Ok(()) => {
@@ -73,6 +77,7 @@ async fn publish_range(
     log_path: &std::path::Path,
     reader: &mut Option<LogReader>,
     js: &Context,
+    key: &SigningKey,
     from: u64,
     to: u64,
 ) -> Result<(), String> {
@@ -88,7 +93,12 @@ async fn publish_range(
         if matches!(entry.body, Body::Outcome(_)) {
             continue;
         }
-        messages.push(wire::encode_entry(&entry).map_err(|e| e.to_string())?);
+        let (subject, mut headers, payload) =
+            wire::encode_entry(&entry).map_err(|e| e.to_string())?;
+        if matches!(entry.body, Body::Action(_)) {
+            headers.insert(SIGNATURE_HEADER, key.sign(&payload).as_str());
+        }
+        messages.push((subject, headers, payload));
         if let Body::Marker(m) = &entry.body
             && let Some(redrive) = Redrive::of(m)
         {
@@ -111,6 +121,7 @@ async fn publish_range(
             let (subject, mut headers, payload) =
                 wire::encode_entry(&action).map_err(|e| e.to_string())?;
             headers.insert(wire::MSG_ID, entry.id.to_string().as_str());
+            headers.insert(SIGNATURE_HEADER, key.sign(&payload).as_str());
             messages.push((subject, headers, payload));
         }
     }

@@ -15,6 +15,7 @@ pub mod telemetry;
 
 pub use telemetry::Telemetry;
 
+use crate::bus::sign::{CONTROLLER, SIGNATURE_HEADER, SigningKey};
 use crate::bus::wire::{ActionMessage, MSG_ID, OutcomeMessage};
 use crate::bus::{self, NatsArgs, Topology};
 use crate::record::{ObjKey, OutcomeRecord, OutcomeResult};
@@ -50,6 +51,8 @@ pub struct ExecutorConfig {
     pub grace: Duration,
     /// The namespaces it acts in (empty: all); actions elsewhere are refused.
     pub namespaces: Vec<String>,
+    /// Signs its outcomes; verifies that each action was signed by the controller.
+    pub keys: crate::bus::sign::Keys,
 }
 
 /// What stops an executor.
@@ -325,7 +328,22 @@ async fn handle(shared: Arc<Shared>, message: jetstream::Message, _slot: OwnedSe
     let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
     let _in_flight = shared.telemetry.metrics.delivery_started(delivered);
     let subject = message.subject.to_string();
-    let msg = match ActionMessage::decode(&message.payload) {
+    let signature = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(SIGNATURE_HEADER))
+        .map(|v| v.as_str());
+    let signed = shared
+        .config
+        .keys
+        .trusted
+        .verify(signature, &message.payload, |name| name == CONTROLLER)
+        .map_err(|e| {
+            crate::bus::BusError::Wire(format!(
+                "refused: {e}; only actions the controller signed are carried out"
+            ))
+        });
+    let msg = match signed.and_then(|_signer| ActionMessage::decode(&message.payload)) {
         Ok(msg) => msg,
         Err(e) => {
             let action_id = message
@@ -386,7 +404,7 @@ async fn handle_action(
             app: msg.action.app.clone(),
             outcome,
         };
-        let published = publish(&shared.js, &out, None).await;
+        let published = publish(&shared.js, &out, None, &config.keys.signing).await;
         (out.outcome, ack, published)
     };
     let every = shared.waits.progress_every(delivered);
@@ -448,7 +466,7 @@ async fn malformed(
     let published = with_progress(
         message,
         shared.waits.progress_every(delivered),
-        publish(&shared.js, &out, Some(reply)),
+        publish(&shared.js, &out, Some(reply), &shared.config.keys.signing),
     )
     .await;
     log_outcome(&out.outcome);
@@ -497,10 +515,12 @@ async fn publish(
     js: &jetstream::Context,
     out: &OutcomeMessage,
     subject: Option<String>,
+    key: &SigningKey,
 ) -> Result<(), String> {
-    let (default_subject, headers, payload) = out
+    let (default_subject, mut headers, payload) = out
         .encode()
         .map_err(|e| format!("cannot encode the outcome: {e}"))?;
+    headers.insert(SIGNATURE_HEADER, key.sign(&payload).as_str());
     let subject = subject.unwrap_or(default_subject);
     let mut last = String::new();
     for attempt in 1..=PUBLISH_ATTEMPTS {
