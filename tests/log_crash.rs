@@ -2,7 +2,7 @@
 //! committed entry readable and the chain verifiable. The writer is this test binary re-run as a
 //! child (`crash_child_writer`), selected by an environment variable.
 
-mod log_common;
+use logbook_testkit::log as log_common;
 
 use log_common::*;
 use logbook::log::{Log, LogReader};
