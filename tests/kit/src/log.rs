@@ -1,5 +1,5 @@
 //! Shared fixtures of the log tests: sample entries of every kind and raw-SQL access to copies.
-//! Used by `tests/log/` and `tests/audit_cli.rs`; holds no assertions of its own.
+//! Used by `tests/log/` and `tests/commands/audit.rs`; holds no assertions of its own.
 
 use chrono::{DateTime, TimeZone, Utc};
 use logbook::record::{
