@@ -28,6 +28,7 @@
 //! it) it is a quick smoke run with 20 Applications. `CONVERGE_SCENARIOS` (comma-separated
 //! `c,a,b1,b4,latency`) picks what runs. Results are in `benches/README.md`.
 
+use logbook_testkit::AppTest;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

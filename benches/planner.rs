@@ -5,11 +5,12 @@
 //! a host, children present and server-defaulted as an API server would leave them.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use logbook::fixtures::model_apply;
 use logbook::model::Application;
 use logbook::reconcile::{Planner, PlannerConfig};
 use logbook::record::ObjKey;
 use logbook::world::{Observed, World};
+use logbook_testkit::AppTest;
+use logbook_testkit::model_apply;
 use serde_json::json;
 use std::hint::black_box;
 

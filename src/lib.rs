@@ -12,14 +12,12 @@
 //! - [`admin`]: the admin server (`/metrics`, `/healthz`, `/readyz`) and each process's metrics.
 //! - [`process`]: process plumbing shared by every subcommand: durations, signals, exit codes.
 //! - [`cli`]: the `logbook` command line.
-//! - [`fixtures`]: builders for tests and benches (never used by the controller).
 
 pub mod admin;
 pub mod bus;
 pub mod cli;
 pub mod controller;
 pub mod executor;
-pub mod fixtures;
 pub mod log;
 pub mod model;
 pub mod process;
@@ -28,3 +26,18 @@ pub mod record;
 pub mod replay;
 pub mod sandbox;
 pub mod world;
+
+// This crate's own unit tests build Applications with the test kit's builder (`tests/kit`,
+// which depends on this crate and so cannot reach them): compiled under `cfg(test)` only.
+#[cfg(test)]
+extern crate self as logbook;
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../tests/kit/src/app.rs"]
+mod app_test;
+#[cfg(test)]
+impl model::Application {
+    fn test(namespace: &str, name: &str) -> app_test::AppBuilder {
+        <Self as app_test::AppTest>::test(namespace, name)
+    }
+}

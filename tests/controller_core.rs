@@ -9,6 +9,7 @@ use logbook::log::{Log, LogReader};
 use logbook::model::Application;
 use logbook::reconcile::PlannerConfig;
 use logbook::record::{Body, Change, Entry, MarkerKind, ObjKey, OutcomeRecord, OutcomeResult};
+use logbook_testkit::AppTest;
 use serde_json::{Value, json};
 use std::time::Duration;
 

@@ -3,10 +3,8 @@
 //! controller's identity: its Deployment and Service created, its image updated, and a
 //! Warning when its host is already taken.
 
-#[path = "support/e2e.rs"]
-mod e2e;
-#[path = "support/sandbox.rs"]
-mod support;
+use logbook_testkit::sandbox as support;
+use logbook_testkit::{AppTest, e2e};
 
 use e2e::Env;
 use k8s_openapi::api::events::v1::Event;

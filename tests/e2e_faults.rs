@@ -2,10 +2,8 @@
 //! and out of order, NATS restarted with work in flight, the controller killed and restarted,
 //! malformed messages; and four executors against one.
 
-#[path = "support/e2e.rs"]
-mod e2e;
-#[path = "support/sandbox.rs"]
-mod support;
+use logbook_testkit::sandbox as support;
+use logbook_testkit::{AppTest, e2e};
 
 use e2e::{Env, outcomes};
 use logbook::bus;

@@ -9,10 +9,8 @@
 //! ends before the new leader's marker, so every plan after a leader's `acquired` marker must
 //! have read at least up to it.
 
-#[path = "support/e2e.rs"]
-mod e2e;
-#[path = "support/sandbox.rs"]
-mod support;
+use logbook_testkit::sandbox as support;
+use logbook_testkit::{AppTest, e2e};
 
 use e2e::{Env, recompute_plans};
 use k8s_openapi::api::coordination::v1::Lease;

@@ -2,10 +2,8 @@
 //! Applications become Deployments, Services and Ingress rules; changes follow; deletes clean up;
 //! conflicts and hand edits are answered; every step is in the log.
 
-#[path = "support/e2e.rs"]
-mod e2e;
-#[path = "support/sandbox.rs"]
-mod support;
+use logbook_testkit::sandbox as support;
+use logbook_testkit::{AppTest, e2e};
 
 use e2e::{Env, outcomes};
 use kube::api::{Patch, PatchParams};

@@ -3,10 +3,8 @@
 //! and NATS, and `--log-format json` writes one JSON object per line, with the action id on
 //! every line of an action's handling.
 
-#[path = "support/e2e.rs"]
-mod e2e;
-#[path = "support/sandbox.rs"]
-mod support;
+use logbook_testkit::sandbox as support;
+use logbook_testkit::{AppTest, e2e};
 
 use e2e::Env;
 use logbook::model::Application;

@@ -15,10 +15,7 @@
 //!
 //! Run it long: `LOGBOOK_RANDOM_STEPS=5000 cargo test --test e2e_random -- --nocapture`.
 
-#[path = "support/e2e.rs"]
-mod e2e;
-#[path = "support/sandbox.rs"]
-mod support;
+use logbook_testkit::{AppTest, e2e};
 
 use e2e::Env;
 use k8s_openapi::api::apps::v1::Deployment;

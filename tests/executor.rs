@@ -1,8 +1,8 @@
 //! The executor against a real nats-server and the sandbox: idempotent applies fenced by plan
 //! sequence, deletes with preconditions, status, malformed messages, `Audit-ID`, kill and SIGTERM.
 
-#[path = "support/sandbox.rs"]
-mod support;
+use logbook_testkit::AppTest;
+use logbook_testkit::sandbox as support;
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use futures::StreamExt;

@@ -4,8 +4,7 @@
 //! resourceVersion is re-read and renewed, injected conflicts are retried, and a Lease taken
 //! by someone else is lost at once.
 
-#[path = "support/sandbox.rs"]
-mod support;
+use logbook_testkit::sandbox as support;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, Patch, PatchParams, PostParams};

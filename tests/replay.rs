@@ -3,8 +3,7 @@
 //! the Applications a changed default affects; state and timeline tell what happened; bad
 //! logs get errors, never panics.
 
-#[path = "support/history.rs"]
-mod history;
+use logbook_testkit::history;
 
 use history::{History, standard};
 use logbook::log::LogReader;

@@ -1,8 +1,8 @@
 //! The `logbook-replay` binary on recorded histories: exit codes, text and JSON reports, a
 //! state kubectl reads, timelines, what-if, export, and one clear line for bad input.
 
-#[path = "../../tests/support/history.rs"]
-mod history;
+use logbook_testkit::AppTest;
+use logbook_testkit::history;
 
 use history::standard;
 use logbook::reconcile::PlannerConfig;

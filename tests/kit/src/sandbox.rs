@@ -1,6 +1,5 @@
-//! Shared helpers for the sandbox tests: start a sandbox, wait on conditions with deadlines,
+//! Shared helpers for the tests that run a sandbox: start one, wait on conditions with deadlines,
 //! install the Application CRD, read API errors.
-#![allow(dead_code)]
 
 use std::future::Future;
 use std::time::Duration;
@@ -12,7 +11,7 @@ use logbook::model::Application;
 use logbook::sandbox::{Sandbox, SandboxConfig};
 
 /// The Application CRD as `logbook crd` generates it.
-pub const CRD_YAML: &str = include_str!("../../schema/application.crd.yaml");
+pub const CRD_YAML: &str = include_str!("../../../schema/application.crd.yaml");
 
 /// Every test's time bound.
 pub const TEST_LIMIT: Duration = Duration::from_secs(60);

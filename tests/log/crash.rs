@@ -1,8 +1,8 @@
 //! Crash safety: a writer killed with SIGKILL at random points, many times, leaves every
 //! committed entry readable and the chain verifiable. The writer is this test binary re-run as a
-//! child (`crash_child_writer`), selected by an environment variable.
+//! child (`crash::crash_child_writer`), selected by an environment variable.
 
-mod log_common;
+use logbook_testkit::log as log_common;
 
 use log_common::*;
 use logbook::log::{Log, LogReader};
@@ -105,7 +105,7 @@ enum Line {
 }
 
 fn parse(line: &str) -> Option<Line> {
-    // The first report shares its line with libtest's "test crash_child_writer ... ".
+    // The first report shares its line with libtest's "test crash::crash_child_writer ... ".
     let rest = &line[line.find("LOGBOOK-CRASH ")? + "LOGBOOK-CRASH ".len()..];
     let mut parts = rest.split_whitespace();
     match parts.next()? {
@@ -139,7 +139,7 @@ fn a_writer_killed_at_random_points_loses_no_committed_entry() {
         let child = Command::new(&exe)
             .args([
                 "--exact",
-                "crash_child_writer",
+                "crash::crash_child_writer",
                 "--nocapture",
                 "--test-threads=1",
             ])

@@ -2,8 +2,7 @@
 //! injects the same faults, latency and pause hold requests, watches end after N events, and
 //! the admin endpoint drives all of it over HTTP.
 
-#[path = "support/sandbox.rs"]
-mod support;
+use logbook_testkit::sandbox as support;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Tamper evidence: rows edited, removed, reordered or rewritten through raw SQL on a copy of a
 //! log (append-only triggers dropped first) are caught by `verify`, which names the right seq.
 
-mod log_common;
+use logbook_testkit::log as log_common;
 
 use log_common::*;
 use logbook::log::{Log, LogReader, Problem, VerifyReport};

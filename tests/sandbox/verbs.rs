@@ -2,8 +2,7 @@
 //! Application CRD: bookkeeping, preconditions, patch types, server-side apply, status,
 //! garbage collection, simulated Deployment readiness and discovery.
 
-#[path = "support/sandbox.rs"]
-mod support;
+use logbook_testkit::sandbox as support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

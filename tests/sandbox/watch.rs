@@ -2,8 +2,7 @@
 //! transitions, 410 Gone, and `kube::runtime::watcher` converging through closed streams,
 //! compaction and streaming lists.
 
-#[path = "support/sandbox.rs"]
-mod support;
+use logbook_testkit::sandbox as support;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};

@@ -1,8 +1,7 @@
 //! Bad requests get what the real API server answers (400, 404, 405, 413, 415, 422, each with
 //! a `Status`), and no batch of malformed or oversized requests can crash or wedge the sandbox.
 
-#[path = "support/sandbox.rs"]
-mod support;
+use logbook_testkit::sandbox as support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

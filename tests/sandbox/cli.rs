@@ -1,8 +1,7 @@
 //! `logbook sandbox` as a process: it prints its URL and kubeconfig, kube works through that
 //! kubeconfig unchanged, SIGTERM stops it, and `--state` saves and restores the objects.
 
-#[path = "support/sandbox.rs"]
-mod support;
+use logbook_testkit::sandbox as support;
 
 use std::path::Path;
 use std::process::Stdio;

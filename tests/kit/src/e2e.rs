@@ -1,8 +1,7 @@
 //! The end-to-end harness: a sandbox, a real nats-server, and logbook's controller and executors
 //! as child processes of the built binary (so they can be killed), all killed on drop.
-#![allow(dead_code)]
 
-use super::support::{fast_config, install_crd, start_with};
+use crate::sandbox::{fast_config, install_crd, start_with};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -17,6 +16,21 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
+
+/// The `logbook` binary cargo built for the running test: `CARGO_BIN_EXE_logbook`, which cargo
+/// sets when it runs an integration test of the `logbook` package, or else the binary beside the
+/// test's own `deps/` directory (the kit is a library, so `env!` cannot name it at build time).
+pub fn logbook_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("CARGO_BIN_EXE_logbook") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test's own path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test runs from target/<profile>/deps");
+    dir.join(format!("logbook{}", std::env::consts::EXE_SUFFIX))
+}
 
 /// How long a converging step may take before the test fails.
 pub const CONVERGE: Duration = Duration::from_secs(30);
@@ -76,7 +90,7 @@ impl Env {
     }
 
     fn command(&self, sub: &str, name: &str) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_logbook"));
+        let mut cmd = Command::new(logbook_bin());
         let err = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -5,11 +5,11 @@
 //! point; unmanaged objects are never touched; the output does not depend on input order and is
 //! the same bytes run after run; invalid Applications never get children.
 
-use logbook::fixtures::{model_apply, observed, server_defaults};
 use logbook::model::{Application, SHARED_INGRESS};
 use logbook::reconcile::{ApplicationReconciler, Planner, PlannerConfig, covers, validate};
 use logbook::record::{Action, ObjKey, Verb};
 use logbook::world::{Observed, World};
+use logbook_testkit::{AppTest, model_apply, observed, server_defaults};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;

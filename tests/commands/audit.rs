@@ -3,11 +3,10 @@
 //! intact and tampered logs, one clear line and exit 2 for bad input, and reads that never block
 //! the writer.
 
-mod log_common;
+use logbook_testkit::log as log_common;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use log_common::{Deadline, copy_log, exec, many, raw};
-use logbook::fixtures::{apply_merge, server_defaults};
 use logbook::log::{Log, LogReader};
 use logbook::model::Application;
 use logbook::reconcile::{Planner, PlannerConfig};
@@ -16,6 +15,7 @@ use logbook::record::{
     ObservedEvent, OutcomeRecord, OutcomeResult, PlanRecord, Verb, entry_uuid,
 };
 use logbook::world::{Fold, Observed};
+use logbook_testkit::{AppTest, apply_merge, server_defaults};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! undecodable entries get a clear error naming the file (and the entry), no panic, and nothing
 //! is written to the file.
 
-mod log_common;
+use logbook_testkit::log as log_common;
 
 use log_common::*;
 use logbook::log::{Log, LogError, LogReader};

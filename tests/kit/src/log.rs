@@ -1,7 +1,5 @@
 //! Shared fixtures of the log tests: sample entries of every kind and raw-SQL access to copies.
-//! Used only by `tests/log_*.rs`; holds no assertions of its own.
-
-#![allow(dead_code)]
+//! Used by `tests/log/` and `tests/commands/audit.rs`; holds no assertions of its own.
 
 use chrono::{DateTime, TimeZone, Utc};
 use logbook::record::{

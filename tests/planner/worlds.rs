@@ -1,10 +1,10 @@
 //! The planner on hand-written worlds: what each situation must produce, and what it must not.
 
-use logbook::fixtures::{model_apply, observed, world_of};
 use logbook::model::{Application, SHARED_INGRESS};
 use logbook::reconcile::{Planner, PlannerConfig};
 use logbook::record::{Action, ObjKey, Verb};
 use logbook::world::{Observed, World};
+use logbook_testkit::{AppTest, model_apply, observed, world_of};
 use serde_json::{Value, json};
 
 fn plan(world: &World) -> Vec<Action> {
