@@ -697,6 +697,8 @@ impl Logbook {
         let conn = logbook::bus::connect(&args, "converge-bench").await?;
         logbook::bus::ensure_topology(conn.clone(), &topology).await?;
         drop(conn);
+        let (controller_keys, executor_keys) =
+            logbook::bus::sign::Keys::generate_local(&dir.path().join("keys"))?;
         let cancel = CancellationToken::new();
         let executors = (0..executors)
             .map(|i| {
@@ -707,6 +709,7 @@ impl Logbook {
                     in_flight,
                     grace: Duration::from_secs(1),
                     namespaces: Vec::new(),
+                    keys: executor_keys.clone(),
                 };
                 // Each executor gets its own client (connection pool), as a process would.
                 tokio::spawn(logbook::executor::run(
@@ -727,6 +730,7 @@ impl Logbook {
             resync: Duration::from_secs(3600),
             grace: Duration::from_secs(2),
             answer_deadline: Duration::from_secs(60),
+            keys: controller_keys,
         };
         let mut lb = Logbook {
             _dir: dir,

@@ -3,10 +3,14 @@
 //! Every watch event, plan, action and outcome is an entry in an append-only, hash-chained log
 //! that can be audited and replayed offline. The crate is organised one room per job:
 //!
+//! - [`record`]: the vocabulary every room speaks: keys, actions, entries; imports nothing.
 //! - [`model`]: the `Application` custom resource and the names and labels of its children.
 //! - [`reconcile`]: the pure planner, `(world) -> actions`; no I/O, no clock, no randomness.
-//! - [`world`]: the world view the planner reads, built from observed objects.
-//! - [`log`]: the append-only SQLite log (entries, hash chain, verify).
+//! - [`world`]: the world view the planner reads, folded from the log's entries.
+//! - [`log`]: the append-only SQLite log (storage, hash chain, verify).
+//! - [`bus`]: NATS JetStream: subjects, streams, the wire format, signatures.
+//! - [`controller`]: watch → record → fold → plan → publish; outcomes back in.
+//! - [`executor`]: carries out signed actions within logbook's remit; decides nothing.
 //! - [`replay`]: offline replay of a log: verify, state at a point, timeline, what-if, export.
 //! - [`sandbox`]: a Kubernetes API emulator served over real HTTP, for tests and `logbook dev`.
 //! - [`admin`]: the admin server (`/metrics`, `/healthz`, `/readyz`) and each process's metrics.
@@ -35,9 +39,3 @@ extern crate self as logbook;
 #[allow(dead_code)]
 #[path = "../tests/kit/src/app.rs"]
 mod app_test;
-#[cfg(test)]
-impl model::Application {
-    fn test(namespace: &str, name: &str) -> app_test::AppBuilder {
-        <Self as app_test::AppTest>::test(namespace, name)
-    }
-}

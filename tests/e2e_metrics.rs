@@ -415,6 +415,7 @@ fn json_log_lines_are_objects_with_level_and_fields() {
         ),
     )
     .unwrap();
+    logbook::bus::sign::Keys::generate_local(&dir.path().join("keys")).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_logbook"))
         .args([
             "executor",
@@ -424,6 +425,13 @@ fn json_log_lines_are_objects_with_level_and_fields() {
             "127.0.0.1:0",
         ])
         .env("LOGBOOK_NATS_URL", format!("nats://127.0.0.1:{port}"))
+        .env("LOGBOOK_SIGNING_KEY", dir.path().join("keys/executor.key"))
+        .env(
+            "LOGBOOK_TRUSTED_KEYS",
+            dir.path()
+                .join("keys")
+                .join(logbook::bus::sign::TRUSTED_FILE),
+        )
         .env("RUST_LOG", "info")
         .env("KUBECONFIG", &kubeconfig)
         .env_remove("LOGBOOK_LOG_FORMAT")

@@ -9,6 +9,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PostParams};
+use logbook::bus::sign::{Keys, SIGNATURE_HEADER, TRUSTED_FILE};
 use logbook::bus::wire::{ActionMessage, MSG_ID, OutcomeMessage};
 use logbook::bus::{self, NatsArgs, Topology, server::NatsServer};
 use logbook::executor::{self, ExecutorConfig, ExecutorError};
@@ -75,6 +76,9 @@ struct Harness {
     seen: Vec<(String, OutcomeMessage)>,
     next_seq: u64,
     topology: Topology,
+    /// The controller's keys (the harness signs actions with them) and the executors'.
+    controller_keys: Keys,
+    executor_keys: Keys,
 }
 
 impl Harness {
@@ -107,7 +111,11 @@ impl Harness {
         sandbox
             .write_kubeconfig(&dir.path().join("kubeconfig"))
             .expect("kubeconfig written");
+        let (controller_keys, executor_keys) =
+            Keys::generate_local(&dir.path().join("keys")).expect("keys made");
         Harness {
+            controller_keys,
+            executor_keys,
             sandbox,
             nats,
             dir,
@@ -128,6 +136,7 @@ impl Harness {
             in_flight: 4,
             grace: Duration::from_secs(10),
             namespaces: Vec::new(),
+            keys: self.executor_keys.clone(),
         }
     }
 
@@ -156,6 +165,14 @@ impl Harness {
             .env("LOGBOOK_NATS_URL", self.nats.url())
             .env("LOGBOOK_ACK_WAIT", "2s")
             .env("LOGBOOK_EXECUTOR_NAME", name)
+            .env(
+                "LOGBOOK_SIGNING_KEY",
+                self.dir.path().join("keys").join("executor.key"),
+            )
+            .env(
+                "LOGBOOK_TRUSTED_KEYS",
+                self.dir.path().join("keys").join(TRUSTED_FILE),
+            )
             .env("LOGBOOK_ADMIN_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "info,logbook=debug")
             .stdin(Stdio::null())
@@ -186,8 +203,25 @@ impl Harness {
             .await;
     }
 
+    /// Publishes `payload` signed with the controller's key, as the outbox does.
     async fn publish_raw(&self, subject: &str, msg_id: Option<&str>, payload: Vec<u8>) {
+        let signature = self.controller_keys.signing.sign(&payload);
+        self.publish_with(subject, msg_id, Some(&signature), payload)
+            .await;
+    }
+
+    /// Publishes `payload` with the given signature header (or none): what a forger can do.
+    async fn publish_with(
+        &self,
+        subject: &str,
+        msg_id: Option<&str>,
+        signature: Option<&str>,
+        payload: Vec<u8>,
+    ) {
         let mut headers = async_nats::HeaderMap::new();
+        if let Some(s) = signature {
+            headers.insert(SIGNATURE_HEADER, s);
+        }
         if let Some(id) = msg_id {
             headers.insert(MSG_ID, id);
         }

@@ -218,6 +218,7 @@ fn json_labels(labels: BTreeMap<String, String>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app_test::AppTest;
     use crate::reconcile::PlannerConfig;
     use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
     use k8s_openapi::api::core::v1::{

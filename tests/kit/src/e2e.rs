@@ -73,6 +73,7 @@ impl Env {
         let kubeconfig = dir.path().join("kubeconfig");
         sandbox.write_kubeconfig(&kubeconfig).unwrap();
         let log_path = dir.path().join("log.db");
+        logbook::bus::sign::Keys::generate_local(&dir.path().join("keys")).unwrap();
         Env {
             sandbox,
             nats,
@@ -96,7 +97,18 @@ impl Env {
             .append(true)
             .open(self.dir.path().join(format!("{name}.log")))
             .unwrap();
+        let keys = self.dir.path().join("keys");
+        let role = if sub == "controller" {
+            "controller"
+        } else {
+            "executor"
+        };
         cmd.arg(sub)
+            .env("LOGBOOK_SIGNING_KEY", keys.join(format!("{role}.key")))
+            .env(
+                "LOGBOOK_TRUSTED_KEYS",
+                keys.join(logbook::bus::sign::TRUSTED_FILE),
+            )
             .env("KUBECONFIG", &self.kubeconfig)
             .env("LOGBOOK_NATS_URL", self.nats.url())
             .env("RUST_LOG", "info,logbook=debug")
