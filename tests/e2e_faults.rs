@@ -136,9 +136,11 @@ async fn late_and_repeated_actions_never_overwrite_newer_ones() {
             .unwrap();
         let js = async_nats::jetstream::new(client);
         let mut replayed = BTreeSet::new();
+        let key = env.controller_key();
         for (i, e) in old.iter().enumerate() {
             let (subject, mut headers, payload) = bus::wire::encode_entry(e).unwrap();
             headers.insert(bus::wire::MSG_ID, format!("late-{i}").as_str());
+            headers.insert(bus::sign::SIGNATURE_HEADER, key.sign(&payload).as_str());
             js.publish_with_headers(subject, headers, payload)
                 .await
                 .unwrap()
@@ -345,24 +347,51 @@ async fn a_malformed_action_message_gets_an_outcome_and_work_goes_on() {
             js.get_stream(bus::ACTIONS_STREAM).await.ok().map(|_| ())
         })
         .await;
+        // Unsigned garbage, and garbage signed with the controller's key: the executor answers
+        // both with a failed outcome; as neither answers an action the log issued, the
+        // controller records each as a refused message, with what the executor said.
         js.publish("logbook.actions.shop.web", "this is not an action".into())
             .await
             .unwrap()
             .await
             .unwrap();
-        let message = env
-            .wait("an outcome for the malformed message", || async {
+        let payload = b"this is not an action either".to_vec();
+        let mut headers = async_nats::HeaderMap::new();
+        let signature = env.controller_key().sign(&payload);
+        headers.insert(bus::sign::SIGNATURE_HEADER, signature.as_str());
+        js.publish_with_headers("logbook.actions.shop.web", headers, payload.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        let said = |needle: &'static str| {
+            let env = &env;
+            move || async move {
                 env.entries().iter().find_map(|e| match &e.body {
-                    Body::Outcome(o)
-                        if o.result == OutcomeResult::Failed && o.message.contains("malformed") =>
-                    {
-                        Some(o.message.clone())
-                    }
+                    Body::Marker(m) if m.marker == MarkerKind::Refused => m
+                        .detail
+                        .get("said")
+                        .and_then(|s| s.as_str())
+                        .filter(|s| s.starts_with("failed by ex-1") && s.contains(needle))
+                        .map(str::to_string),
                     _ => None,
                 })
-            })
+            }
+        };
+        let unsigned = env
+            .wait("the refusal of the unsigned message", said("not signed"))
             .await;
-        assert!(message.contains("malformed"), "{message}");
+        assert!(unsigned.contains("refused"), "{unsigned}");
+        let malformed = env
+            .wait("the refusal of the malformed message", said("malformed"))
+            .await;
+        assert!(malformed.contains("malformed"), "{malformed}");
+        assert!(
+            !env.entries()
+                .iter()
+                .any(|e| matches!(&e.body, Body::Outcome(o) if o.result == OutcomeResult::Failed)),
+            "an outcome answering no issued action was recorded"
+        );
         let app = Application::test("shop", "web").build();
         env.apply(&app).await;
         env.converged(&[app]).await;

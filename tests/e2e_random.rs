@@ -23,7 +23,7 @@ use kube::api::{Api, ListParams};
 use logbook::log::LogReader;
 use logbook::model::Application;
 use logbook::reconcile::{Planner, PlannerConfig};
-use logbook::record::{Body, Change, Entry, OutcomeResult};
+use logbook::record::{Action, Body, Change, Entry, MarkerKind, ObjKey, OutcomeResult};
 use logbook::replay::{self, VerifyOptions, VerifyReport};
 use logbook::sandbox::Verb;
 use rand::{Rng, SeedableRng};
@@ -139,10 +139,12 @@ enum Op {
     RestartNats,
     ErrorBurst,
     KillController,
+    PurgeActions,
+    ForgeAction,
 }
 
 impl Op {
-    const ALL: [Op; 9] = [
+    const ALL: [Op; 11] = [
         Op::Create,
         Op::Update,
         Op::Delete,
@@ -152,6 +154,8 @@ impl Op {
         Op::RestartNats,
         Op::ErrorBurst,
         Op::KillController,
+        Op::PurgeActions,
+        Op::ForgeAction,
     ];
 
     /// Relative weight (before what the state allows).
@@ -166,6 +170,8 @@ impl Op {
             Op::RestartNats => 3,
             Op::ErrorBurst => 4,
             Op::KillController => 3,
+            Op::PurgeActions => 3,
+            Op::ForgeAction => 3,
         }
     }
 }
@@ -179,6 +185,9 @@ struct Counts {
     watch_closes: u32,
     compactions: u32,
     test_write_retries: u32,
+    purges: u32,
+    /// The ids of the forged actions published.
+    forged: Vec<String>,
 }
 
 /// The run's state: the Applications the test wants, and which faults are on.
@@ -300,6 +309,8 @@ impl Run {
             Op::RestartNats => self.nats_back_at.is_none(),
             Op::ErrorBurst => self.burst_until.is_none(),
             Op::KillController => self.controller_back_at.is_none(),
+            Op::PurgeActions => self.nats_back_at.is_none(),
+            Op::ForgeAction => self.nats_back_at.is_none() && !self.apps.is_empty(),
         }
     }
 
@@ -314,6 +325,8 @@ impl Run {
                 Op::RestartNats,
                 Op::ErrorBurst,
                 Op::KillController,
+                Op::PurgeActions,
+                Op::ForgeAction,
             ]
             .into_iter()
             .find(|&op| self.done(op) == 0 && self.allowed(env, op));
@@ -532,6 +545,81 @@ impl Run {
                 let at = step + self.rng.random_range(0..=3);
                 self.controller_back_at = Some(at);
                 self.restore(env, step);
+            }
+            Op::PurgeActions => {
+                // What JetStream may do: every action not yet taken is gone.
+                let purged = async {
+                    let nc = logbook::bus::connect(
+                        &logbook::bus::NatsArgs::plain(&env.nats.url()),
+                        "random-purge",
+                    )
+                    .await
+                    .ok()?;
+                    let js = async_nats::jetstream::new(nc);
+                    let stream = js.get_stream(logbook::bus::ACTIONS_STREAM).await.ok()?;
+                    stream.purge().await.ok()
+                };
+                if purged.await.is_some() {
+                    self.counts.purges += 1;
+                }
+            }
+            Op::ForgeAction => {
+                // An unsigned delete of a live Application's Deployment, and one signed with
+                // an executor's key: both must be refused and change nothing.
+                let slot = self.pick_live();
+                let action = Action::new(
+                    logbook::record::Verb::Delete,
+                    ObjKey::new("Deployment", &slot.0, &slot.1),
+                    "apps/v1",
+                    Some(format!("{}/{}", slot.0, slot.1)),
+                    None,
+                    None,
+                    format!("forged at step {step}"),
+                    Default::default(),
+                );
+                let message = logbook::bus::wire::ActionMessage {
+                    entry_id: uuid::Uuid::from_u128(step as u128),
+                    seq: 1,
+                    plan_seq: u64::MAX / 2,
+                    at: chrono::Utc::now(),
+                    action: action.clone(),
+                };
+                let payload = serde_json::to_vec(&message).expect("an action encodes");
+                let key = logbook::bus::sign::SigningKey::load(
+                    &env.dir.path().join("keys/executor.key"),
+                    "executor",
+                )
+                .expect("the executors' key");
+                let published = async {
+                    let nc = logbook::bus::connect(
+                        &logbook::bus::NatsArgs::plain(&env.nats.url()),
+                        "random-forger",
+                    )
+                    .await
+                    .ok()?;
+                    let js = async_nats::jetstream::new(nc);
+                    let subject =
+                        logbook::bus::action_subject(&action.target, action.app.as_deref());
+                    for (i, signature) in [None, Some(key.sign(&payload))].into_iter().enumerate() {
+                        let mut headers = async_nats::HeaderMap::new();
+                        headers.insert(
+                            logbook::bus::wire::MSG_ID,
+                            format!("forged-{step}-{i}").as_str(),
+                        );
+                        if let Some(s) = signature {
+                            headers.insert(logbook::bus::sign::SIGNATURE_HEADER, s.as_str());
+                        }
+                        js.publish_with_headers(subject.clone(), headers, payload.clone().into())
+                            .await
+                            .ok()?
+                            .await
+                            .ok()?;
+                    }
+                    Some(())
+                };
+                if published.await.is_some() {
+                    self.counts.forged.push(action.id);
+                }
             }
         }
     }
@@ -858,6 +946,9 @@ async fn a_random_live_run_replays_without_divergence() {
 async fn run(seed: u64, steps: usize, min_entries: u64) {
     let started = Instant::now();
     let mut env = Env::start(&NAMESPACES).await;
+    // Actions lost with a purged stream are published again after this long without answer.
+    env.env_vars
+        .push(("LOGBOOK_ANSWER_DEADLINE".into(), "2s".into()));
     let _keep = Keep {
         from: env.dir.path().to_path_buf(),
     };
@@ -980,9 +1071,34 @@ async fn run(seed: u64, steps: usize, min_entries: u64) {
         Op::RestartNats,
         Op::ErrorBurst,
         Op::KillController,
+        Op::PurgeActions,
+        Op::ForgeAction,
     ] {
         assert!(run.done(op) >= 1, "seed {seed}: {op:?} never ran");
     }
+    // Forged actions reached no API call, and their refusals are recorded as such.
+    let audited = env.sandbox.faults().audited();
+    for id in &run.counts.forged {
+        assert!(
+            !audited.iter().any(|a| &a.audit_id == id),
+            "seed {seed}: forged action {id} reached the API server"
+        );
+        assert!(
+            !entries
+                .iter()
+                .any(|e| matches!(&e.body, Body::Outcome(o) if &o.action_id == id)),
+            "seed {seed}: an outcome of forged action {id} was recorded"
+        );
+    }
+    let refused = entries
+        .iter()
+        .filter(|e| matches!(&e.body, Body::Marker(m) if m.marker == MarkerKind::Refused))
+        .count();
+    assert!(
+        run.counts.forged.is_empty() || refused >= 1,
+        "seed {seed}: {} forged actions, no refusal recorded",
+        run.counts.forged.len()
+    );
 
     // The check can fail: another planner (another container name) diverges.
     let other = |_c: &PlannerConfig| {

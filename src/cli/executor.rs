@@ -101,16 +101,24 @@ mod tests {
 
     #[test]
     fn defaults_and_flags_parse() {
-        let cli = Cli::try_parse_from(["x"]).unwrap();
+        // The keys have no default: an executor must be told whom to trust.
+        assert!(Cli::try_parse_from(["x"]).is_err());
+        let keys = ["--signing-key", "e.key", "--trusted-keys", "trusted.keys"];
+        let cli = Cli::try_parse_from(["x"].into_iter().chain(keys)).unwrap();
+        assert_eq!(cli.args.keys.key_name, None);
         assert_eq!(cli.args.in_flight, 16);
         assert_eq!(cli.args.grace, Duration::from_secs(25));
-        let cli = Cli::try_parse_from(["x", "--in-flight", "2", "--grace", "500ms", "--name", "a"])
-            .unwrap();
+        let cli = Cli::try_parse_from(
+            ["x", "--in-flight", "2", "--grace", "500ms", "--name", "a"]
+                .into_iter()
+                .chain(keys),
+        )
+        .unwrap();
         assert_eq!(
             (cli.args.in_flight, cli.args.grace, cli.args.name.as_deref()),
             (2, Duration::from_millis(500), Some("a"))
         );
-        assert!(Cli::try_parse_from(["x", "--in-flight", "0"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--in-flight", "0"].into_iter().chain(keys)).is_err());
         assert!(default_name().ends_with(&format!("-{}", std::process::id())));
     }
 }

@@ -82,6 +82,10 @@ pub struct Refusal {
     pub subject: String,
     /// SHA-256 of its payload, hex: enough to match it with a capture, never its content.
     pub sha256: String,
+    /// What a trusted executor said in a signed outcome that answers no issued action (at
+    /// most 200 characters), e.g. why it refused a forged action; `None` for anything else.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub said: Option<String>,
 }
 
 impl Refusal {
@@ -93,6 +97,7 @@ impl Refusal {
             reason: bounded(&reason),
             subject: bounded(subject),
             sha256: hex::encode(sha2::Sha256::digest(payload)),
+            said: None,
         }
     }
 
@@ -403,7 +408,13 @@ impl Core {
                             );
                             let payload = serde_json::to_vec(&m).unwrap_or_default();
                             let subject = crate::bus::outcome_subject(&m.target, m.app.as_deref());
-                            let refusal = Refusal::new("outcome", reason, &subject, &payload);
+                            let mut refusal = Refusal::new("outcome", reason, &subject, &payload);
+                            refusal.said = Some(bounded(&format!(
+                                "{} by {}: {}",
+                                m.outcome.result.as_str(),
+                                m.outcome.executor,
+                                m.outcome.message
+                            )));
                             entries.push(refusal.entry(now, Keys::default()));
                             continue;
                         }

@@ -132,6 +132,16 @@ impl Env {
         cmd
     }
 
+    /// The controller's signing key (as only the controller holds it): tests that play the
+    /// outbox, e.g. delivering a recorded action late, sign with it.
+    pub fn controller_key(&self) -> logbook::bus::sign::SigningKey {
+        logbook::bus::sign::SigningKey::load(
+            &self.dir.path().join("keys/controller.key"),
+            logbook::bus::sign::CONTROLLER,
+        )
+        .unwrap()
+    }
+
     /// Starts the controller (again), alone: without leader election, so a restart after a
     /// kill does not wait for the previous process's Lease to expire.
     pub fn controller(&mut self) {
