@@ -1050,11 +1050,13 @@ async fn transient_failures_are_retried_permanent_ones_are_not_and_retries_end()
         // A missing namespace: failed for good, the API's message verbatim, not retried.
         let nowhere = Action::new(
             Verb::Create,
-            ObjKey::new("ConfigMap", "nowhere", "cm"),
+            ObjKey::new("Service", "nowhere", "svc"),
             "v1",
             None,
-            Some(json!({"apiVersion": "v1", "kind": "ConfigMap",
-                        "metadata": {"name": "cm", "namespace": "nowhere"}})),
+            Some(json!({"apiVersion": "v1", "kind": "Service",
+                        "metadata": {"name": "svc", "namespace": "nowhere",
+                                     "labels": {"app.kubernetes.io/managed-by": "logbook"}},
+                        "spec": {"ports": [{"port": 80}]}})),
             None,
             "missing".into(),
             BTreeMap::new(),
