@@ -397,10 +397,7 @@ fn walk(db: &Db, from: u64) -> LogResult<VerifyReport> {
             let mut rows = stmt
                 .query([i64::try_from(from).unwrap_or(i64::MAX)])
                 .map_err(fail)?;
-            match rows.next().map_err(fail)? {
-                None => None,
-                Some(row) => Some(raw(row, from)),
-            }
+            rows.next().map_err(fail)?.map(|row| raw(row, from))
         };
         report.last_good_seq = from - 1;
         match point {
