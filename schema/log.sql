@@ -69,8 +69,9 @@ BEGIN
     SELECT RAISE(ABORT, 'logbook log metadata is written once: it cannot be deleted');
 END;
 
--- Named positions in the log (e.g. the last seq published to NATS). Not part of the hash chain;
--- updated in place.
+-- Named positions in the log. Not part of the hash chain; updated in place. The controller keeps
+-- `outbox` (the last seq published to NATS) and `verified` (how far a start verified the hash
+-- chain: the next start verifies from there on before it appends).
 CREATE TABLE cursors (
     name TEXT PRIMARY KEY NOT NULL,
     seq  INTEGER NOT NULL CHECK (seq >= 0)

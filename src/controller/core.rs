@@ -29,6 +29,10 @@ use std::time::{Duration, Instant};
 /// The outbox's cursor name in the log.
 pub const OUTBOX_CURSOR: &str = "outbox";
 
+/// The cursor naming how far the log's hash chain was verified at a start: the next start
+/// verifies only from there on.
+pub const VERIFIED_CURSOR: &str = "verified";
+
 /// What the core is told.
 pub enum Input {
     /// A watch of `kind` starts a (re)list.
@@ -160,14 +164,16 @@ pub struct Core {
 }
 
 impl Core {
-    /// A core over `log`, folding it from the start.
+    /// A core over `log`, folding it from the start. A log whose hash chain is broken is
+    /// refused ([`ControllerError::BrokenLog`]); see [`verify_chain`].
     pub fn new(
-        log: Log,
+        mut log: Log,
         planner_config: PlannerConfig,
         kinds: Vec<&'static str>,
         debounce: Duration,
         notify: tokio::sync::watch::Sender<u64>,
     ) -> Result<Core, ControllerError> {
+        verify_chain(&mut log)?;
         let mut fold = Fold::new();
         let mut events = events::Recorder::new();
         for entry in log.range(..) {
@@ -361,6 +367,10 @@ impl Core {
             };
         }
         self.write_cursor(true)?;
+        // A clean stop leaves every entry in the log file itself (no -wal to keep with it).
+        if let Err(e) = self.log.close() {
+            tracing::warn!(error = %e, "cannot fold the write-ahead log into the log file");
+        }
         Ok(())
     }
 
@@ -731,6 +741,27 @@ impl Core {
         }
         Ok(())
     }
+}
+
+/// Checks the hash chain before the log is folded and extended: from the last point a start
+/// verified ([`VERIFIED_CURSOR`]; the whole log the first time) to the end, including the
+/// point's own hash and the link to it, then moves the point to the end. A break is refused with
+/// the first bad entry named.
+pub fn verify_chain(log: &mut Log) -> Result<(), ControllerError> {
+    let from = log.cursor(VERIFIED_CURSOR)?.unwrap_or(0);
+    let report = log.verify_from(from)?;
+    if let Some(problem) = &report.problem {
+        return Err(ControllerError::BrokenLog {
+            path: log.path().to_path_buf(),
+            seq: problem.seq(),
+            problem: problem.to_string(),
+        });
+    }
+    if report.last_good_seq > from {
+        log.set_cursor(VERIFIED_CURSOR, report.last_good_seq)?;
+    }
+    tracing::debug!(from, checked = report.checked, "log chain verified");
+    Ok(())
 }
 
 fn marker(kind: MarkerKind, detail: Value) -> NewEntry {

@@ -65,6 +65,23 @@ pub enum ControllerError {
     /// The log could not be opened, read or written.
     #[error(transparent)]
     Log(#[from] crate::log::LogError),
+    /// The log's hash chain is broken (an entry edited, removed or moved since it was written):
+    /// the controller would fold the damage as truth and append after it, so it refuses.
+    #[error(
+        "refusing to use {}: {problem}. The controller folds the log as the truth, so it reads \
+         and appends nothing past a break: run `logbook audit verify --log {}` to see the \
+         damage, then restore the log from a backup (or move it aside to start a new one)",
+        path.display(),
+        path.display()
+    )]
+    BrokenLog {
+        /// The log.
+        path: PathBuf,
+        /// The first bad entry.
+        seq: u64,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// Something that should not happen did; the message says what.
     #[error("{0}")]
     Internal(String),
@@ -270,7 +287,7 @@ async fn flush_cursor(log_path: &std::path::Path, published: u64) {
         if log.cursor(core::OUTBOX_CURSOR)?.unwrap_or(0) < published {
             log.set_cursor(core::OUTBOX_CURSOR, published)?;
         }
-        Ok(())
+        log.close()
     })
     .await;
     match flushed {

@@ -136,6 +136,27 @@ pub enum LogError {
         found: u64,
     },
 
+    /// The log is in a place this process cannot write, and its write-ahead log holds entries
+    /// not yet in the main file: SQLite can read those only by creating a `-shm` file next to
+    /// it, and reading the main file alone would miss them.
+    #[error(
+        "cannot read {} here: this process cannot write its directory, and its write-ahead log {} \
+         holds entries not yet in the main file (its writer did not stop cleanly), which SQLite \
+         reads only by creating a -shm file next to it. Copy {} and {} together to a writable \
+         directory and read the copy, or open the log once where it can be written (a logbook \
+         writer folds the -wal in when it stops)",
+        path.display(),
+        wal.display(),
+        path.display(),
+        wal.display()
+    )]
+    UnreadableWal {
+        /// The file.
+        path: PathBuf,
+        /// Its write-ahead log.
+        wal: PathBuf,
+    },
+
     /// SQLite failed for another reason (disk full, permissions, I/O).
     #[error("cannot {doing} {}: {source}. Check the file's permissions and the disk, then retry", path.display())]
     Sqlite {
@@ -177,6 +198,7 @@ impl LogError {
             | LogError::InvalidCursor { path, .. }
             | LogError::Busy { path, .. }
             | LogError::Moved { path, .. }
+            | LogError::UnreadableWal { path, .. }
             | LogError::Sqlite { path, .. }
             | LogError::Io { path, .. } => path,
         }

@@ -23,18 +23,20 @@ pub struct LogReader {
 }
 
 impl LogReader {
-    /// Opens the log at `path` read-only. The file must exist and be a logbook log this build
-    /// reads; nothing is ever written to it.
+    /// Opens the log at `path` read-only. The file must exist, be a regular file and be a
+    /// logbook log this build reads; nothing is ever written to it. A log in a place this
+    /// process cannot write (a read-only directory or mount) is read too: without its `-shm`
+    /// when its main file holds every entry, and refused with what to do
+    /// ([`LogError::UnreadableWal`]) when a `-wal` with entries is there that SQLite cannot use.
     pub fn open(path: &Path) -> LogResult<LogReader> {
-        match std::fs::metadata(path) {
-            Err(e) => return Err(LogError::io(path, "open the log", e)),
-            Ok(m) if m.is_dir() => {
-                return Err(LogError::NotALog {
-                    path: path.to_path_buf(),
-                    reason: "it is a directory".into(),
-                });
-            }
-            Ok(_) => {}
+        // A FIFO, a directory or a device is refused before anything opens it; a missing file
+        // is reported as such.
+        if store::inspect(path)?.is_none() {
+            return Err(LogError::io(
+                path,
+                "open the log",
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
         }
         Ok(LogReader {
             db: store::open_existing(path, Mode::ReadOnly)?,
@@ -114,9 +116,21 @@ impl LogReader {
     }
 
     /// Walks the hash chain from the first entry and reports the first entry that was edited,
-    /// removed or reordered (see [`VerifyReport`]). Memory does not grow with the log.
+    /// removed or reordered (see [`VerifyReport`]), then runs SQLite's `integrity_check` over
+    /// the whole file: damaged pages, and an audit index that disagrees with the entries (which
+    /// would hide entries from filtered queries), are reported as
+    /// [`VerifyReport::structure`]. Memory does not grow with the log.
     pub fn verify(&self) -> LogResult<VerifyReport> {
         verify::verify(&self.db)
+    }
+
+    /// The chain check of [`LogReader::verify`] for entries `seq` on, trusting those before
+    /// (checked earlier): entry `seq` is hashed again against its own stored link, and every
+    /// later entry must chain to it. `checked` counts the entries hashed; SQLite's structure is
+    /// not checked. `verify_from(0)` walks the whole chain. When entry `seq` is gone, the whole
+    /// chain is walked, and a log that now ends before `seq` is reported as truncated.
+    pub fn verify_from(&self, seq: u64) -> LogResult<VerifyReport> {
+        verify::verify_from(&self.db, seq)
     }
 }
 

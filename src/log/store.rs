@@ -35,17 +35,62 @@ pub(crate) enum Mode {
     ReadOnly,
 }
 
-/// Whether `path` holds nothing yet: it does not exist, or it is an empty file.
+/// Whether `path` holds nothing yet: it does not exist, or it is an empty regular file.
 pub(crate) fn is_vacant(path: &Path) -> LogResult<bool> {
-    match fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-        Err(e) => Err(LogError::io(path, "inspect the log file", e)),
-        Ok(m) if m.is_dir() => Err(LogError::NotALog {
-            path: path.to_path_buf(),
-            reason: "it is a directory".into(),
-        }),
-        Ok(m) => Ok(m.len() == 0),
+    Ok(match inspect(path)? {
+        None => true,
+        Some(m) => m.len() == 0,
+    })
+}
+
+/// What is at `path`: `None` when nothing is, its metadata when it is a regular file (symbolic
+/// links followed). Anything else is refused before SQLite or a read touches it: opening a FIFO
+/// blocks until someone writes to it, and a directory, device or socket is no log.
+pub(crate) fn inspect(path: &Path) -> LogResult<Option<fs::Metadata>> {
+    let meta = match fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(LogError::io(path, "inspect the log file", e)),
+        Ok(m) => m,
+    };
+    if meta.file_type().is_file() {
+        return Ok(Some(meta));
     }
+    Err(LogError::NotALog {
+        path: path.to_path_buf(),
+        reason: format!("it is {}, not a regular file", describe(&meta.file_type())),
+    })
+}
+
+/// What a file that is not a regular file is, in words.
+fn describe(t: &fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+    }
+    if t.is_dir() {
+        "a directory"
+    } else {
+        "a special file"
+    }
+}
+
+/// `path` with `suffix` appended to its file name (`log.db` → `log.db-wal`).
+pub(crate) fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
 }
 
 /// Creates a new, empty log at `path` (which must be vacant).
@@ -120,9 +165,7 @@ fn install(tmp: &Path, path: &Path, dir: &Path) -> LogResult<()> {
 
 fn remove_sqlite_files(p: &Path) {
     for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut s = p.as_os_str().to_owned();
-        s.push(suffix);
-        let _ = fs::remove_file(PathBuf::from(s));
+        let _ = fs::remove_file(sibling(p, suffix));
     }
 }
 
@@ -133,7 +176,27 @@ fn sniff(path: &Path) -> LogResult<()> {
         path: path.to_path_buf(),
         reason,
     };
-    let mut file = fs::File::open(path).map_err(|e| LogError::io(path, "open the log file", e))?;
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(target_os = "linux")]
+    {
+        // O_NONBLOCK: should a FIFO have replaced the file since it was inspected, opening it
+        // returns at once instead of waiting for a writer.
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(0o4000);
+    }
+    let mut file = options
+        .open(path)
+        .map_err(|e| LogError::io(path, "open the log file", e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| LogError::io(path, "inspect the log file", e))?;
+    if !meta.file_type().is_file() {
+        return Err(not_a_log(format!(
+            "it is {}, not a regular file",
+            describe(&meta.file_type())
+        )));
+    }
     let mut header = [0u8; 100];
     let mut filled = 0;
     while filled < header.len() {
@@ -172,14 +235,90 @@ fn sniff(path: &Path) -> LogResult<()> {
 }
 
 /// Opens an existing log, checking that it is one this build reads before anything is written.
+///
+/// Read-only, a log in a place this process cannot write (a read-only directory or mount) is
+/// opened `immutable` when its main file holds every entry (no `-wal`, or an empty one): SQLite
+/// would otherwise need to create a `-shm` file next to it. When a `-wal` with entries is there
+/// and SQLite cannot use it, the log is refused with what to do ([`LogError::UnreadableWal`]):
+/// reading the main file alone would silently miss those entries.
 pub(crate) fn open_existing(path: &Path, mode: Mode) -> LogResult<Db> {
+    if inspect(path)?.is_none() {
+        return Err(LogError::io(
+            path,
+            "open the log",
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ));
+    }
     sniff(path)?;
+    match connect(path, mode, false) {
+        Err(e) if mode == Mode::ReadOnly && is_read_only_place(&e) => {
+            let wal = sibling(path, "-wal");
+            match fs::metadata(&wal) {
+                Ok(m) if m.len() > 0 => Err(LogError::UnreadableWal {
+                    path: path.to_path_buf(),
+                    wal,
+                }),
+                _ => connect(path, mode, true),
+            }
+        }
+        other => other,
+    }
+}
+
+/// Whether SQLite failed because it could not create or write the log's `-shm` (or `-wal`).
+fn is_read_only_place(e: &LogError) -> bool {
+    matches!(
+        e,
+        LogError::Sqlite { source, .. }
+            if matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)
+            )
+    )
+}
+
+/// `file:` URI of `path` (made absolute, percent-encoded) with `?immutable=1`: SQLite reads the
+/// file without locks and without a `-shm` or `-wal`, trusting that nobody changes it.
+fn immutable_uri(path: &Path) -> LogResult<String> {
+    let abs =
+        std::path::absolute(path).map_err(|e| LogError::io(path, "resolve the path of", e))?;
+    let mut uri = String::from("file:");
+    #[cfg(unix)]
+    let bytes = {
+        use std::os::unix::ffi::OsStrExt;
+        abs.as_os_str().as_bytes().to_vec()
+    };
+    #[cfg(not(unix))]
+    let bytes = abs.to_string_lossy().into_owned().into_bytes();
+    for b in bytes {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(char::from(b));
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    Ok(uri)
+}
+
+/// Opens a connection to `path` and checks the log's identity; `immutable` opens it read-only
+/// without locks or WAL files (see [`open_existing`]).
+fn connect(path: &Path, mode: Mode, immutable: bool) -> LogResult<Db> {
     let access = match mode {
         Mode::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE,
         Mode::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
     };
-    let conn = Connection::open_with_flags(path, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(|e| LogError::sqlite(path, "open the log", e))?;
+    let conn = if immutable {
+        Connection::open_with_flags(
+            immutable_uri(path)?,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+    } else {
+        Connection::open_with_flags(path, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+    }
+    .map_err(|e| LogError::sqlite(path, "open the log", e))?;
     let db = Db {
         conn,
         path: path.to_path_buf(),
@@ -333,6 +472,31 @@ impl Db {
         self.conn
             .pragma_update(None, name, value)
             .map_err(|e| LogError::sqlite(&self.path, &format!("set PRAGMA {name} on"), e))
+    }
+
+    /// Folds the write-ahead log back into the main file and truncates it to zero bytes, waiting
+    /// up to `wait` for readers of older snapshots to move on.
+    pub(crate) fn checkpoint(&self, wait: Duration) -> LogResult<()> {
+        let doing = "fold the write-ahead log back into";
+        self.conn
+            .busy_timeout(wait)
+            .map_err(|e| LogError::sqlite(&self.path, doing, e))?;
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+            .map_err(|e| LogError::sqlite(&self.path, doing, e))?;
+        if busy != 0 {
+            return Err(LogError::Busy {
+                path: self.path.clone(),
+                doing: format!(
+                    "{doing} the main file; a reader kept an older snapshot open, so the newest \
+                     entries stay in {} (keep it with the log)",
+                    sibling(&self.path, "-wal").display()
+                ),
+                waited_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            });
+        }
+        Ok(())
     }
 
     /// The seq and hash of the last entry, if any.

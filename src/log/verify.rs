@@ -19,7 +19,8 @@ const MAX_DEPTH: u32 = 64;
 pub struct VerifyReport {
     /// The file.
     pub path: PathBuf,
-    /// Entries found intact and correctly chained, from seq 1 on.
+    /// Entries found intact and correctly chained, from seq 1 on (from the starting point, for
+    /// [`super::LogReader::verify_from`]).
     pub checked: u64,
     /// The seq of the last intact entry (0 when none).
     pub last_good_seq: u64,
@@ -30,12 +31,17 @@ pub struct VerifyReport {
     pub problem: Option<Problem>,
     /// Whether the triggers that refuse UPDATE and DELETE of entries are in place.
     pub append_only_guard: bool,
+    /// What SQLite's `integrity_check` found wrong with the file itself (damaged pages, an
+    /// audit index that disagrees with the entries, so filtered queries miss entries), or
+    /// `None` when it found nothing or was not run ([`super::LogReader::verify_from`]).
+    pub structure: Option<String>,
 }
 
 impl VerifyReport {
-    /// True when every entry is intact and chained, and nothing was cut from the end.
+    /// True when every entry is intact and chained, nothing was cut from the end, and SQLite
+    /// finds the file (its pages and indexes) sound.
     pub fn is_ok(&self) -> bool {
-        self.problem.is_none()
+        self.problem.is_none() && self.structure.is_none()
     }
 
     /// The seq of the first bad entry, if any.
@@ -62,6 +68,14 @@ impl fmt::Display for VerifyReport {
                 self.last_good_seq,
                 hex::encode(self.head)
             )?,
+        }
+        if let Some(damage) = &self.structure {
+            write!(
+                f,
+                "; but the file is damaged where the chain does not look: SQLite's integrity \
+                 check says {damage} (audit queries may miss entries); restore the log from a \
+                 copy, or run `REINDEX` on a copy with sqlite3 and verify that"
+            )?;
         }
         if !self.append_only_guard {
             write!(f, "; warning: the append-only triggers are missing")?;
@@ -287,7 +301,69 @@ fn intact_at(row: &Row<'_>, seq: u64, prev: &[u8; 32]) -> Option<bool> {
     Some(chain::entry_hash(prev, &input).as_slice() == stored)
 }
 
+/// How many of SQLite's integrity-check messages are collected, and how many are shown.
+const STRUCTURE_MESSAGES: usize = 20;
+const STRUCTURE_SHOWN: usize = 3;
+
 pub(crate) fn verify(db: &Db) -> LogResult<VerifyReport> {
+    let mut report = walk(db, 0)?;
+    report.structure = structure(db)?;
+    Ok(report)
+}
+
+pub(crate) fn verify_from(db: &Db, from: u64) -> LogResult<VerifyReport> {
+    walk(db, from)
+}
+
+/// SQLite's `integrity_check`: every page, every free list, and every index against its table
+/// (`quick_check` skips the last, which is what hides entries from audit queries).
+fn structure(db: &Db) -> LogResult<Option<String>> {
+    let path = &db.path;
+    let mut found = Vec::new();
+    let result = (|| -> rusqlite::Result<()> {
+        let mut stmt = db
+            .conn
+            .prepare(&format!("PRAGMA integrity_check({STRUCTURE_MESSAGES})"))?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let line: String = row.get(0)?;
+            if line != "ok" {
+                found.push(line.split_whitespace().collect::<Vec<_>>().join(" "));
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        match e.sqlite_error_code() {
+            // Damage bad enough to stop the check is itself the finding.
+            Some(rusqlite::ErrorCode::DatabaseCorrupt) => found.push(e.to_string()),
+            _ => return Err(LogError::sqlite(path, "check the structure of", e)),
+        }
+    }
+    if found.is_empty() {
+        return Ok(None);
+    }
+    let mut text = found
+        .iter()
+        .take(STRUCTURE_SHOWN)
+        .map(|m| format!("\"{m}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if found.len() > STRUCTURE_SHOWN {
+        let more = found.len() - STRUCTURE_SHOWN;
+        let plus = if found.len() >= STRUCTURE_MESSAGES {
+            "+"
+        } else {
+            ""
+        };
+        text.push_str(&format!(" and {more}{plus} more"));
+    }
+    Ok(Some(text))
+}
+
+/// Walks the chain from entry `from` (0: from the start) to the end; see
+/// [`super::LogReader::verify_from`].
+fn walk(db: &Db, from: u64) -> LogResult<VerifyReport> {
     let path = &db.path;
     let fail = |e| LogError::sqlite(path, "verify", e);
     // One read transaction: the walk and the end-of-log check see the same snapshot while a
@@ -308,12 +384,59 @@ pub(crate) fn verify(db: &Db) -> LogResult<VerifyReport> {
         head: GENESIS,
         problem: None,
         append_only_guard: guard == 2,
+        structure: None,
     };
+    if from > 0 {
+        // The starting point: hashed again against its own stored link.
+        let point = {
+            let mut stmt = tx
+                .prepare(&format!(
+                    "SELECT {ENTRY_COLUMNS} FROM entries WHERE seq = ?1"
+                ))
+                .map_err(fail)?;
+            let mut rows = stmt
+                .query([i64::try_from(from).unwrap_or(i64::MAX)])
+                .map_err(fail)?;
+            rows.next().map_err(fail)?.map(|row| raw(row, from))
+        };
+        report.last_good_seq = from - 1;
+        match point {
+            None => {
+                // The point is gone: walk everything, and a log that ends before it lost
+                // entries that were there when it was checked.
+                drop(tx);
+                let mut report = walk(db, 0)?;
+                if report.problem.is_none() && report.last_good_seq < from {
+                    report.problem = Some(Problem::Truncated {
+                        last_seq: report.last_good_seq,
+                        allocated: Some(from),
+                    });
+                }
+                return Ok(report);
+            }
+            Some(Err(problem)) => report.problem = Some(problem),
+            Some(Ok(entry)) => {
+                report.head = entry.prev;
+                if entry.hash_at(from) == entry.hash {
+                    report.head = entry.hash;
+                    report.last_good_seq = from;
+                    report.checked = 1;
+                } else {
+                    report.problem = Some(Problem::Edited { seq: from });
+                }
+            }
+        }
+    }
     let mut suspect: Option<RawEntry> = None;
-    {
-        let mut stmt = tx
-            .prepare(&format!("SELECT {ENTRY_COLUMNS} FROM entries ORDER BY seq"))
-            .map_err(fail)?;
+    if report.problem.is_none() {
+        // From the start, every row is read (a row with a seq below 1 is malformed too).
+        let after = i64::try_from(report.last_good_seq).unwrap_or(i64::MAX);
+        let sql = if after == 0 {
+            format!("SELECT {ENTRY_COLUMNS} FROM entries ORDER BY seq")
+        } else {
+            format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE seq > {after} ORDER BY seq")
+        };
+        let mut stmt = tx.prepare(&sql).map_err(fail)?;
         let mut rows = stmt.query([]).map_err(fail)?;
         while let Some(row) = rows.next().map_err(fail)? {
             let expected = report.last_good_seq + 1;

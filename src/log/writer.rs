@@ -2,7 +2,7 @@
 //! Owns seq assignment, hashing at append time and id deduplication; never changes an entry.
 
 use super::chain::{self, HashInput};
-use super::error::{LogError, LogResult};
+use super::error::{BUSY_TIMEOUT_MS, LogError, LogResult};
 use super::reader::{Entries, Filter, LogReader};
 use super::store::{self, Mode};
 use super::verify::VerifyReport;
@@ -10,10 +10,21 @@ use crate::record::{Appended, Entry, NewEntry, PAYLOAD_FORMAT};
 use rusqlite::{TransactionBehavior, params};
 use std::ops::RangeBounds;
 use std::path::Path;
+use std::time::Duration;
+
+/// How long dropping a [`Log`] waits for readers before giving up on folding the WAL in (the
+/// entries are safe in the `-wal` either way).
+const DROP_CHECKPOINT_WAIT: Duration = Duration::from_millis(500);
 
 /// A log opened for writing. One writer per file; any number of [`LogReader`]s alongside.
+///
+/// A writer that stops calls [`Log::close`], which folds the write-ahead log back into the log
+/// file, so that file alone (copied, backed up, archived) holds every entry; dropping a `Log`
+/// does the same, ignoring failures.
 pub struct Log {
     reader: LogReader,
+    /// Set by [`Log::close`]: the WAL was folded in, dropping has nothing left to do.
+    closed: bool,
 }
 
 /// An entry encoded and checked, ready to be inserted.
@@ -38,7 +49,21 @@ impl Log {
         let reader = LogReader::from_db(db);
         // Reading the head walks the right edge of the table: damage there shows up now.
         reader.db().head()?;
-        Ok(Log { reader })
+        Ok(Log {
+            reader,
+            closed: false,
+        })
+    }
+
+    /// Stops writing: folds the write-ahead log (`-wal`) back into the log file and truncates
+    /// it, so the log file alone holds every entry. Waits up to the busy timeout for readers
+    /// of older snapshots; if one holds on longer, the entries stay in the `-wal` (safe, but
+    /// it must be kept with the file) and [`LogError::Busy`] says so.
+    pub fn close(mut self) -> LogResult<()> {
+        self.closed = true;
+        self.reader
+            .db()
+            .checkpoint(Duration::from_millis(BUSY_TIMEOUT_MS))
     }
 
     /// Opens the log at `path` read-only (it must exist); works while a writer appends.
@@ -230,6 +255,21 @@ impl Log {
     /// See [`LogReader::verify`].
     pub fn verify(&self) -> LogResult<VerifyReport> {
         self.reader.verify()
+    }
+
+    /// See [`LogReader::verify_from`].
+    pub fn verify_from(&self, seq: u64) -> LogResult<VerifyReport> {
+        self.reader.verify_from(seq)
+    }
+}
+
+impl Drop for Log {
+    /// The fallback of [`Log::close`]: a writer that goes away without closing still leaves a
+    /// self-contained log file when it can (failures are ignored: the entries are in the WAL).
+    fn drop(&mut self) {
+        if !self.closed {
+            let _ = self.reader.db().checkpoint(DROP_CHECKPOINT_WAIT);
+        }
     }
 }
 

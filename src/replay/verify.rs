@@ -117,10 +117,11 @@ pub fn verify(
         None
     } else {
         let chain = reader.verify()?;
-        chain
-            .problem
-            .as_ref()
-            .map(|p| format!("{chain}; first bad entry {}", p.seq()))
+        match &chain.problem {
+            Some(p) => Some(format!("{chain}; first bad entry {}", p.seq())),
+            None if !chain.is_ok() => Some(chain.to_string()),
+            None => None,
+        }
     };
     let mut report = VerifyReport {
         path: reader.path().to_path_buf(),
