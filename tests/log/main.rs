@@ -1,7 +1,9 @@
-//! The log's integration tests, one binary: round trips, tampering, bad files and crashes of a
-//! writer killed at random points (`crash` re-runs this binary as its child writer).
+//! The log's integration tests, one binary: round trips, tampering, bad files, crashes of a
+//! writer killed at random points (`crash` re-runs this binary as its child writer), and the
+//! hardening of its files (`hardening` re-runs it as `nobody` to read a read-only place).
 
 mod bad_files;
 mod crash;
+mod hardening;
 mod roundtrip;
 mod tamper;
