@@ -170,6 +170,15 @@ async fn an_action_lost_on_the_bus_is_published_again_and_ready_never_means_the_
         let reader = logbook::log::LogReader::open(&env.log_path).unwrap();
         let report = logbook::replay::verify::verify(&reader, &Default::default()).unwrap();
         assert!(report.is_ok(), "{report:?}");
+        // `audit why` tells it: the action that changed the object was published again.
+        let redriven = [
+            ObjKey::new("Deployment", "shop", "web"),
+            ObjKey::new("Application", "shop", "web"),
+        ]
+        .iter()
+        .filter_map(|k| logbook::replay::explain(&reader, k, None).ok()?.action)
+        .any(|a| !a.redrives.is_empty());
+        assert!(redriven, "audit why shows no re-drive");
     })
     .await;
 }

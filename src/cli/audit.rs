@@ -537,6 +537,15 @@ fn narrate(w: &Why) -> Vec<String> {
             a.reason,
             a.action_id
         ));
+        for r in &a.redrives {
+            lines.push(format!(
+                "           published again: seq {} {} attempt {} (no outcome by {})",
+                r.seq,
+                secs_of(&r.at),
+                r.attempt,
+                r.due
+            ));
+        }
         if w.state == WhyState::Planned {
             if a.outcomes.is_empty() {
                 lines.push("           no outcome reported yet".into());

@@ -100,6 +100,17 @@ pub struct ActionView {
     pub app: Option<String>,
     /// Every outcome reported for the action (up to the moment explained).
     pub outcomes: Vec<OutcomeBrief>,
+    /// Each time it was published again for want of an outcome (`redrive` markers).
+    pub redrives: Vec<RedriveBrief>,
+}
+
+/// A re-drive of the action: when, which attempt, and the deadline that passed.
+#[derive(Debug, Clone, Serialize)]
+pub struct RedriveBrief {
+    pub seq: u64,
+    pub at: String,
+    pub attempt: u32,
+    pub due: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -228,6 +239,22 @@ pub fn explain(
         }
     }
 
+    // Re-drives of actions about the object, by action id.
+    let mut redrives: BTreeMap<String, Vec<RedriveBrief>> = BTreeMap::new();
+    for e in reader.query(&about(EntryKind::Marker)) {
+        let e = e?;
+        if let Body::Marker(m) = &e.body
+            && let Some(r) = crate::record::Redrive::of(m)
+        {
+            redrives.entry(r.action_id).or_default().push(RedriveBrief {
+                seq: e.seq,
+                at: nanos(e.at),
+                attempt: r.attempt,
+                due: r.due,
+            });
+        }
+    }
+
     // Actions planned for the object.
     let mut actions: Vec<Entry> = Vec::new();
     for e in reader.query(&about(EntryKind::Action)) {
@@ -286,6 +313,7 @@ pub fn explain(
             plan_seq: r.plan_seq,
             app: r.action.app.clone(),
             outcomes: outcomes.get(&r.action.id).cloned().unwrap_or_default(),
+            redrives: redrives.get(&r.action.id).cloned().unwrap_or_default(),
         }),
         _ => None,
     });
