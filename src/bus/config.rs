@@ -26,11 +26,7 @@ pub struct NatsArgs {
     pub token: Option<String>,
     /// A NATS user to authenticate as, with `--nats-password` (per-role users, as `deploy/`
     /// configures them).
-    #[arg(
-        long = "nats-user",
-        env = "LOGBOOK_NATS_USER",
-        requires = "password"
-    )]
+    #[arg(long = "nats-user", env = "LOGBOOK_NATS_USER", requires = "password")]
     pub user: Option<String>,
     /// The password of `--nats-user` (better given as the environment variable).
     #[arg(
