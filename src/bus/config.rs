@@ -24,6 +24,18 @@ pub struct NatsArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// A NATS user to authenticate as, with `--nats-password` (per-role users, as `deploy/`
+    /// configures them).
+    #[arg(long = "nats-user", env = "LOGBOOK_NATS_USER", requires = "password")]
+    pub user: Option<String>,
+    /// The password of `--nats-user` (better given as the environment variable).
+    #[arg(
+        long = "nats-password",
+        env = "LOGBOOK_NATS_PASSWORD",
+        hide_env_values = true,
+        requires = "user"
+    )]
+    pub password: Option<String>,
     /// A PEM file of CA certificates to trust for TLS (turns TLS on).
     #[arg(long = "nats-tls-ca", env = "LOGBOOK_NATS_TLS_CA", value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
@@ -36,6 +48,8 @@ impl NatsArgs {
             url: url.to_string(),
             creds: None,
             token: None,
+            user: None,
+            password: None,
             tls_ca: None,
         }
     }
@@ -86,6 +100,9 @@ pub async fn connect(args: &NatsArgs, name: &str) -> Result<async_nats::Client, 
     }
     if let Some(token) = &args.token {
         opts = opts.token(token.clone());
+    }
+    if let (Some(user), Some(password)) = (&args.user, &args.password) {
+        opts = opts.user_and_password(user.clone(), password.clone());
     }
     if let Some(ca) = &args.tls_ca {
         if let Err(source) = std::fs::metadata(ca) {

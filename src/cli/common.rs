@@ -77,11 +77,12 @@ impl TopologyArgs {
 /// Where the admin server (`/metrics`, `/healthz`, `/readyz`) listens.
 #[derive(clap::Args, Clone, Debug)]
 pub struct AdminArgs {
-    /// Address of the admin server (/metrics, /healthz, /readyz), or `off`.
+    /// Address of the admin server (/metrics, /healthz, /readyz), or `off`. Loopback unless
+    /// asked otherwise: a Pod passes `--admin-addr=0.0.0.0:9090` for its probes and scraping.
     #[arg(
         long,
         env = "LOGBOOK_ADMIN_ADDR",
-        default_value = "0.0.0.0:9090",
+        default_value = "127.0.0.1:9090",
         value_name = "ADDR"
     )]
     pub admin_addr: AdminAddr,
@@ -199,5 +200,21 @@ mod tests {
         assert_eq!("OFF".parse::<AdminAddr>(), Ok(AdminAddr(None)));
         let err = "9090".parse::<AdminAddr>().unwrap_err();
         assert!(err.contains("0.0.0.0:9090"), "{err}");
+    }
+
+    #[test]
+    fn the_admin_server_listens_on_loopback_by_default() {
+        #[derive(clap::Parser)]
+        struct Args {
+            #[command(flatten)]
+            admin: AdminArgs,
+        }
+        use clap::Parser;
+        let args = Args::try_parse_from(["logbook"]).expect("no flags parse");
+        assert_eq!(
+            args.admin.admin_addr,
+            AdminAddr(Some(([127, 0, 0, 1], 9090).into())),
+            "outside a Pod the admin server is not reachable from the network unless asked"
+        );
     }
 }
