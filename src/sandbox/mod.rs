@@ -72,6 +72,9 @@ pub struct SandboxConfig {
     pub ready_delay: Duration,
     /// How many change events are retained for watches from an older resourceVersion.
     pub history: usize,
+    /// How many bytes of change events are retained (an upper estimate of their memory,
+    /// see [`store::change_size`]); the oldest go first, as with `history`.
+    pub history_bytes: usize,
     /// Seed of the fault-injection random sequence.
     pub seed: u64,
     /// How often watches that allow bookmarks get one.
@@ -86,12 +89,16 @@ pub struct SandboxConfig {
     pub state: Option<PathBuf>,
 }
 
+/// The default of [`SandboxConfig::history_bytes`]: 64 MiB.
+pub const HISTORY_BYTES: usize = 64 << 20;
+
 impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             ready_delay: Duration::from_millis(200),
             history: 10_000,
+            history_bytes: HISTORY_BYTES,
             seed: 0,
             bookmark_interval: Duration::from_secs(10),
             gc_delay: Duration::from_millis(20),
@@ -165,7 +172,11 @@ fn bootstrap(store: &store::Store) {
 impl Sandbox {
     /// Start serving (must be called within a tokio runtime).
     pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
-        let store = Arc::new(store::Store::new(config.history, config.watch_buffer));
+        let store = Arc::new(store::Store::new(
+            config.history,
+            config.history_bytes,
+            config.watch_buffer,
+        ));
         if let Some(path) = &config.state
             && persist::load(&store, path)?
         {
@@ -272,6 +283,11 @@ impl Sandbox {
     /// Save every object to a file (the format `--state` reads).
     pub fn save_state(&self, path: &Path) -> Result<(), SandboxError> {
         persist::save(&self.store, path)
+    }
+
+    /// How much watch history is kept now, in events and bytes, and its bounds.
+    pub fn history(&self) -> store::HistoryStats {
+        self.store.history_stats()
     }
 
     /// The current resourceVersion of the store.
