@@ -21,7 +21,7 @@
 //! ```
 //!
 //! Modules, one job each: [`store`] (objects, resourceVersion, history), [`resources`] (what
-//! is served), [`routes`] (HTTP), [`discovery`], [`openapi`] (what kubectl needs of it), [`verbs`], [`patch`] (patch types and apply),
+//! is served), [`serve`] (connections and their timeouts), [`routes`] (HTTP), [`discovery`], [`openapi`] (what kubectl needs of it), [`verbs`], [`patch`] (patch types and apply),
 //! [`watch`], [`schema`] (CRD schemas), [`table`] (kubectl tables), [`selectors`], [`meta`],
 //! [`status`] (errors), [`faults`], [`workloads`], [`gc`], [`kubeconfig`], [`admin`],
 //! [`persist`] (`--state`).
@@ -39,6 +39,7 @@ pub mod resources;
 pub mod routes;
 pub mod schema;
 pub mod selectors;
+pub mod serve;
 pub mod status;
 pub mod store;
 pub mod table;
@@ -53,8 +54,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 pub use faults::{Audited, FaultConfig, Faults, Injected, Verb};
 pub use status::ApiError;
@@ -87,10 +88,20 @@ pub struct SandboxConfig {
     pub watch_buffer: usize,
     /// A state file to restore from at start (if it exists) and save to on shutdown.
     pub state: Option<PathBuf>,
+    /// How long a client has to send a request's headers, from the moment the connection is
+    /// accepted or the first byte of a later request arrives; zero: no limit.
+    pub header_timeout: Duration,
+    /// How long a keep-alive connection may wait for its next request once a response is
+    /// finished (a watch being streamed is a response in progress); zero: no limit.
+    pub idle_timeout: Duration,
 }
 
 /// The default of [`SandboxConfig::history_bytes`]: 64 MiB.
 pub const HISTORY_BYTES: usize = 64 << 20;
+/// The default of [`SandboxConfig::header_timeout`].
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default of [`SandboxConfig::idle_timeout`].
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Default for SandboxConfig {
     fn default() -> Self {
@@ -105,6 +116,8 @@ impl Default for SandboxConfig {
             max_body: routes::MAX_BODY,
             watch_buffer: 16_384,
             state: None,
+            header_timeout: HEADER_TIMEOUT,
+            idle_timeout: IDLE_TIMEOUT,
         }
     }
 }
@@ -146,7 +159,7 @@ pub struct Sandbox {
     addr: SocketAddr,
     store: Arc<store::Store>,
     faults: Faults,
-    stop: Option<oneshot::Sender<()>>,
+    stop: CancellationToken,
     server: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
     state: Option<PathBuf>,
@@ -200,21 +213,12 @@ impl Sandbox {
             bookmark_every: config.bookmark_interval.max(Duration::from_millis(10)),
             max_body: config.max_body,
         });
-        let (stop, stopped) = oneshot::channel::<()>();
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let server = tokio::spawn(async move {
-            let served = axum::serve(listener, routes::router(app))
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "sandbox server stopped");
-            }
-        });
+        let stop = CancellationToken::new();
+        let timeouts = serve::Timeouts {
+            header: config.header_timeout,
+            idle: config.idle_timeout,
+        };
+        let server = tokio::spawn(serve::run(listener, app, timeouts, stop.clone()));
         let tasks = vec![
             tokio::spawn(gc::run(store.clone(), config.gc_delay)),
             tokio::spawn(workloads::run(store.clone(), config.ready_delay)),
@@ -224,7 +228,7 @@ impl Sandbox {
             addr,
             store,
             faults,
-            stop: Some(stop),
+            stop,
             server: Some(server),
             tasks,
             state: config.state,
@@ -297,9 +301,7 @@ impl Sandbox {
 
     fn stop_now(&mut self) {
         self.faults.resume();
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.cancel();
         self.store.close_watches();
         for t in self.tasks.drain(..) {
             t.abort();
