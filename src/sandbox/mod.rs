@@ -21,7 +21,8 @@
 //! ```
 //!
 //! Modules, one job each: [`store`] (objects, resourceVersion, history), [`resources`] (what
-//! is served), [`serve`] (connections and their timeouts), [`routes`] (HTTP), [`discovery`], [`openapi`] (what kubectl needs of it), [`verbs`], [`patch`] (patch types and apply),
+//! is served), [`serve`] (connections and their timeouts), [`guard`] (foreign Host and
+//! browser-sent writes refused), [`routes`] (HTTP), [`discovery`], [`openapi`] (what kubectl needs of it), [`verbs`], [`patch`] (patch types and apply),
 //! [`watch`], [`schema`] (CRD schemas), [`table`] (kubectl tables), [`selectors`], [`meta`],
 //! [`status`] (errors), [`faults`], [`workloads`], [`gc`], [`kubeconfig`], [`admin`],
 //! [`persist`] (`--state`).
@@ -30,6 +31,7 @@ pub mod admin;
 pub mod discovery;
 pub mod faults;
 pub mod gc;
+pub mod guard;
 pub mod kubeconfig;
 pub mod meta;
 pub mod openapi;
@@ -212,6 +214,7 @@ impl Sandbox {
             faults: faults.clone(),
             bookmark_every: config.bookmark_interval.max(Duration::from_millis(10)),
             max_body: config.max_body,
+            guard: guard::Guard::new(addr),
         });
         let stop = CancellationToken::new();
         let timeouts = serve::Timeouts {

@@ -19,6 +19,7 @@ use serde_json::Value;
 use super::admin;
 use super::discovery;
 use super::faults::{Audited, Faults, Verb};
+use super::guard::Guard;
 use super::openapi;
 use super::patch::PatchType;
 use super::status::ApiError;
@@ -43,6 +44,8 @@ pub struct App {
     pub bookmark_every: Duration,
     /// Largest accepted request body.
     pub max_body: usize,
+    /// Which requests are refused before anything else (foreign Host, browser writes).
+    pub guard: Guard,
 }
 
 /// The axum router: every path goes through [`handle`].
@@ -177,6 +180,10 @@ pub async fn handle(app: Arc<App>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = Instant::now();
+    if let Err(e) = app.guard.check(&method, req.uri(), req.headers()) {
+        tracing::warn!(%method, %path, reason = %e.message, "sandbox request refused");
+        return error_response(&e);
+    }
     // As the real API server: a client's `Audit-ID` names the request in the audit log and is
     // echoed as `Audit-Id`; without one the server makes one up.
     let audit_id = req
