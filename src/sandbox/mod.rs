@@ -96,6 +96,9 @@ pub struct SandboxConfig {
     /// How long a keep-alive connection may wait for its next request once a response is
     /// finished (a watch being streamed is a response in progress); zero: no limit.
     pub idle_timeout: Duration,
+    /// How long a request body may take to arrive once its headers are in (408 beyond);
+    /// zero: no limit.
+    pub body_timeout: Duration,
 }
 
 /// The default of [`SandboxConfig::history_bytes`]: 64 MiB.
@@ -104,6 +107,8 @@ pub const HISTORY_BYTES: usize = 64 << 20;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default of [`SandboxConfig::idle_timeout`].
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default of [`SandboxConfig::body_timeout`].
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for SandboxConfig {
     fn default() -> Self {
@@ -120,6 +125,7 @@ impl Default for SandboxConfig {
             state: None,
             header_timeout: HEADER_TIMEOUT,
             idle_timeout: IDLE_TIMEOUT,
+            body_timeout: BODY_TIMEOUT,
         }
     }
 }
@@ -214,6 +220,7 @@ impl Sandbox {
             faults: faults.clone(),
             bookmark_every: config.bookmark_interval.max(Duration::from_millis(10)),
             max_body: config.max_body,
+            body_timeout: config.body_timeout,
             guard: guard::Guard::new(addr),
         });
         let stop = CancellationToken::new();

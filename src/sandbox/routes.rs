@@ -44,6 +44,8 @@ pub struct App {
     pub bookmark_every: Duration,
     /// Largest accepted request body.
     pub max_body: usize,
+    /// How long a request body may take to arrive once the headers are in; zero: no limit.
+    pub body_timeout: Duration,
     /// Which requests are refused before anything else (foreign Host, browser writes).
     pub guard: Guard,
 }
@@ -161,7 +163,15 @@ async fn read_body(app: &App, parts: &http::request::Parts, body: Body) -> Resul
     if declared.is_some_and(|n| n > app.max_body) {
         return Err(ApiError::too_large(app.max_body));
     }
-    axum::body::to_bytes(body, app.max_body).await.map_err(|e| {
+    let read = axum::body::to_bytes(body, app.max_body);
+    let read = if app.body_timeout.is_zero() {
+        read.await
+    } else {
+        tokio::time::timeout(app.body_timeout, read)
+            .await
+            .map_err(|_| ApiError::body_timeout(app.body_timeout))?
+    };
+    read.map_err(|e| {
         let too_large = std::error::Error::source(&e)
             .map(|s| s.to_string().contains("length limit"))
             .unwrap_or(false)

@@ -9,6 +9,9 @@
 //! - after a response, it may stay open for [`Timeouts::idle`] with nothing sent; once the
 //!   first byte of the next request arrives, the headers are due [`Timeouts::header`] later.
 //!
+//! Once the headers are in, the body's time is the handler's (`SandboxConfig::body_timeout`,
+//! enforced where [`routes`] reads it).
+//!
 //! hyper's own `header_read_timeout` is not used: it starts whenever a connection waits for a
 //! request, so it would also close every idle keep-alive connection after the (short) header
 //! timeout, and the two limits could not differ.
