@@ -43,6 +43,23 @@ pub struct SandboxArgs {
         value_name = "N"
     )]
     pub history: usize,
+    /// How many bytes of change events are kept for such watches (an upper estimate of their
+    /// memory; `65536`, `512KiB`, `64MiB`, `1GiB`); the oldest go first, and a watch from an
+    /// older resourceVersion gets 410 Gone, as with --history.
+    #[arg(long, env = "LOGBOOK_SANDBOX_HISTORY_BYTES", default_value = "64MiB", value_parser = parse_bytes, value_name = "BYTES")]
+    pub history_bytes: usize,
+    /// How long a client has to send a request's headers, from connecting or from the first
+    /// byte of a later request; slower clients are disconnected (`0`: no limit).
+    #[arg(long, env = "LOGBOOK_SANDBOX_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub header_timeout: Duration,
+    /// How long a keep-alive connection may stay open with no request after a response
+    /// (watches being streamed are never cut; `0`: no limit).
+    #[arg(long, env = "LOGBOOK_SANDBOX_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub idle_timeout: Duration,
+    /// How long a request body may take to arrive once its headers are in; slower ones get
+    /// 408 (`0`: no limit).
+    #[arg(long, env = "LOGBOOK_SANDBOX_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub body_timeout: Duration,
     /// Seed of the fault-injection random sequence.
     #[arg(
         long,
@@ -56,6 +73,29 @@ pub struct SandboxArgs {
     pub bookmark_interval: Duration,
 }
 
+/// A size in bytes: a whole number, optionally followed by `B`, `KiB`, `MiB` or `GiB`.
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let at = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(at);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size: write it as 65536, 512KiB or 64MiB"))?;
+    let unit_bytes: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        u => {
+            return Err(format!(
+                "{s:?}: unknown unit {u:?} (use B, KiB, MiB or GiB)"
+            ));
+        }
+    };
+    n.checked_mul(unit_bytes)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
 /// Runs `logbook sandbox`: serves until Ctrl-C or SIGTERM.
 pub fn run(args: SandboxArgs) -> ExitCode {
     // Tracing was started once, by `cli::main`.
@@ -67,6 +107,10 @@ async fn serve(args: SandboxArgs) -> Result<(), String> {
         addr: args.addr,
         ready_delay: args.ready_delay,
         history: args.history,
+        history_bytes: args.history_bytes,
+        header_timeout: args.header_timeout,
+        idle_timeout: args.idle_timeout,
+        body_timeout: args.body_timeout,
         seed: args.seed,
         bookmark_interval: args.bookmark_interval,
         state: args.state.clone(),
@@ -118,5 +162,39 @@ mod tests {
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("5y").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("65536"), Ok(65536));
+        assert_eq!(parse_bytes("100B"), Ok(100));
+        assert_eq!(parse_bytes("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("1 GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert!(parse_bytes("").is_err());
+        assert!(parse_bytes("64MB").is_err());
+        assert!(parse_bytes("-1").is_err());
+        assert!(parse_bytes("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn defaults_match_the_library() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: SandboxArgs,
+        }
+        let cli = Cli::try_parse_from(["logbook-sandbox"]).map_err(|e| e.to_string());
+        let Ok(Cli { args }) = cli else {
+            panic!("no flags parse: {cli:?}", cli = cli.err());
+        };
+        let lib = SandboxConfig::default();
+        assert_eq!(args.history_bytes, lib.history_bytes);
+        assert_eq!(args.header_timeout, lib.header_timeout);
+        assert_eq!(args.idle_timeout, lib.idle_timeout);
+        assert_eq!(args.body_timeout, lib.body_timeout);
+        assert_eq!(args.history, lib.history);
     }
 }

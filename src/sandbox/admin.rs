@@ -41,6 +41,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ),
     (
         "GET",
+        "/sandbox/history",
+        "watch history kept: events, bytes, their bounds, the oldest resourceVersion",
+    ),
+    (
+        "GET",
         "/sandbox/state",
         "every object, as --state saves them",
     ),
@@ -102,6 +107,7 @@ pub fn handle(
         }
         ("GET", "injected") => Ok(json!(faults.injected())),
         ("GET", "audited") => Ok(json!(faults.audited())),
+        ("GET", "history") => Ok(json!(store.history_stats())),
         ("GET", "state") => Ok(json!(store.snapshot_all())),
         (_, r)
             if ROUTES.iter().any(|(_, p, _)| {

@@ -21,7 +21,8 @@
 //! ```
 //!
 //! Modules, one job each: [`store`] (objects, resourceVersion, history), [`resources`] (what
-//! is served), [`routes`] (HTTP), [`discovery`], [`openapi`] (what kubectl needs of it), [`verbs`], [`patch`] (patch types and apply),
+//! is served), [`serve`] (connections and their timeouts), [`guard`] (foreign Host and
+//! browser-sent writes refused), [`routes`] (HTTP), [`discovery`], [`openapi`] (what kubectl needs of it), [`verbs`], [`patch`] (patch types and apply),
 //! [`watch`], [`schema`] (CRD schemas), [`table`] (kubectl tables), [`selectors`], [`meta`],
 //! [`status`] (errors), [`faults`], [`workloads`], [`gc`], [`kubeconfig`], [`admin`],
 //! [`persist`] (`--state`).
@@ -30,6 +31,7 @@ pub mod admin;
 pub mod discovery;
 pub mod faults;
 pub mod gc;
+pub mod guard;
 pub mod kubeconfig;
 pub mod meta;
 pub mod openapi;
@@ -39,6 +41,7 @@ pub mod resources;
 pub mod routes;
 pub mod schema;
 pub mod selectors;
+pub mod serve;
 pub mod status;
 pub mod store;
 pub mod table;
@@ -53,8 +56,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 pub use faults::{Audited, FaultConfig, Faults, Injected, Verb};
 pub use status::ApiError;
@@ -72,6 +75,9 @@ pub struct SandboxConfig {
     pub ready_delay: Duration,
     /// How many change events are retained for watches from an older resourceVersion.
     pub history: usize,
+    /// How many bytes of change events are retained (an upper estimate of their memory,
+    /// see [`store::change_size`]); the oldest go first, as with `history`.
+    pub history_bytes: usize,
     /// Seed of the fault-injection random sequence.
     pub seed: u64,
     /// How often watches that allow bookmarks get one.
@@ -84,7 +90,25 @@ pub struct SandboxConfig {
     pub watch_buffer: usize,
     /// A state file to restore from at start (if it exists) and save to on shutdown.
     pub state: Option<PathBuf>,
+    /// How long a client has to send a request's headers, from the moment the connection is
+    /// accepted or the first byte of a later request arrives; zero: no limit.
+    pub header_timeout: Duration,
+    /// How long a keep-alive connection may wait for its next request once a response is
+    /// finished (a watch being streamed is a response in progress); zero: no limit.
+    pub idle_timeout: Duration,
+    /// How long a request body may take to arrive once its headers are in (408 beyond);
+    /// zero: no limit.
+    pub body_timeout: Duration,
 }
+
+/// The default of [`SandboxConfig::history_bytes`]: 64 MiB.
+pub const HISTORY_BYTES: usize = 64 << 20;
+/// The default of [`SandboxConfig::header_timeout`].
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default of [`SandboxConfig::idle_timeout`].
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default of [`SandboxConfig::body_timeout`].
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for SandboxConfig {
     fn default() -> Self {
@@ -92,12 +116,16 @@ impl Default for SandboxConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             ready_delay: Duration::from_millis(200),
             history: 10_000,
+            history_bytes: HISTORY_BYTES,
             seed: 0,
             bookmark_interval: Duration::from_secs(10),
             gc_delay: Duration::from_millis(20),
             max_body: routes::MAX_BODY,
             watch_buffer: 16_384,
             state: None,
+            header_timeout: HEADER_TIMEOUT,
+            idle_timeout: IDLE_TIMEOUT,
+            body_timeout: BODY_TIMEOUT,
         }
     }
 }
@@ -139,7 +167,7 @@ pub struct Sandbox {
     addr: SocketAddr,
     store: Arc<store::Store>,
     faults: Faults,
-    stop: Option<oneshot::Sender<()>>,
+    stop: CancellationToken,
     server: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
     state: Option<PathBuf>,
@@ -165,7 +193,11 @@ fn bootstrap(store: &store::Store) {
 impl Sandbox {
     /// Start serving (must be called within a tokio runtime).
     pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
-        let store = Arc::new(store::Store::new(config.history, config.watch_buffer));
+        let store = Arc::new(store::Store::new(
+            config.history,
+            config.history_bytes,
+            config.watch_buffer,
+        ));
         if let Some(path) = &config.state
             && persist::load(&store, path)?
         {
@@ -188,22 +220,15 @@ impl Sandbox {
             faults: faults.clone(),
             bookmark_every: config.bookmark_interval.max(Duration::from_millis(10)),
             max_body: config.max_body,
+            body_timeout: config.body_timeout,
+            guard: guard::Guard::new(addr),
         });
-        let (stop, stopped) = oneshot::channel::<()>();
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let server = tokio::spawn(async move {
-            let served = axum::serve(listener, routes::router(app))
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "sandbox server stopped");
-            }
-        });
+        let stop = CancellationToken::new();
+        let timeouts = serve::Timeouts {
+            header: config.header_timeout,
+            idle: config.idle_timeout,
+        };
+        let server = tokio::spawn(serve::run(listener, app, timeouts, stop.clone()));
         let tasks = vec![
             tokio::spawn(gc::run(store.clone(), config.gc_delay)),
             tokio::spawn(workloads::run(store.clone(), config.ready_delay)),
@@ -213,7 +238,7 @@ impl Sandbox {
             addr,
             store,
             faults,
-            stop: Some(stop),
+            stop,
             server: Some(server),
             tasks,
             state: config.state,
@@ -274,6 +299,11 @@ impl Sandbox {
         persist::save(&self.store, path)
     }
 
+    /// How much watch history is kept now, in events and bytes, and its bounds.
+    pub fn history(&self) -> store::HistoryStats {
+        self.store.history_stats()
+    }
+
     /// The current resourceVersion of the store.
     pub fn resource_version(&self) -> u64 {
         self.store.resource_version()
@@ -281,9 +311,7 @@ impl Sandbox {
 
     fn stop_now(&mut self) {
         self.faults.resume();
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.cancel();
         self.store.close_watches();
         for t in self.tasks.drain(..) {
             t.abort();

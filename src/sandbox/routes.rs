@@ -19,6 +19,7 @@ use serde_json::Value;
 use super::admin;
 use super::discovery;
 use super::faults::{Audited, Faults, Verb};
+use super::guard::Guard;
 use super::openapi;
 use super::patch::PatchType;
 use super::status::ApiError;
@@ -43,6 +44,10 @@ pub struct App {
     pub bookmark_every: Duration,
     /// Largest accepted request body.
     pub max_body: usize,
+    /// How long a request body may take to arrive once the headers are in; zero: no limit.
+    pub body_timeout: Duration,
+    /// Which requests are refused before anything else (foreign Host, browser writes).
+    pub guard: Guard,
 }
 
 /// The axum router: every path goes through [`handle`].
@@ -158,7 +163,15 @@ async fn read_body(app: &App, parts: &http::request::Parts, body: Body) -> Resul
     if declared.is_some_and(|n| n > app.max_body) {
         return Err(ApiError::too_large(app.max_body));
     }
-    axum::body::to_bytes(body, app.max_body).await.map_err(|e| {
+    let read = axum::body::to_bytes(body, app.max_body);
+    let read = if app.body_timeout.is_zero() {
+        read.await
+    } else {
+        tokio::time::timeout(app.body_timeout, read)
+            .await
+            .map_err(|_| ApiError::body_timeout(app.body_timeout))?
+    };
+    read.map_err(|e| {
         let too_large = std::error::Error::source(&e)
             .map(|s| s.to_string().contains("length limit"))
             .unwrap_or(false)
@@ -177,6 +190,10 @@ pub async fn handle(app: Arc<App>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = Instant::now();
+    if let Err(e) = app.guard.check(&method, req.uri(), req.headers()) {
+        tracing::warn!(%method, %path, reason = %e.message, "sandbox request refused");
+        return error_response(&e);
+    }
     // As the real API server: a client's `Audit-ID` names the request in the audit log and is
     // echoed as `Audit-Id`; without one the server makes one up.
     let audit_id = req

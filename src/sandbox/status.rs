@@ -138,6 +138,15 @@ impl ApiError {
         Self::new(410, "Expired", message)
     }
 
+    /// 408 with reason Timeout: the client did not send the request body in time.
+    pub fn body_timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            408,
+            "Timeout",
+            format!("the request body did not arrive within {limit:?}"),
+        )
+    }
+
     /// 413 RequestEntityTooLarge.
     pub fn too_large(limit: usize) -> Self {
         Self::new(

@@ -57,6 +57,49 @@ pub struct Change {
     pub json: Bytes,
     /// The object before the change, for selector transitions.
     pub old: Option<Arc<Value>>,
+    /// The bytes this change is counted for in the history (see [`change_size`]).
+    pub size: usize,
+}
+
+/// An estimate, never much below the truth, of the heap a parsed JSON value holds: one
+/// `Value` per node, the bytes of every string and key, and a map entry's bookkeeping.
+pub fn value_size(v: &Value) -> usize {
+    const ENTRY: usize = std::mem::size_of::<String>() + 16;
+    std::mem::size_of::<Value>()
+        + match v {
+            Value::String(s) => s.len(),
+            Value::Array(a) => a.iter().map(value_size).sum(),
+            Value::Object(m) => m.iter().map(|(k, v)| ENTRY + k.len() + value_size(v)).sum(),
+            Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        }
+}
+
+/// The bytes a history entry is counted for: the change itself, the object serialized and
+/// parsed, and the object before the change (counted again even when an older entry shares
+/// it, so that the count stays an upper bound when that entry is evicted first).
+pub fn change_size(key: &str, ns: &str, object: &Value, json: &[u8], old: Option<&Value>) -> usize {
+    std::mem::size_of::<Change>()
+        + key.len()
+        + ns.len()
+        + json.len()
+        + value_size(object)
+        + old.map_or(0, value_size)
+}
+
+/// How much watch history is kept, and its bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryStats {
+    /// Events kept.
+    pub events: usize,
+    /// Bytes those events are counted for (see [`change_size`]).
+    pub bytes: usize,
+    /// At most this many events are kept (`--history`).
+    pub max_events: usize,
+    /// At most this many bytes are kept (`--history-bytes`).
+    pub max_bytes: usize,
+    /// A watch from a resourceVersion older than this gets 410 Gone.
+    pub oldest_resource_version: u64,
 }
 
 /// What goes to watchers.
@@ -140,6 +183,8 @@ struct Inner {
     history: VecDeque<Arc<Change>>,
     horizon: u64,
     cap: usize,
+    bytes: usize,
+    max_bytes: usize,
     applied: HashMap<(String, String, String), HashMap<String, Value>>,
     next_ip: u32,
 }
@@ -160,14 +205,16 @@ pub struct Snapshot {
 }
 
 impl Store {
-    /// An empty store serving the built-in resources, retaining `history` events for watches.
-    pub fn new(history: usize, watch_buffer: usize) -> Store {
+    /// An empty store serving the built-in resources, retaining at most `history` events and
+    /// `history_bytes` bytes of them (oldest evicted first) for watches.
+    pub fn new(history: usize, history_bytes: usize, watch_buffer: usize) -> Store {
         let (tx, _) = broadcast::channel(watch_buffer.max(16));
         Store {
             inner: Mutex::new(Inner {
                 rv: 1,
                 registry: Registry::with_builtins(),
                 cap: history.max(1),
+                max_bytes: history_bytes,
                 ..Inner::default()
             }),
             tx,
@@ -196,6 +243,18 @@ impl Store {
     /// The current resourceVersion.
     pub fn resource_version(&self) -> u64 {
         self.lock().rv
+    }
+
+    /// How much watch history is kept now.
+    pub fn history_stats(&self) -> HistoryStats {
+        let inner = self.lock();
+        HistoryStats {
+            events: inner.history.len(),
+            bytes: inner.bytes,
+            max_events: inner.cap,
+            max_bytes: inner.max_bytes,
+            oldest_resource_version: inner.horizon,
+        }
     }
 
     /// Receive every change from now on.
@@ -298,6 +357,7 @@ impl Store {
         inner.rv += 1;
         inner.horizon = inner.rv;
         inner.history.clear();
+        inner.bytes = 0;
         let _ = self.tx.send(Signal::CloseAll);
         inner.rv
     }
@@ -632,6 +692,7 @@ impl Store {
         stored: &Stored,
         old: Option<Arc<Value>>,
     ) {
+        let size = change_size(key, ns, &stored.obj, &stored.json, old.as_deref());
         let change = Arc::new(Change {
             rv,
             key: key.to_string(),
@@ -640,12 +701,18 @@ impl Store {
             object: stored.obj.clone(),
             json: stored.json.clone(),
             old,
+            size,
         });
         inner.history.push_back(change.clone());
-        while inner.history.len() > inner.cap {
-            if let Some(c) = inner.history.pop_front() {
-                inner.horizon = c.rv;
-            }
+        inner.bytes += size;
+        // Oldest first, until both bounds hold; a change larger than the byte bound is not
+        // kept at all (watchers still get it, and a watch from before it gets 410 Gone).
+        while inner.history.len() > inner.cap || inner.bytes > inner.max_bytes {
+            let Some(c) = inner.history.pop_front() else {
+                break;
+            };
+            inner.bytes -= c.size;
+            inner.horizon = c.rv;
         }
         let _ = self.tx.send(Signal::Change(change));
     }
@@ -696,6 +763,7 @@ impl Store {
         let mut inner = self.lock();
         inner.objects.clear();
         inner.history.clear();
+        inner.bytes = 0;
         inner.applied.clear();
         inner.registry = Registry::with_builtins();
         if let Some(crds) = snap.objects.get(CRDS) {
@@ -825,5 +893,101 @@ fn default_service(svc: &mut Value, n: u32) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(store: &Store, name: &str, data: &str) -> u64 {
+        let written = store.write("/configmaps", "default", name, |ctx| {
+            let obj = json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": { "name": name, "namespace": "default" },
+                "data": { "big": data },
+            });
+            Ok(if ctx.current.is_some() {
+                Op::Replace(obj)
+            } else {
+                Op::Create(obj)
+            })
+        });
+        match written {
+            Ok(w) => meta::meta_str(&w.stored.obj, "resourceVersion")
+                .parse()
+                .unwrap_or(0),
+            Err(e) => panic!("write {name}: {}", e.message),
+        }
+    }
+
+    fn store(history: usize, bytes: usize) -> Store {
+        let s = Store::new(history, bytes, 64);
+        let ns = s.write(NAMESPACES, "", "default", |_| {
+            Ok(Op::Create(json!({ "metadata": { "name": "default" } })))
+        });
+        assert!(ns.is_ok());
+        s
+    }
+
+    #[test]
+    fn history_is_bounded_by_bytes() {
+        let bound = 64 << 10;
+        let s = store(10_000, bound);
+        let big = "x".repeat(10 << 10);
+        let first = put(&s, "cm-0", &big);
+        for i in 1..40 {
+            put(&s, &format!("cm-{i}"), &big);
+            let h = s.history_stats();
+            assert!(h.bytes <= bound, "{h:?}");
+            assert!(h.events >= 1, "{h:?}");
+        }
+        let h = s.history_stats();
+        // Each event holds the 10 KiB string twice (serialized and parsed): 2 or 3 fit.
+        assert!((2..=3).contains(&h.events), "{h:?}");
+        assert!(h.oldest_resource_version > first, "{h:?}");
+        assert_eq!(s.watch_from(first).err().map(|e| e.code), Some(410));
+        assert!(s.watch_from(s.resource_version()).is_ok());
+        assert!(s.watch_from(h.oldest_resource_version).is_ok());
+        assert_eq!(
+            s.watch_from(h.oldest_resource_version - 1)
+                .err()
+                .map(|e| e.code),
+            Some(410)
+        );
+    }
+
+    #[test]
+    fn a_change_larger_than_the_bound_is_not_kept() {
+        let s = store(10_000, 4 << 10);
+        let before = put(&s, "small", "x");
+        let big = put(&s, "big", &"y".repeat(8 << 10));
+        let h = s.history_stats();
+        assert_eq!((h.events, h.bytes), (0, 0), "{h:?}");
+        assert_eq!(h.oldest_resource_version, big);
+        assert_eq!(s.watch_from(before).err().map(|e| e.code), Some(410));
+        assert!(s.watch_from(big).is_ok());
+    }
+
+    #[test]
+    fn the_count_bound_still_holds() {
+        let s = store(5, usize::MAX);
+        for i in 0..20 {
+            put(&s, &format!("cm-{i}"), "x");
+        }
+        let h = s.history_stats();
+        assert_eq!(h.events, 5);
+        assert_eq!(
+            h.bytes,
+            s.lock().history.iter().map(|c| c.size).sum::<usize>()
+        );
+    }
+
+    #[test]
+    fn value_sizes_count_strings_and_nodes() {
+        let small = value_size(&json!({ "a": "b" }));
+        let large = value_size(&json!({ "a": "b".repeat(1000) }));
+        assert_eq!(large - small, 999);
+        assert!(value_size(&json!([1, 2, 3])) >= 4 * std::mem::size_of::<Value>());
     }
 }

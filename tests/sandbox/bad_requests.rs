@@ -147,7 +147,7 @@ async fn bad_requests_get_the_real_servers_answers() {
         expect_status(addr, request("DELETE", &format!("{CMS}/a?propagationPolicy=Sideways"), None, b""), 422, "Invalid").await;
 
         // Accept only what cannot be served.
-        let mut proto_only = b"GET /api/v1/namespaces HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAccept: application/vnd.kubernetes.protobuf\r\n\r\n".to_vec();
+        let mut proto_only = b"GET /api/v1/namespaces HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAccept: application/vnd.kubernetes.protobuf\r\n\r\n".to_vec();
         expect_status(addr, std::mem::take(&mut proto_only), 406, "NotAcceptable").await;
 
         // Bodies over 3 MiB: declared, and streamed without a length.
