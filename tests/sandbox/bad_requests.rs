@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Send raw bytes, read the answer to the end; returns the status code (0 if none) and body.
-async fn send(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+pub(crate) async fn send(addr: SocketAddr, request: &[u8]) -> (u16, String) {
     let exchange = async {
         let mut s = TcpStream::connect(addr).await.ok()?;
         // The server may answer (and close) before the whole body is written.

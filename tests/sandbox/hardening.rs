@@ -3,7 +3,6 @@
 //! are not), and requests a web page could send (a foreign Host, a write with an Origin) are
 //! refused with a 403 Status.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -11,27 +10,13 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams, WatchEvent, WatchParams};
 use kube::core::ObjectMeta;
-use logbook::sandbox::{Sandbox, SandboxConfig};
+use logbook::sandbox::SandboxConfig;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-/// Every test's time bound.
-const TEST_LIMIT: Duration = Duration::from_secs(60);
-
-async fn bounded<F: Future<Output = ()>>(body: F) {
-    if tokio::time::timeout(TEST_LIMIT, body).await.is_err() {
-        panic!("test did not finish within {TEST_LIMIT:?}");
-    }
-}
-
-async fn start(config: SandboxConfig) -> Sandbox {
-    match Sandbox::start(config).await {
-        Ok(s) => s,
-        Err(e) => panic!("sandbox did not start: {e}"),
-    }
-}
+use logbook_testkit::sandbox::{bounded, start_with as start};
 
 fn config() -> SandboxConfig {
     SandboxConfig {
@@ -44,28 +29,7 @@ fn config() -> SandboxConfig {
 /// Send one raw request (the server closes after it), read the answer to the end: the status
 /// code (0 if none) and the body.
 async fn send(addr: SocketAddr, request: String) -> (u16, String) {
-    let exchange = async {
-        let mut s = TcpStream::connect(addr).await.ok()?;
-        s.write_all(request.as_bytes()).await.ok()?;
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out).await;
-        Some(out)
-    };
-    let out = tokio::time::timeout(Duration::from_secs(10), exchange)
-        .await
-        .expect("the server answered in time")
-        .unwrap_or_default();
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
+    super::bad_requests::send(addr, request.as_bytes()).await
 }
 
 fn request(method: &str, path: &str, host: &str, extra: &str) -> String {
