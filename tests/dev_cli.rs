@@ -211,3 +211,69 @@ fn dev_stops_everything_on_sigterm() {
         "nats-server still listens on {port}"
     );
 }
+
+/// From any directory, with nothing but the binary: the examples are built in and the data
+/// directory defaults to a per-user place, printed at start. `--no-examples` starts empty.
+#[test]
+fn dev_runs_from_an_empty_directory_with_its_built_in_examples() {
+    let cwd = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let run_in = |extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_logbook"));
+        cmd.args(["dev", "--until-ready", "--quiet"])
+            .args(extra)
+            .current_dir(cwd.path())
+            .env("XDG_STATE_HOME", state.path())
+            .env_remove("LOGBOOK_DATA_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = Guard(cmd.spawn().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut child = child;
+        let status = loop {
+            if let Some(s) = child.0.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "logbook dev did not finish in 90 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut out = String::new();
+        child
+            .0
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let mut err = String::new();
+        child
+            .0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (status.code().unwrap_or(-1), out, err)
+    };
+    let (code, out, err) = run_in(&[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let data = state.path().join("logbook").join("dev");
+    assert!(
+        out.contains(&format!("data:        {}", data.display())),
+        "{out}"
+    );
+    assert!(out.contains("applied 4 Application(s)"), "{out}");
+    assert!(data.join("log.db").is_file() && data.join("keys/trusted.keys").is_file());
+    assert_eq!(
+        std::fs::read_dir(cwd.path()).unwrap().count(),
+        0,
+        "nothing written to the cwd"
+    );
+    let (code, out, err) = run_in(&["--no-examples"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("applied 0 Application(s)"), "{out}");
+}

