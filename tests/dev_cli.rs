@@ -1,6 +1,7 @@
 //! `logbook dev`: the whole loop from one command, on the examples, until they are Ready.
 
 use std::io::Read;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,9 +27,21 @@ impl Drop for Guard {
 }
 
 fn run(args: &[&str], env: &[(&str, &str)], limit: Duration) -> (i32, String, String) {
+    run_in(Path::new(env!("CARGO_MANIFEST_DIR")), args, env, limit)
+}
+
+/// `logbook ARGS` in `dir`, with `env` added (and no inherited `LOGBOOK_DATA_DIR`), until it
+/// exits within `limit`: its exit code, stdout and stderr.
+fn run_in(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> (i32, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_logbook"));
     cmd.args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(dir)
+        .env_remove("LOGBOOK_DATA_DIR")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -218,48 +231,20 @@ fn dev_stops_everything_on_sigterm() {
 fn dev_runs_from_an_empty_directory_with_its_built_in_examples() {
     let cwd = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
-    let run_in = |extra: &[&str]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_logbook"));
-        cmd.args(["dev", "--until-ready", "--quiet"])
-            .args(extra)
-            .current_dir(cwd.path())
-            .env("XDG_STATE_HOME", state.path())
-            .env_remove("LOGBOOK_DATA_DIR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let child = Guard(cmd.spawn().unwrap());
-        let deadline = Instant::now() + Duration::from_secs(90);
-        let mut child = child;
-        let status = loop {
-            if let Some(s) = child.0.try_wait().unwrap() {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "logbook dev did not finish in 90 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let mut out = String::new();
-        child
-            .0
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        let mut err = String::new();
-        child
-            .0
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        (status.code().unwrap_or(-1), out, err)
+    let state_home = state.path().to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let args: Vec<&str> = ["dev", "--until-ready", "--quiet"]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        run_in(
+            cwd.path(),
+            &args,
+            &[("XDG_STATE_HOME", state_home)],
+            Duration::from_secs(90),
+        )
     };
-    let (code, out, err) = run_in(&[]);
+    let (code, out, err) = run(&[]);
     assert_eq!(code, 0, "{out}{err}");
     let data = state.path().join("logbook").join("dev");
     assert!(
@@ -273,7 +258,7 @@ fn dev_runs_from_an_empty_directory_with_its_built_in_examples() {
         0,
         "nothing written to the cwd"
     );
-    let (code, out, err) = run_in(&["--no-examples"]);
+    let (code, out, err) = run(&["--no-examples"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("applied 0 Application(s)"), "{out}");
 }
