@@ -157,6 +157,8 @@ async fn dev(args: DevArgs) -> Result<(), String> {
             keys: executor_keys.clone(),
         };
         let telemetry = executor::Telemetry::default();
+        // Not ready from the moment /readyz answers, before NATS is even tried.
+        telemetry.starting();
         let admin = loopback
             .start(telemetry.health.clone(), telemetry.metrics.registry())
             .await?;

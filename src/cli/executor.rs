@@ -56,6 +56,8 @@ async fn serve(args: ExecutorArgs) -> Result<(), String> {
     let keys = args.keys.load(EXECUTOR).map_err(|e| e.to_string())?;
     let shutdown = shutdown_on_signals();
     let telemetry = executor::Telemetry::default();
+    // Not ready from the moment /readyz answers, before NATS is even tried.
+    telemetry.starting();
     let admin = args
         .admin
         .start(telemetry.health.clone(), telemetry.metrics.registry())
