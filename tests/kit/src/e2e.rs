@@ -117,10 +117,7 @@ impl Env {
             .stdout(Stdio::null())
             .stderr(err);
         // Each process its own admin server on a loopback port (never the default 9090).
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap();
+        let port = admin_port();
         cmd.env("LOGBOOK_ADMIN_ADDR", format!("127.0.0.1:{port}"));
         self.admin_ports
             .lock()
@@ -670,4 +667,22 @@ pub fn recompute_plans(entries: &[Entry]) -> usize {
         }
     }
     checked
+}
+
+/// A free loopback port for a process's admin server, below the kernel's ephemeral range
+/// (32768 and up): a port the kernel hands out for `:0` or an outgoing connection between this
+/// check and the process's own bind is then never the one chosen (a test once failed with the
+/// controller's admin port taken by another test's connection).
+fn admin_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = std::process::id().wrapping_mul(7919);
+    for _ in 0..2000 {
+        let n = base.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed).wrapping_mul(104_729));
+        let port = 20_000 + (n % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between 20000 and 32000 for an admin server");
 }
