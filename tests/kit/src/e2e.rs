@@ -487,7 +487,8 @@ impl Env {
         Some(hosts)
     }
 
-    /// Waits until the Application's Ready condition is True; returns it.
+    /// Waits until the Application's Ready condition is True for its current generation;
+    /// returns it.
     pub async fn ready(&self, ns: &str, name: &str) -> Application {
         let apps = self.apps(ns);
         let name = name.to_string();
@@ -496,12 +497,12 @@ impl Env {
             let name = name.clone();
             async move {
                 let app = apps.get_opt(&name).await.ok()??;
-                let ready = app
-                    .status
-                    .as_ref()?
-                    .conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True");
+                // Ready for the generation the API server holds now, not for an older spec
+                // whose status has not been rewritten yet.
+                let generation = app.metadata.generation;
+                let ready = app.status.as_ref()?.conditions.iter().any(|c| {
+                    c.type_ == "Ready" && c.status == "True" && c.observed_generation == generation
+                });
                 ready.then_some(app)
             }
         })
