@@ -76,6 +76,11 @@ pub struct PlannerArgs {
     /// Also use an Application's healthCheck as its container's liveness probe.
     #[arg(long, env = "LOGBOOK_LIVENESS_PROBES")]
     pub liveness_probes: bool,
+    /// One write in flight per shared Ingress: while an apply of it is on its way, newer
+    /// versions wait and are asked for at once when it is observed (`false`: every plan that
+    /// changes its rules writes it).
+    #[arg(long, env = "LOGBOOK_COALESCE_SHARED_WRITES", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub coalesce_shared_writes: bool,
 }
 
 /// A Kubernetes quantity (`250m`, `1`, `512Mi`), as the CRD's schema accepts it.
@@ -104,6 +109,7 @@ impl PlannerArgs {
             path_type: self.path_type.clone(),
             default_requests,
             liveness_probes: self.liveness_probes,
+            coalesce_shared_writes: self.coalesce_shared_writes,
             ..PlannerConfig::default()
         }
     }

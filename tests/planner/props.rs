@@ -3,7 +3,9 @@
 //!
 //! Properties: applying the plan with a model applier reaches the desired state and a fixed
 //! point; unmanaged objects are never touched; the output does not depend on input order and is
-//! the same bytes run after run; invalid Applications never get children.
+//! the same bytes run after run; invalid Applications never get children; a planner that keeps
+//! what it derived (over a random history of changes, with actions pending or applied) plans
+//! exactly what a fresh planner plans.
 
 use logbook::model::{Application, SHARED_INGRESS};
 use logbook::reconcile::{ApplicationReconciler, Planner, PlannerConfig, covers, validate};
@@ -342,4 +344,77 @@ proptest! {
         full.sort_by(|a, b| a.id.cmp(&b.id));
         prop_assert_eq!(incremental, full);
     }
+
+    #[test]
+    fn a_planner_that_keeps_what_it_derived_plans_as_a_fresh_one(
+        steps in prop::collection::vec(step(), 1..24),
+        coalesce in any::<bool>(),
+    ) {
+        let config = PlannerConfig { coalesce_shared_writes: coalesce, ..PlannerConfig::default() };
+        let warm = Planner::new(config.clone());
+        let mut world = World::new();
+        let mut rv = 100;
+        for step in steps {
+            let before = world.clone();
+            let mut touched = Vec::new();
+            match step {
+                Step::Upsert(c) => {
+                    let mut app = build_app(&c);
+                    rv += 1;
+                    app.metadata.resource_version = Some(rv.to_string());
+                    let (k, o) = observed(&app);
+                    touched.push(k.clone());
+                    world.observe(k, o).expect("valid");
+                }
+                Step::Delete(pick) => {
+                    let keys: Vec<ObjKey> = world.apps().map(|(k, _)| k.clone()).collect();
+                    if !keys.is_empty() {
+                        let k = keys[pick.index(keys.len())].clone();
+                        world.forget(&k);
+                        touched.push(k);
+                    }
+                }
+                Step::Apply => {
+                    let actions = warm.plan_all(&world);
+                    touched.extend(actions.iter().map(|a| a.target.clone()));
+                    rv = model_apply(&mut world, &actions, rv);
+                }
+                Step::Pend => {
+                    for a in warm.plan_all(&world) {
+                        world.set_pending(a);
+                    }
+                }
+            }
+            let fresh = Planner::new(config.clone());
+            prop_assert_eq!(bytes(&warm.plan_all(&world)), bytes(&fresh.plan_all(&world)));
+            let mut scopes = warm.scopes_for(&before, touched.iter());
+            scopes.extend(warm.scopes_for(&world, touched.iter()));
+            let fresh = Planner::new(config.clone());
+            prop_assert_eq!(
+                bytes(&warm.plan_scopes(&world, &scopes)),
+                bytes(&fresh.plan_scopes(&world, &scopes))
+            );
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// An Application appears or changes.
+    Upsert(AppCase),
+    /// One of the Applications goes away.
+    Delete(prop::sample::Index),
+    /// The plan is applied (model server-side apply).
+    Apply,
+    /// The plan is on its way: its actions are pending.
+    Pend,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => app_case().prop_map(Step::Upsert),
+        1 => any::<prop::sample::Index>().prop_map(Step::Delete),
+        2 => Just(Step::Apply),
+        1 => Just(Step::Pend),
+    ]
 }
