@@ -725,7 +725,11 @@ impl Logbook {
             log_path: dir.path().join("logbook.db"),
             nats: args,
             topology,
-            planner: PlannerConfig::default(),
+            // As `logbook controller` runs it: one write in flight per shared Ingress.
+            planner: PlannerConfig {
+                coalesce_shared_writes: true,
+                ..PlannerConfig::default()
+            },
             debounce: s.debounce,
             resync: Duration::from_secs(3600),
             grace: Duration::from_secs(2),
@@ -744,6 +748,28 @@ impl Logbook {
             return Err(why.into());
         }
         Ok(lb)
+    }
+
+    /// Prints how big the log grew: entries, and bytes of the file with its WAL.
+    fn report_log(&self) {
+        let path = &self.controller_config.log_path;
+        let bytes: u64 = ["", "-wal"]
+            .iter()
+            .filter_map(|suffix| {
+                let mut p = path.as_os_str().to_owned();
+                p.push(suffix);
+                std::fs::metadata(std::path::PathBuf::from(p)).ok()
+            })
+            .map(|m| m.len())
+            .sum();
+        let entries = logbook::log::LogReader::open(path)
+            .ok()
+            .and_then(|r| r.last_seq().ok())
+            .unwrap_or(0);
+        println!(
+            "       log: {entries} entries, {:.1} MB (file and WAL)",
+            bytes as f64 / 1e6
+        );
     }
 
     fn start_controller(&mut self, client: Client) {
@@ -873,6 +899,7 @@ async fn run_scenario(s: &Settings, scenario: Scenario) -> Result<Times> {
             lb.start_controller(env.sandbox.client());
             let r = wait_converged(&mut rx, start, s.timeout, || lb.stopped()).await;
             lb.stop().await;
+            lb.report_log();
             r
         }
     };

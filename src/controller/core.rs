@@ -161,6 +161,9 @@ pub struct Core {
     /// How long an action may go without an outcome before it is published again (recorded
     /// in the Config marker, so the fold and replay use the same).
     answer_deadline: Duration,
+    /// Objects of the upserts being appended, as observed (already parsed), by key: the fold
+    /// takes them instead of parsing the JSON text recorded for them.
+    prepared: BTreeMap<ObjKey, Observed>,
 }
 
 impl Core {
@@ -191,6 +194,7 @@ impl Core {
             kinds,
             synced: BTreeSet::new(),
             relisting: BTreeMap::new(),
+            prepared: BTreeMap::new(),
             debounce,
             max_wait: (debounce * 20).max(Duration::from_millis(20)),
             published,
@@ -610,12 +614,14 @@ impl Core {
         let event = ObservedEvent {
             change: Change::Upsert,
             key: key.clone(),
-            api_version: o.api_version,
-            uid: o.uid,
-            resource_version: o.resource_version,
+            api_version: o.api_version.clone(),
+            uid: o.uid.clone(),
+            resource_version: o.resource_version.clone(),
             object: Some(json),
             synthesized: false,
         };
+        // The fold takes it as it is, instead of parsing the text just written.
+        self.prepared.insert(key.clone(), o);
         entries.push(NewEntry::event(
             entry_uuid(now, "event", content.as_bytes()),
             now,
@@ -664,7 +670,14 @@ impl Core {
             if let Body::Event(e) = &entry.body {
                 scopes.extend(self.planner.scopes_for(self.fold.world(), [&e.key]));
             }
-            if let Some(key) = self.fold.apply(result.seq(), entry.at, &entry.body) {
+            let prepared = match &entry.body {
+                Body::Event(e) => self.prepared.remove(&e.key),
+                _ => None,
+            };
+            if let Some(key) =
+                self.fold
+                    .apply_prepared(result.seq(), entry.at, &entry.body, prepared)
+            {
                 scopes.extend(self.planner.scopes_for(self.fold.world(), [&key]));
             }
         }

@@ -168,6 +168,19 @@ impl Fold {
 
     /// Folds one entry. Returns the key of the object whose observed state changed, if any.
     pub fn apply(&mut self, seq: u64, at: DateTime<Utc>, body: &Body) -> Option<ObjKey> {
+        self.apply_prepared(seq, at, body, None)
+    }
+
+    /// [`Fold::apply`], given the object of an upsert already parsed (`prepared`: what the
+    /// controller observed and recorded as the event's JSON text), so it is not parsed again.
+    /// It is used only when its uid and resourceVersion are the event's; else the text is.
+    pub fn apply_prepared(
+        &mut self,
+        seq: u64,
+        at: DateTime<Utc>,
+        body: &Body,
+        prepared: Option<Observed>,
+    ) -> Option<ObjKey> {
         self.last_seq = seq;
         self.world
             .set_now(Some(at.to_rfc3339_opts(SecondsFormat::Secs, true)));
@@ -179,19 +192,24 @@ impl Fold {
                             .push((seq, format!("{}: an upsert without an object", e.key)));
                         return None;
                     };
-                    let observed = match json.parse() {
-                        Ok(v) => match Observed::from_value(v) {
-                            Ok((_, o)) => o,
+                    let prepared = prepared
+                        .filter(|o| o.uid == e.uid && o.resource_version == e.resource_version);
+                    let observed = match prepared {
+                        Some(o) => o,
+                        None => match json.parse() {
+                            Ok(v) => match Observed::from_value(v) {
+                                Ok((_, o)) => o,
+                                Err(err) => {
+                                    self.rejected.push((seq, format!("{}: {err}", e.key)));
+                                    return None;
+                                }
+                            },
                             Err(err) => {
-                                self.rejected.push((seq, format!("{}: {err}", e.key)));
+                                self.rejected
+                                    .push((seq, format!("{}: object is not JSON: {err}", e.key)));
                                 return None;
                             }
                         },
-                        Err(err) => {
-                            self.rejected
-                                .push((seq, format!("{}: object is not JSON: {err}", e.key)));
-                            return None;
-                        }
                     };
                     if let Err(err) = self.world.observe(e.key.clone(), observed) {
                         self.rejected.push((seq, err));

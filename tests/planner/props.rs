@@ -47,6 +47,8 @@ enum Stray {
     Foreign(&'static str, &'static str, String),
     /// A managed shared Ingress in a namespace without hosts.
     StaleIngress(&'static str),
+    /// A managed Deployment that names an Application as its instance but is not its child.
+    Extra(&'static str, &'static str),
 }
 
 fn app_case() -> impl Strategy<Value = AppCase> {
@@ -110,6 +112,11 @@ fn stray() -> impl Strategy<Value = Stray> {
         )
             .prop_map(|(ns, kind, n)| Stray::Foreign(ns, kind, n.to_string())),
         prop::sample::select(vec!["a", "b", "c"]).prop_map(Stray::StaleIngress),
+        (
+            prop::sample::select(vec!["a", "b", "c"]),
+            prop::sample::select(vec!["web", "api", "shop"])
+        )
+            .prop_map(|(ns, app)| Stray::Extra(ns, app)),
     ]
 }
 
@@ -191,6 +198,10 @@ fn build_entries(apps: &[AppCase], strays: &[Stray]) -> Vec<(ObjKey, Observed)> 
                 "kind": kind, "metadata": {"name": name, "namespace": ns, "labels": {"team": "other"}},
                 "spec": {"replicas": 9}})
             }
+            Stray::Extra(ns, app) => json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": format!("{app}-old"), "namespace": ns, "labels": {
+                    "app.kubernetes.io/managed-by": "logbook", "app.kubernetes.io/instance": app}},
+                "spec": {"replicas": 1}}),
             Stray::StaleIngress(ns) => {
                 json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
                 "metadata": {"name": SHARED_INGRESS, "namespace": ns, "labels": {"app.kubernetes.io/managed-by": "logbook"}},
@@ -359,12 +370,18 @@ proptest! {
             let mut touched = Vec::new();
             match step {
                 Step::Upsert(c) => {
-                    let mut app = build_app(&c);
-                    rv += 1;
-                    app.metadata.resource_version = Some(rv.to_string());
-                    let (k, o) = observed(&app);
-                    touched.push(k.clone());
-                    world.observe(k, o).expect("valid");
+                    // the Application, and its children as the case has them (missing,
+                    // matching, or edited by hand)
+                    for (k, o) in build_entries(&[c], &[]) {
+                        touched.push(k.clone());
+                        world.observe(k, o).expect("valid");
+                    }
+                }
+                Step::Stray(stray) => {
+                    for (k, o) in build_entries(&[], &[stray]) {
+                        touched.push(k.clone());
+                        world.observe(k, o).expect("valid");
+                    }
                 }
                 Step::Delete(pick) => {
                     let keys: Vec<ObjKey> = world.apps().map(|(k, _)| k.clone()).collect();
@@ -381,7 +398,16 @@ proptest! {
                 }
                 Step::Pend => {
                     for a in warm.plan_all(&world) {
+                        rv += 1;
+                        world.set_issued(&a.target, rv, &a.id);
                         world.set_pending(a);
+                    }
+                }
+                Step::Lose => {
+                    let pending: Vec<(ObjKey, String)> =
+                        world.pending_actions().map(|a| (a.target.clone(), a.id.clone())).collect();
+                    for (target, id) in pending {
+                        world.clear_pending(&target, &id);
                     }
                 }
             }
@@ -400,21 +426,27 @@ proptest! {
 
 #[derive(Clone, Debug)]
 enum Step {
-    /// An Application appears or changes.
+    /// An Application appears or changes, with its children in some state.
     Upsert(AppCase),
+    /// An orphan, a foreign object, or a stale shared Ingress appears.
+    Stray(Stray),
     /// One of the Applications goes away.
     Delete(prop::sample::Index),
     /// The plan is applied (model server-side apply).
     Apply,
-    /// The plan is on its way: its actions are pending.
+    /// The plan is on its way: its actions are issued and pending.
     Pend,
+    /// Every pending action is answered without a change (e.g. failed).
+    Lose,
 }
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         4 => app_case().prop_map(Step::Upsert),
+        1 => stray().prop_map(Step::Stray),
         1 => any::<prop::sample::Index>().prop_map(Step::Delete),
         2 => Just(Step::Apply),
         1 => Just(Step::Pend),
+        1 => Just(Step::Lose),
     ]
 }

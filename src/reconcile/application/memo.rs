@@ -68,11 +68,62 @@ impl IngressInputs {
     }
 }
 
+/// Everything the plan of one Application's scope reads, by revision: the Application, its
+/// Deployment, Service and other children, what is pending on and issued for each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct AppInputs {
+    world: u64,
+    objects: Vec<ObjectInputs>,
+    children: Vec<(ObjKey, ObjectInputs)>,
+}
+
+/// What a plan reads of one object: its revision, the action pending on it, the last issued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ObjectInputs {
+    rev: Option<u64>,
+    pending: Option<String>,
+    issued: Option<(u64, String)>,
+}
+
+impl ObjectInputs {
+    fn of(world: &World, key: &ObjKey) -> ObjectInputs {
+        ObjectInputs {
+            rev: world.revision(key),
+            pending: world.pending(key).map(|a| a.id.clone()),
+            issued: world.issued(key).map(|(s, id)| (s, id.to_string())),
+        }
+    }
+}
+
+impl AppInputs {
+    /// The inputs of the plan of the Application scope `key`.
+    pub fn of(world: &World, key: &ObjKey) -> AppInputs {
+        let (ns, name) = (key.namespace.as_str(), key.name.as_str());
+        AppInputs {
+            world: world.id(),
+            objects: [
+                key.clone(),
+                ObjKey::new(super::DEPLOYMENT, ns, name),
+                ObjKey::new(super::SERVICE, ns, name),
+            ]
+            .iter()
+            .map(|k| ObjectInputs::of(world, k))
+            .collect(),
+            children: world
+                .children_of(ns, name)
+                .map(|k| (k.clone(), ObjectInputs::of(world, k)))
+                .collect(),
+        }
+    }
+}
+
 /// The reconciler's cache.
 #[derive(Debug, Default)]
 pub(super) struct Memo {
     apps: BTreeMap<ObjKey, Arc<Derived>>,
     ingress: BTreeMap<String, NsRules>,
+    /// Application scope → the inputs of its last plan, when that plan asked for nothing.
+    quiet_apps: BTreeMap<ObjKey, AppInputs>,
 }
 
 impl Memo {
@@ -188,6 +239,24 @@ impl Memo {
             return None;
         }
         Some((host.to_string(), r.ingress_rule(&key.name, host, app)))
+    }
+
+    /// True when the last plan of the Application scope `key` asked for nothing and read
+    /// exactly `inputs`: planning it again would ask for nothing again.
+    pub fn app_is_quiet(&self, key: &ObjKey, inputs: &AppInputs) -> bool {
+        self.quiet_apps.get(key) == Some(inputs)
+    }
+
+    /// Notes that the plan of the Application scope `key` with `inputs` asked for `actions`.
+    pub fn app_planned(&mut self, world: &World, key: &ObjKey, inputs: AppInputs, quiet: bool) {
+        if quiet {
+            if self.quiet_apps.len() > 2 * world.app_count() + 1024 {
+                self.quiet_apps.retain(|k, _| world.app(k).is_some());
+            }
+            self.quiet_apps.insert(key.clone(), inputs);
+        } else {
+            self.quiet_apps.remove(key);
+        }
     }
 
     /// Notes that the plan of `ns`'s Ingress with `inputs` asked for `actions`.

@@ -20,7 +20,7 @@ use super::{PlannerConfig, Reconciler};
 use crate::model::{ApplicationStatus, SHARED_INGRESS, condition};
 use crate::record::{Action, FENCE_OVERRIDE, ObjKey, Verb};
 use crate::world::{APPLICATION, Observed, World};
-use memo::{IngressInputs, Memo};
+use memo::{AppInputs, IngressInputs, Memo};
 use status::same_but_times;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -51,8 +51,20 @@ impl ApplicationReconciler {
         }
     }
 
-    /// Plans one Application: its Deployment, Service, stray children and status.
+    /// Plans one Application: its Deployment, Service, stray children and status. When
+    /// nothing it reads changed since its last plan asked for nothing, it asks for nothing.
     fn plan_app(&self, world: &World, key: &ObjKey, out: &mut Vec<Action>) {
+        let inputs = AppInputs::of(world, key);
+        if Memo::lock(&self.memo).app_is_quiet(key, &inputs) {
+            return;
+        }
+        let before = out.len();
+        self.plan_app_again(world, key, out);
+        Memo::lock(&self.memo).app_planned(world, key, inputs, out.len() == before);
+    }
+
+    /// [`Self::plan_app`], computed.
+    fn plan_app_again(&self, world: &World, key: &ObjKey, out: &mut Vec<Action>) {
         let (ns, name) = (key.namespace.as_str(), key.name.as_str());
         let app_ref = format!("{ns}/{name}");
         let Some(app) = world.app(key) else {
