@@ -810,6 +810,7 @@ impl Logbook {
         {
             eprintln!("  (logbook did not stop within 10 s)");
         }
+        self.report_log();
     }
 }
 
@@ -899,7 +900,6 @@ async fn run_scenario(s: &Settings, scenario: Scenario) -> Result<Times> {
             lb.start_controller(env.sandbox.client());
             let r = wait_converged(&mut rx, start, s.timeout, || lb.stopped()).await;
             lb.stop().await;
-            lb.report_log();
             r
         }
     };
