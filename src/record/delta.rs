@@ -1,5 +1,6 @@
-//! A log of what changed: an event's or an action's object stored as a JSON Patch (RFC 6902)
-//! against the previous recorded version of the same object, and made whole again on reading.
+//! A log of what changed: an event's object, or an action's object and basis, stored as a JSON
+//! Patch (RFC 6902) against the previous recorded version of the same object, and made whole
+//! again on reading.
 //!
 //! - [`Deltas`] (the writer's side, the controller's core): decides, for each entry of a batch,
 //!   whether its object is stored whole or as a [`Delta`], and remembers what was recorded.
@@ -25,8 +26,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-/// An object's JSON text at least this long may be stored as a patch; shorter ones are always
-/// stored whole (most Deployments and Services: rebuilding them would cost more than it saves).
+/// A record whose patched part ([`Doc`]: an event's object; an action's object and basis) is at
+/// least this long in JSON may be stored as a patch; shorter ones are always stored whole (most
+/// Deployments and Services: rebuilding them would cost more than it saves).
 pub const DELTA_MIN_BYTES: usize = 2048;
 
 /// A whole version of an object is stored at least once every this many records of it (so
@@ -40,17 +42,18 @@ const KEEP_VALUE_BYTES: usize = 16 * 1024;
 /// How long [`diff`] may align one array before it settles for a coarser patch.
 const ARRAY_DIFF_DEADLINE: Duration = Duration::from_millis(20);
 
-/// An object stored as a patch: what the payload of a format-2 event or action holds instead
-/// of the object.
+/// A record stored as a patch: what the payload of a format-2 event or action holds instead of
+/// its [`Doc`] (an event's object; an action's object and basis).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delta {
     /// The seq of the entry holding the previous recorded version of the same object: the
     /// same kind of record (event or action) about the same object key.
     pub base_seq: u64,
-    /// The JSON Patch (RFC 6902) from that version to this one, as canonical JSON text.
+    /// The JSON Patch (RFC 6902) from that version's document to this one's, as canonical
+    /// JSON text.
     pub patch: Json,
-    /// SHA-256 of the whole object's canonical JSON text, lowercase hex: what applying the
-    /// patch to the base must give, checked on every rebuild.
+    /// SHA-256 of this record's document as canonical JSON text, lowercase hex: what applying
+    /// the patch to the base must give, checked on every rebuild.
     pub sha256: String,
 }
 
@@ -73,37 +76,136 @@ impl fmt::Display for Stream {
 
 type Slot = (Stream, ObjKey);
 
-/// The chain a record belongs to, and its object (whole, or absent: a delete, an action
-/// without an object, or a stored patch not yet rebuilt). `None` for plans, outcomes, markers.
-fn slot_of(body: &Body) -> Option<(Slot, Option<&Json>)> {
+/// The part of a record a patch covers (its "document"): an event's object; an action's
+/// object and basis, as the JSON object `{"basis": {...}, "object": {...}}` (the basis of an
+/// action on a shared object names every object it was derived from, and grows with them).
+#[derive(Clone, Debug, PartialEq)]
+enum Doc {
+    Event(Json),
+    Action(Json, BTreeMap<String, String>),
+}
+
+/// The chain a record belongs to, and the length of its document's JSON (about; `None` when it
+/// has none: a delete, an action without an object, a stored patch not yet rebuilt). `None`
+/// for plans, outcomes and markers.
+fn slot_of(body: &Body) -> Option<(Slot, Option<usize>)> {
     match body {
         Body::Event(e) => {
-            let object = match e.change {
-                Change::Upsert => e.object.as_ref(),
+            let len = match e.change {
+                Change::Upsert => e.object.as_ref().map(|o| o.as_str().len()),
                 Change::Delete => None,
             };
-            Some(((Stream::Event, e.key.clone()), object))
+            Some(((Stream::Event, e.key.clone()), len))
         }
-        Body::Action(a) => Some((
-            (Stream::Action, a.action.target.clone()),
-            a.action.object.as_ref(),
-        )),
+        Body::Action(a) => {
+            let basis: usize = a
+                .action
+                .basis
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 6)
+                .sum();
+            let len = a
+                .action
+                .object
+                .as_ref()
+                .map(|o| o.as_str().len() + basis + 20);
+            Some(((Stream::Action, a.action.target.clone()), len))
+        }
         _ => None,
     }
 }
 
-/// Sets the object of an event or action (no-op for other records).
-fn set_object(body: &mut Body, json: Json) {
-    match body {
-        Body::Event(e) => e.object = Some(json),
-        Body::Action(a) => a.action.object = Some(json),
-        _ => {}
+impl Doc {
+    /// The record's document, if it has one.
+    fn of(body: &Body) -> Option<Doc> {
+        match body {
+            Body::Event(e) if e.change == Change::Upsert => e.object.clone().map(Doc::Event),
+            Body::Action(a) => a
+                .action
+                .object
+                .clone()
+                .map(|o| Doc::Action(o, a.action.basis.clone())),
+            _ => None,
+        }
     }
-}
 
-/// SHA-256 of `text`, lowercase hex.
-pub fn sha256_hex(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
+    /// The document as a JSON value.
+    fn value(&self) -> Result<Value, String> {
+        let parse = |o: &Json| {
+            o.parse()
+                .map_err(|e| format!("its object is not JSON: {e}"))
+        };
+        Ok(match self {
+            Doc::Event(o) => parse(o)?,
+            Doc::Action(o, basis) => {
+                let basis = basis
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect();
+                let mut doc = serde_json::Map::new();
+                doc.insert("basis".into(), Value::Object(basis));
+                doc.insert("object".into(), parse(o)?);
+                Value::Object(doc)
+            }
+        })
+    }
+
+    /// The document of a record of `stream` from its JSON value.
+    fn from_value(stream: Stream, value: &Value) -> Result<Doc, String> {
+        match stream {
+            Stream::Event => Ok(Doc::Event(Json::from_value(value))),
+            Stream::Action => {
+                let not = |what: &str| format!("the patched action {what}");
+                let object = value
+                    .get("object")
+                    .filter(|o| !o.is_null())
+                    .ok_or_else(|| not("has no object"))?;
+                let basis = value
+                    .get("basis")
+                    .and_then(Value::as_object)
+                    .ok_or_else(|| not("has no basis"))?
+                    .iter()
+                    .map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect::<Option<BTreeMap<_, _>>>()
+                    .ok_or_else(|| not("has a basis value that is not a string"))?;
+                let extra = value.as_object().map_or(0, |m| m.len());
+                if extra != 2 {
+                    return Err(not("has fields other than basis and object"));
+                }
+                Ok(Doc::Action(Json::from_value(object), basis))
+            }
+        }
+    }
+
+    /// SHA-256 of the document's canonical JSON text, lowercase hex.
+    fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        match self {
+            Doc::Event(o) => h.update(o.as_str().as_bytes()),
+            Doc::Action(o, basis) => {
+                // The text `{"basis":{...},"object":...}`, written piece by piece.
+                h.update(b"{\"basis\":");
+                let basis = serde_json::to_string(basis).unwrap_or_default();
+                h.update(basis.as_bytes());
+                h.update(b",\"object\":");
+                h.update(o.as_str().as_bytes());
+                h.update(b"}");
+            }
+        }
+        hex::encode(h.finalize())
+    }
+
+    /// Puts the document into `body` (an event's object; an action's object and basis).
+    fn put(self, body: &mut Body) {
+        match (self, body) {
+            (Doc::Event(o), Body::Event(e)) => e.object = Some(o),
+            (Doc::Action(o, basis), Body::Action(a)) => {
+                a.action.object = Some(o);
+                a.action.basis = basis;
+            }
+            _ => {}
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -260,6 +362,7 @@ pub fn apply(value: &mut Value, patch: &Json) -> Result<(), String> {
 /// The last recorded version of an object, as the writer knows it.
 struct Base {
     seq: u64,
+    /// Its document as a JSON value.
     value: Value,
     /// Patches stored since the last whole version (0: this one is whole).
     deltas: u32,
@@ -271,24 +374,24 @@ enum Pending {
     Skip,
     /// A record of `slot` that cannot be a base (no object, too small, unreadable).
     Forget(Slot),
-    /// A record of `slot` that will be the next base once it is appended (its value, and how
-    /// many patches since the last whole version, itself included).
+    /// A record of `slot` that will be the next base once it is appended (its document, and
+    /// how many patches since the last whole version, itself included).
     Base(Slot, Value, u32),
 }
 
-/// The writer's side: which objects are stored as patches, against what.
+/// The writer's side: which records are stored as patches, against what.
 ///
-/// A record stores its object as a patch when all of these hold, else whole (as before this
-/// existed):
-/// - it is an upsert event or an action, with an object whose JSON is at least
+/// A record stores its document (an event's object; an action's object and basis) as a patch
+/// when all of these hold, else whole (as before this existed):
+/// - it is an upsert event or an action with an object, and its document's JSON is at least
 ///   [`DELTA_MIN_BYTES`] long;
 /// - the previous record of the same object (same kind of record, same key) was appended by
 ///   this `Deltas` (so a new one, at each start of the controller, begins with whole versions),
 ///   carried its object, and was not forgotten by [`Deltas::forget_events_of`] (a relist);
 /// - no record of the same object comes earlier in the same batch (its seq is not known yet);
 /// - fewer than [`FULL_EVERY`]` - 1` patches were stored since the last whole version;
-/// - the patch is less than half as long as the object, and applying it to the base gives
-///   exactly the object's text.
+/// - the patch is less than half as long as the document, and applying it to the base gives
+///   exactly the document.
 #[derive(Default)]
 pub struct Deltas {
     bases: BTreeMap<Slot, Base>,
@@ -302,7 +405,7 @@ impl Deltas {
     }
 
     /// The entries of `batch` as they are to be appended: each the same entry, with
-    /// [`NewEntry::delta`] set where its object is to be stored as a patch. Call
+    /// [`NewEntry::delta`] set where its document is to be stored as a patch. Call
     /// [`Deltas::recorded`] with what the append reported before the next batch.
     pub fn store(&mut self, batch: &[NewEntry]) -> Vec<NewEntry> {
         self.pending.clear();
@@ -313,23 +416,21 @@ impl Deltas {
             stored.delta = None;
             let pending = match slot_of(&entry.body) {
                 None => Pending::Skip,
-                Some((slot, object)) => {
+                Some((slot, len)) => {
                     let first_in_batch = touched.insert(slot.clone());
-                    match object {
-                        Some(text) if text.as_str().len() >= DELTA_MIN_BYTES => {
-                            match text.parse() {
-                                Ok(value) => {
-                                    let base = self.bases.get(&slot).filter(|_| first_in_batch);
-                                    let delta = base.and_then(|b| patch_against(b, text, &value));
-                                    let deltas = match (&delta, base) {
-                                        (Some(_), Some(b)) => b.deltas + 1,
-                                        _ => 0,
-                                    };
-                                    stored.delta = delta;
-                                    Pending::Base(slot, value, deltas)
-                                }
-                                Err(_) => Pending::Forget(slot),
-                            }
+                    let doc = Doc::of(&entry.body).filter(|_| len >= Some(DELTA_MIN_BYTES));
+                    match doc.map(|d| d.value().map(|v| (d, v))) {
+                        Some(Ok((doc, value))) => {
+                            let base = self.bases.get(&slot).filter(|_| first_in_batch);
+                            let len = len.unwrap_or(0);
+                            let delta =
+                                base.and_then(|b| patch_against(b, slot.0, &doc, &value, len));
+                            let deltas = match (&delta, base) {
+                                (Some(_), Some(b)) => b.deltas + 1,
+                                _ => 0,
+                            };
+                            stored.delta = delta;
+                            Pending::Base(slot, value, deltas)
                         }
                         _ => Pending::Forget(slot),
                     }
@@ -342,7 +443,7 @@ impl Deltas {
     }
 
     /// What the append of the batch last given to [`Deltas::store`] reported, entry by entry:
-    /// each appended object becomes its object's base; one that was already in the log (or
+    /// each appended document becomes its object's base; one that was already in the log (or
     /// not appended at all) leaves its object without a base (the next record is whole).
     pub fn recorded(&mut self, appended: &[Appended]) {
         let pending = std::mem::take(&mut self.pending);
@@ -372,27 +473,34 @@ impl Deltas {
     }
 }
 
-/// The patch from `base` to `text` (`value` parsed), if it is worth storing and checks out.
-fn patch_against(base: &Base, text: &Json, value: &Value) -> Option<Delta> {
+/// The patch from `base` to `doc` (`value` parsed, `len` its length), if it is worth storing
+/// and checks out.
+fn patch_against(
+    base: &Base,
+    stream: Stream,
+    doc: &Doc,
+    value: &Value,
+    len: usize,
+) -> Option<Delta> {
     if base.deltas + 1 >= FULL_EVERY {
         return None;
     }
     let ops = diff(&base.value, value);
     let patch = patch_text(&ops);
-    if patch.as_str().len() * 2 >= text.as_str().len() {
+    if patch.as_str().len() * 2 >= len {
         return None;
     }
-    // What a reader will do: apply the stored text of the patch to the base, and write the
-    // result's canonical text.
+    // What a reader will do: apply the stored text of the patch to the base, and take the
+    // document's canonical text from the result.
     let mut check = base.value.clone();
     apply(&mut check, &patch).ok()?;
-    if Json::from_value(&check) != *text {
+    if Doc::from_value(stream, &check).ok()? != *doc {
         return None;
     }
     Some(Delta {
         base_seq: base.seq,
         patch,
-        sha256: sha256_hex(text.as_str()),
+        sha256: doc.digest(),
     })
 }
 
@@ -426,18 +534,20 @@ impl<E: fmt::Display> fmt::Display for RebuildError<E> {
 /// The last version of an object the reader saw.
 struct Version {
     seq: u64,
-    text: Json,
+    doc: Doc,
+    /// The document parsed, kept between two patches of a large object.
     value: Option<Value>,
 }
 
 /// The reader's side: makes entries whole as they are read.
 ///
-/// It keeps the last version it saw of each large object (at least [`DELTA_MIN_BYTES`]), so
-/// entries read in order are rebuilt from the version just before them, one patch each. An
-/// entry whose base it does not hold (read out of order, or the first read from the middle of
-/// the log) is rebuilt by walking back through the patches' bases to the last whole version,
-/// with `fetch` (the stored entry at a seq, not rebuilt), then applying the patches forward.
-/// Every rebuilt object is checked against the digest its entry recorded.
+/// It keeps the last version it saw of each large object (a document of at least
+/// [`DELTA_MIN_BYTES`]), so entries read in order are rebuilt from the version just before
+/// them, one patch each. An entry whose base it does not hold (read out of order, or the first
+/// read from the middle of the log) is rebuilt by walking back through the patches' bases to
+/// the last whole version, with `fetch` (the stored entry at a seq, not rebuilt), then applying
+/// the patches forward. Every rebuilt document is checked against the digest its entry
+/// recorded.
 #[derive(Default)]
 pub struct Rebuild {
     last: BTreeMap<Slot, Version>,
@@ -449,62 +559,60 @@ impl Rebuild {
         Rebuild::default()
     }
 
-    /// Makes `entry` (as stored) whole: an object stored as a patch is rebuilt and put in its
+    /// Makes `entry` (as stored) whole: a document stored as a patch is rebuilt and put in its
     /// body ([`Entry::delta`] stays, saying how it was stored). Entries without a patch are
-    /// left as they are (and their large objects kept as bases).
+    /// left as they are (and their large documents kept as bases).
     pub fn whole<E>(
         &mut self,
         entry: &mut Entry,
         fetch: &mut dyn FnMut(u64) -> Result<Option<Entry>, E>,
     ) -> Result<(), RebuildError<E>> {
-        let Some((slot, object)) = slot_of(&entry.body) else {
+        let Some((slot, len)) = slot_of(&entry.body) else {
             return Ok(());
         };
         let Some(delta) = &entry.delta else {
-            match object {
-                Some(text) if text.as_str().len() >= DELTA_MIN_BYTES => {
+            match Doc::of(&entry.body).filter(|_| len >= Some(DELTA_MIN_BYTES)) {
+                Some(doc) => {
                     let version = Version {
                         seq: entry.seq,
-                        text: text.clone(),
+                        doc,
                         value: None,
                     };
                     self.last.insert(slot, version);
                 }
-                _ => {
+                None => {
                     self.last.remove(&slot);
                 }
             }
             return Ok(());
         };
-        if object.is_some() {
-            return Err(RebuildError::Bad {
-                seq: entry.seq,
-                problem: "it holds both a whole object and a patch".into(),
-            });
+        if len.is_some() {
+            return Err(bad(
+                entry.seq,
+                "it holds both a whole object and a patch".into(),
+            ));
         }
         let base = match self.last.get_mut(&slot) {
             Some(v) if v.seq == delta.base_seq => match v.value.take() {
                 Some(value) => value,
-                None => parse_text(v.seq, &v.text).map_err(|p| bad(v.seq, p))?,
+                None => v.doc.value().map_err(|p| bad(delta.base_seq, p))?,
             },
             _ => self.walk_back(&slot, entry.seq, delta.base_seq, fetch)?,
         };
-        let (text, value) = patched(base, entry.seq, delta)?;
-        set_object(&mut entry.body, text.clone());
-        let value = (text.as_str().len() >= KEEP_VALUE_BYTES).then_some(value);
-        self.last.insert(
-            slot,
-            Version {
-                seq: entry.seq,
-                text,
-                value,
-            },
-        );
+        let (doc, value) = patched(slot.0, base, entry.seq, delta)?;
+        doc.clone().put(&mut entry.body);
+        let keep = slot_of(&entry.body).and_then(|(_, len)| len) >= Some(KEEP_VALUE_BYTES);
+        let version = Version {
+            seq: entry.seq,
+            doc,
+            value: keep.then_some(value),
+        };
+        self.last.insert(slot, version);
         Ok(())
     }
 
-    /// The object of `slot` at entry `base_seq` (a base of entry `from`), walking back through
-    /// stored patches to a whole version.
+    /// The document of `slot` at entry `base_seq` (a base of entry `from`), walking back
+    /// through stored patches to a whole version.
     fn walk_back<E>(
         &mut self,
         slot: &Slot,
@@ -524,7 +632,7 @@ impl Rebuild {
             if let Some(v) = self.last.get(slot).filter(|v| v.seq == seq) {
                 break match &v.value {
                     Some(value) => value.clone(),
-                    None => parse_text(seq, &v.text).map_err(|p| bad(seq, p))?,
+                    None => v.doc.value().map_err(|p| bad(seq, p))?,
                 };
             }
             let Some(stored) = fetch(seq).map_err(RebuildError::Fetch)? else {
@@ -533,8 +641,8 @@ impl Rebuild {
                     format!("its patch names base entry {seq}, which is not in the log"),
                 ));
             };
-            let (base_slot, object) = match slot_of(&stored.body) {
-                Some((s, o)) if s == *slot => (s, o),
+            match slot_of(&stored.body) {
+                Some((s, _)) if s == *slot => {}
                 other => {
                     let what = match other {
                         Some(((stream, key), _)) => format!("an {stream} about {key}"),
@@ -549,15 +657,15 @@ impl Rebuild {
                         ),
                     ));
                 }
-            };
-            match (&stored.delta, object) {
-                (None, Some(text)) => break parse_text(seq, text).map_err(|p| bad(seq, p))?,
+            }
+            match (&stored.delta, Doc::of(&stored.body)) {
+                (None, Some(doc)) => break doc.value().map_err(|p| bad(seq, p))?,
                 (None, None) => {
                     return Err(bad(
                         at,
                         format!(
                             "its patch names base entry {seq}, which holds no object of {}",
-                            base_slot.1
+                            slot.1
                         ),
                     ));
                 }
@@ -569,7 +677,7 @@ impl Rebuild {
             }
         };
         for (seq, d) in chain.into_iter().rev() {
-            value = patched(value, seq, &d)?.1;
+            value = patched(slot.0, value, seq, &d)?.1;
         }
         Ok(value)
     }
@@ -579,32 +687,37 @@ fn bad<E>(seq: u64, problem: String) -> RebuildError<E> {
     RebuildError::Bad { seq, problem }
 }
 
-fn parse_text(seq: u64, text: &Json) -> Result<Value, String> {
-    text.parse()
-        .map_err(|e| format!("the object of entry {seq} is not JSON: {e}"))
-}
-
-/// `base` patched by entry `seq`'s delta, checked against its digest: the text and the value.
-fn patched<E>(mut base: Value, seq: u64, delta: &Delta) -> Result<(Json, Value), RebuildError<E>> {
-    apply(&mut base, &delta.patch).map_err(|p| {
+/// `base` patched by entry `seq`'s delta, checked against its digest: the document and its
+/// value.
+fn patched<E>(
+    stream: Stream,
+    mut base: Value,
+    seq: u64,
+    delta: &Delta,
+) -> Result<(Doc, Value), RebuildError<E>> {
+    let against = |p: String| {
         bad(
             seq,
-            format!("{p} to the object of its base entry {}", delta.base_seq),
+            format!(
+                "{p} (applied to the document of its base entry {})",
+                delta.base_seq
+            ),
         )
-    })?;
-    let text = Json::from_value(&base);
-    if sha256_hex(text.as_str()) != delta.sha256 {
+    };
+    apply(&mut base, &delta.patch).map_err(against)?;
+    let doc = Doc::from_value(stream, &base).map_err(against)?;
+    if doc.digest() != delta.sha256 {
         return Err(bad(
             seq,
             format!(
-                "its patch applied to the object of its base entry {} does not give the object \
-                 it recorded (SHA-256 differs): the base is not the version the patch was made \
-                 against",
+                "its patch applied to the document of its base entry {} does not give the \
+                 document it recorded (SHA-256 differs): the base is not the version the patch \
+                 was made against",
                 delta.base_seq
             ),
         ));
     }
-    Ok((text, base))
+    Ok((doc, base))
 }
 
 #[cfg(test)]
@@ -666,6 +779,14 @@ mod tests {
     }
 
     fn action(plan_seq: u64, object: &Value) -> NewEntry {
+        action_with_basis(plan_seq, object, BTreeMap::new())
+    }
+
+    fn action_with_basis(
+        plan_seq: u64,
+        object: &Value,
+        basis: BTreeMap<String, String>,
+    ) -> NewEntry {
         let a = Action::new(
             Verb::Apply,
             key(),
@@ -674,7 +795,7 @@ mod tests {
             Some(object.clone()),
             None,
             "rules changed".into(),
-            BTreeMap::new(),
+            basis,
         );
         let id = entry_uuid(at(), "action", format!("{plan_seq}/{}", a.id).as_bytes());
         NewEntry::action(id, at(), plan_seq, a)
@@ -871,6 +992,48 @@ mod tests {
             patched < 800,
             "one rule more: {patched} bytes stored for {whole}"
         );
+    }
+
+    #[test]
+    fn an_action_on_a_shared_object_stores_what_changed_in_its_object_and_basis() {
+        // The basis names every Application whose rule is in the Ingress.
+        let basis = |n: u32, bumped: u32| -> BTreeMap<String, String> {
+            (0..n)
+                .map(|i| {
+                    let rv = if i == bumped { 900 } else { 100 + i };
+                    (format!("Application/shop/app-{i:04}"), rv.to_string())
+                })
+                .collect()
+        };
+        let mut mem = Mem::default();
+        let mut deltas = Deltas::new();
+        mem.append(
+            &mut deltas,
+            &[action_with_basis(1, &ingress(1, 0..200), basis(200, 999))],
+        );
+        let next = action_with_basis(2, &ingress(2, 0..201), basis(201, 7));
+        let appended = mem.append(&mut deltas, std::slice::from_ref(&next));
+        let stored = mem.stored(appended[0].seq());
+        let d = stored
+            .delta
+            .as_ref()
+            .unwrap_or_else(|| panic!("stored whole"));
+        let Body::Action(rec) = &stored.body else {
+            panic!("not an action")
+        };
+        assert!(rec.action.object.is_none() && rec.action.basis.is_empty());
+        // One rule added, one Application added to the basis and one changed (and the
+        // object's resourceVersion and plan-seq annotation).
+        let ops: Vec<Value> = d.patch.parse_as().unwrap_or_default();
+        assert_eq!(ops.len(), 5, "{}", d.patch);
+        assert!(payload_len(&next) > 40_000);
+        let whole = mem.whole_in_order();
+        assert_eq!(whole[1].body, next.body);
+        let Body::Action(rec) = &whole[1].body else {
+            panic!("not an action")
+        };
+        let again = rec.action.to_action().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.content_id(), again.id);
     }
 
     #[test]

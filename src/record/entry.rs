@@ -603,7 +603,7 @@ struct StoredEvent {
 }
 
 /// A patched action as a format-2 payload stores it: the fields of [`ActionRecord`] (its
-/// action's `object` nil) and the patch.
+/// action's `object` nil and its `basis` empty: the patch covers both) and the patch.
 #[derive(Serialize, Deserialize)]
 struct StoredAction {
     plan_seq: u64,
@@ -660,7 +660,7 @@ pub fn decode_stored(
         }
         EntryKind::Action if format == DELTA_FORMAT => {
             let s: StoredAction = de(kind, payload)?;
-            if s.delta.is_some() && s.action.object.is_some() {
+            if s.delta.is_some() && (s.action.object.is_some() || !s.action.basis.is_empty()) {
                 return Err(both("action"));
             }
             let record = ActionRecord {
@@ -727,8 +727,10 @@ impl NewEntry {
                 delta: Some(delta.clone()),
             }),
             Body::Action(a) => {
+                // The patch covers the object and the basis (see `Delta`).
                 let mut action = a.action.clone();
                 action.object = None;
+                action.basis = BTreeMap::new();
                 rmp_serde::to_vec_named(&StoredAction {
                     plan_seq: a.plan_seq,
                     action,
