@@ -522,30 +522,6 @@ fn a_damaged_file_gets_an_error_not_a_panic() {
 // ---------------------------------------------------------------------------------------------
 // A log of what changed: a namespace's shared Ingress, large enough to be stored as patches.
 
-/// Applications `shop/app-NNN` with hosts, in one namespace (one rule each in its Ingress).
-fn app_with_host(i: u32) -> logbook::model::Application {
-    use logbook_testkit::app::AppTest;
-    logbook::model::Application::test("shop", &format!("app-{i:03}"))
-        .host(&format!("app-{i:03}.shop.example.com"))
-        .build()
-}
-
-/// 200 Applications with hosts in one namespace, settled; then, one at a time, two more whose
-/// rules land in the middle of the Ingress's sorted rules, settled. Returns the history and the
-/// last seq before the last one.
-fn big_ingress_history() -> (History, u64) {
-    let mut h = History::new(PlannerConfig::default());
-    let apps: Vec<_> = (0..400).step_by(2).map(app_with_host).collect();
-    h.apply_all(&apps);
-    h.settle();
-    h.apply(&app_with_host(101));
-    h.settle();
-    let before = open(&h).last_seq().expect("last seq");
-    h.apply(&app_with_host(201));
-    h.settle();
-    (h, before)
-}
-
 /// The length of entry `seq`'s payload as stored.
 fn stored_len(h: &History, seq: u64) -> usize {
     let conn = rusqlite::Connection::open(&h.path).expect("opens");
@@ -567,7 +543,7 @@ fn object_text(e: &logbook::record::Entry) -> Option<String> {
 
 #[test]
 fn a_large_shared_ingress_is_logged_as_what_changed_and_replays_exactly() {
-    let (h, before) = big_ingress_history();
+    let (h, before) = history::shared_ingress();
     let reader = open(&h);
     let ingress = ObjKey::new("Ingress", "shop", logbook::model::SHARED_INGRESS);
     // As stored: the Ingress's first event and first action are whole; after the one more
@@ -649,7 +625,7 @@ fn a_large_shared_ingress_is_logged_as_what_changed_and_replays_exactly() {
 #[test]
 fn the_same_history_with_every_object_whole_reads_and_replays_the_same() {
     // What a build before patches wrote: the same entries, every object whole (format 1).
-    let (h, _) = big_ingress_history();
+    let (h, _) = history::shared_ingress();
     let reader = open(&h);
     let whole_path = h.dir.path().join("whole.db");
     {
