@@ -420,7 +420,8 @@ impl Load {
         apps: 1_000,
         namespaces: 10,
         seed: 0x1095_b00c,
-        generator: "replay-bench-3",
+        // 4: large objects (the shared Ingresses) are recorded as patches.
+        generator: "replay-bench-4",
         resync_every: 50_000,
         user_p: 0.2,
         conflict_p: 0.01,
