@@ -295,10 +295,10 @@ fn diff_array(a: &[Value], b: &[Value], path: &mut PointerBuf, ops: &mut Vec<Pat
             similar::DiffOp::Insert {
                 new_index, new_len, ..
             } => {
-                for i in new_index..new_index + new_len {
+                for (i, v) in b.iter().enumerate().skip(new_index).take(new_len) {
                     ops.push(PatchOperation::Add(AddOperation {
                         path: at(path, i),
-                        value: b[i].clone(),
+                        value: v.clone(),
                     }));
                 }
             }
@@ -329,10 +329,11 @@ fn diff_array(a: &[Value], b: &[Value], path: &mut PointerBuf, ops: &mut Vec<Pat
                         path: at(path, new_index + paired),
                     }));
                 }
-                for i in new_index + paired..new_index + new_len {
+                let added = b.iter().enumerate().skip(new_index + paired);
+                for (i, v) in added.take(new_len - paired) {
                     ops.push(PatchOperation::Add(AddOperation {
                         path: at(path, i),
-                        value: b[i].clone(),
+                        value: v.clone(),
                     }));
                 }
             }
