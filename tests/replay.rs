@@ -668,3 +668,62 @@ fn the_same_history_with_every_object_whole_reads_and_replays_the_same() {
     let (patched, whole) = (total(&reader), total(&old));
     assert!(patched < whole, "patched {patched}, whole {whole}");
 }
+
+#[test]
+fn a_damaged_patch_is_an_error_naming_its_entry_never_a_wrong_object() {
+    let (h, before) = history::shared_ingress();
+    let reader = open(&h);
+    let ingress = ObjKey::new("Ingress", "shop", logbook::model::SHARED_INGRESS);
+    let patched = reader
+        .query(&logbook::log::Filter::new().object(&ingress).as_stored())
+        .map(|e| e.expect("an entry"))
+        .find(|e| e.seq > before && e.kind() == EntryKind::Event && e.delta.is_some())
+        .expect("a patched Ingress event");
+    // Its patch now adds a rule of its own, and the payload is rewritten (the hash is not).
+    let mut stored = logbook::record::NewEntry::new(
+        patched.id,
+        patched.at,
+        patched.keys.clone(),
+        patched.body.clone(),
+    );
+    let mut delta = patched.delta.clone().expect("a delta");
+    let mut ops: Vec<serde_json::Value> = delta.patch.parse_as().expect("a patch");
+    ops.push(json!({"op": "add", "path": "/spec/rules/0", "value": {"host": "evil.example.com"}}));
+    delta.patch = logbook::record::Json::from_value(&serde_json::Value::Array(ops));
+    stored.delta = Some(delta);
+    let (format, payload) = stored.encode().expect("encodes");
+    assert_eq!(format, 2);
+    let copy = h.copy("damaged.db");
+    {
+        let conn = rusqlite::Connection::open(&copy).expect("opens");
+        conn.execute_batch("DROP TRIGGER entries_append_only_update;")
+            .expect("trigger dropped");
+        conn.execute(
+            "UPDATE entries SET payload = ?1 WHERE seq = ?2",
+            rusqlite::params![payload, patched.seq as i64],
+        )
+        .expect("payload edited");
+    }
+    let damaged = LogReader::open(&copy).expect("opens");
+    let e = damaged
+        .get(patched.seq)
+        .err()
+        .expect("the damaged entry is refused");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&format!("entry {} is corrupt", patched.seq)) && msg.contains("SHA-256"),
+        "{msg}"
+    );
+    // A scan stops there with the same error; verify reports it, and the broken chain.
+    let read: Vec<_> = damaged.range(..).collect();
+    assert_eq!(read.len() as u64, patched.seq);
+    assert!(read.last().is_some_and(|r| r.is_err()));
+    match replay::verify(&damaged, &VerifyOptions::default()) {
+        Ok(r) => assert!(!r.is_ok(), "{r:#?}"),
+        Err(e) => assert!(
+            e.to_string().contains(&format!("entry {}", patched.seq)),
+            "{e}"
+        ),
+    }
+    assert!(damaged.verify().expect("verify runs").problem.is_some());
+}
