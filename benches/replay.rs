@@ -265,9 +265,24 @@ fn print_mix(reader: &LogReader) {
     let mut apps = BTreeSet::new();
     let mut bytes = 0u64;
     let mut max_actions = 0;
+    // Records stored as patches: (count, their objects' bytes whole, their patches' bytes).
+    let mut patched: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
     for e in reader.range(..) {
         let e = e.unwrap_or_else(|e| panic!("{e}"));
         *kinds.entry(e.kind().as_str()).or_default() += 1;
+        if let Some(d) = &e.delta {
+            let whole = match &e.body {
+                Body::Event(ev) => ev.object.as_ref().map_or(0, |o| o.as_str().len()),
+                Body::Action(a) => a.action.object.as_ref().map_or(0, |o| o.as_str().len()),
+                _ => 0,
+            };
+            let p = patched.entry(e.kind().as_str()).or_default();
+            *p = (
+                p.0 + 1,
+                p.1 + whole as u64,
+                p.2 + d.patch.as_str().len() as u64,
+            );
+        }
         if let Some(a) = &e.keys.application {
             apps.insert(a.clone());
         }
@@ -303,6 +318,22 @@ fn print_mix(reader: &LogReader) {
     );
     println!("  outcomes: {outcomes:?}; markers: {markers:?}");
     println!("  applications named in the log: {}", apps.len());
+    println!("  stored as patches (count, object bytes, patch bytes): {patched:?}");
+    let conn = rusqlite::Connection::open_with_flags(
+        reader.path(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let payloads: i64 = conn
+        .query_row("SELECT sum(length(payload)) FROM entries", [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let file = std::fs::metadata(reader.path()).map_or(0, |m| m.len());
+    println!(
+        "  log bytes: payloads {} ({:.0} bytes an entry), file {}",
+        mib(payloads as f64),
+        payloads as f64 / reader.last_seq().unwrap_or(1).max(1) as f64,
+        mib(file as f64)
+    );
 }
 
 /// The fold of entries `1..=upto`, without planning.

@@ -301,3 +301,65 @@ fn drift_rv(body: &Body) -> Option<&str> {
         _ => None,
     }
 }
+
+/// A namespace's shared Ingress grows past the size where the log records what changed: its
+/// later events and actions are stored as patches, the actions the outbox publishes from the
+/// log are whole (the executor applies every rule), and the log replays exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_shared_ingress_is_logged_as_what_changed_and_applied_whole() {
+    support::bounded(async {
+        let mut env = Env::start(&["shop"]).await;
+        env.controller();
+        env.executor("ex-1", 8);
+        // 16 rules make an Ingress of over 2 KiB of JSON; one more at a time after that.
+        let app = |i: u32| {
+            Application::test("shop", &format!("app-{i:02}"))
+                .host(&format!("app-{i:02}.shop.example.com"))
+                .build()
+        };
+        let first: Vec<Application> = (0..32).step_by(2).map(app).collect();
+        for a in &first {
+            env.apply(a).await;
+        }
+        env.converged(&first).await;
+        for i in [13, 21, 33] {
+            env.apply(&app(i)).await;
+            env.wait(
+                &format!("app-{i:02}'s rule in the shared Ingress"),
+                || async {
+                    env.ingress_hosts("shop")
+                        .await
+                        .filter(|h| h.contains(&format!("app-{i:02}.shop.example.com")))
+                },
+            )
+            .await;
+        }
+        let hosts = env.ingress_hosts("shop").await.unwrap();
+        assert_eq!(hosts.len(), 19, "{hosts:?}");
+
+        let r = logbook::log::LogReader::open(&env.log_path).unwrap();
+        let ingress =
+            logbook::record::ObjKey::new("Ingress", "shop", logbook::model::SHARED_INGRESS);
+        let stored: Vec<_> = r
+            .query(&logbook::log::Filter::new().object(&ingress).as_stored())
+            .map(|e| e.unwrap())
+            .collect();
+        let patched = |kind: logbook::record::EntryKind| {
+            stored
+                .iter()
+                .filter(|e| e.kind() == kind && e.delta.is_some())
+                .count()
+        };
+        assert!(
+            patched(logbook::record::EntryKind::Action) >= 1
+                && patched(logbook::record::EntryKind::Event) >= 1,
+            "no Ingress event or action stored as a patch: {}",
+            env.trail(40)
+        );
+        assert!(r.verify().unwrap().problem.is_none());
+        let report = logbook::replay::verify(&r, &Default::default()).unwrap();
+        assert!(report.is_ok(), "{report:#?}");
+        assert!(e2e::recompute_plans(&env.entries()) >= 5);
+    })
+    .await;
+}

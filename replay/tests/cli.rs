@@ -328,3 +328,67 @@ fn a_long_run_shows_progress_on_a_terminal_only() {
         "{quiet}"
     );
 }
+
+#[test]
+fn a_log_of_what_changed_shows_whole_objects() {
+    // The shared Ingress of `shop` is recorded as patches once it is large.
+    let (h, before) = history::shared_ingress();
+    let log = s(&h.path);
+    let ingress = "Ingress/shop/logbook";
+    let r = replay(&["export", "--log", log, "--object", ingress]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut patched = 0;
+    for l in r.stdout.lines() {
+        let v: Value = serde_json::from_str(l).expect("JSON line");
+        let object = match v["kind"].as_str() {
+            Some("event") => &v["body"]["object"],
+            Some("action") => &v["body"]["action"]["object"],
+            _ => continue,
+        };
+        // Every object whole; a patched one also says how it is stored.
+        assert!(
+            object["spec"]["rules"]
+                .as_array()
+                .is_some_and(|r| r.len() >= 200),
+            "{l}"
+        );
+        if let Some(delta) = v.get("delta") {
+            patched += 1;
+            assert!(delta["base_seq"].as_u64() < v["seq"].as_u64(), "{l}");
+            assert!(
+                delta["patch"].is_array() && delta["sha256"].is_string(),
+                "{l}"
+            );
+        }
+        if v["kind"] == "action" && v["seq"].as_u64() > Some(before) {
+            // The basis is stored in the patch too, and comes back whole.
+            let basis = v["body"]["action"]["basis"].as_object().expect("basis");
+            assert!(basis.contains_key("Application/shop/app-201"), "{l}");
+        }
+    }
+    assert!(patched >= 2, "{}", r.stdout);
+    let r = replay(&[
+        "state", "--log", log, "--at", "999999", "-n", "shop", "-o", "json",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    let end = logbook::log::LogReader::open(&h.path)
+        .and_then(|r| r.last_seq())
+        .expect("last seq")
+        .to_string();
+    let r = replay(&[
+        "state", "--log", log, "--at", &end, "-n", "shop", "-o", "json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).expect("JSON");
+    let rules = v["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["kind"] == "Ingress"))
+        .and_then(|i| i["spec"]["rules"].as_array())
+        .map_or(0, Vec::len);
+    assert_eq!(rules, 202);
+    let r = replay(&["timeline", "--log", log, "--object", ingress]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("changed:"), "{}", r.stdout);
+    let r = replay(&["verify", "--log", log]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+}

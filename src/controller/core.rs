@@ -13,8 +13,8 @@ use crate::log::{Filter, Log};
 use crate::model::INSTANCE_LABEL;
 use crate::reconcile::{Planner, PlannerConfig};
 use crate::record::{
-    Action, Appended, Body, Change, EntryKind, Json, Keys, MarkerKind, MarkerRecord, NewEntry,
-    ObjKey, ObservedEvent, PlanRecord, entry_uuid,
+    Action, Appended, Body, Change, Deltas, EntryKind, Json, Keys, MarkerKind, MarkerRecord,
+    NewEntry, ObjKey, ObservedEvent, PlanRecord, entry_uuid,
 };
 use crate::world::{
     ANSWER_DEADLINE_KEY, APPLICATION, DEFAULT_ANSWER_DEADLINE_MS, Fold, Observed,
@@ -164,6 +164,9 @@ pub struct Core {
     /// Objects of the upserts being appended, as observed (already parsed), by key: the fold
     /// takes them instead of parsing the JSON text recorded for them.
     prepared: BTreeMap<ObjKey, Observed>,
+    /// Which large objects are stored as patches against their last recorded version (none
+    /// at first: the first record of each after a start is whole).
+    deltas: Deltas,
 }
 
 impl Core {
@@ -206,6 +209,7 @@ impl Core {
             leadership: None,
             events,
             answer_deadline: Duration::from_millis(DEFAULT_ANSWER_DEADLINE_MS),
+            deltas: Deltas::new(),
         })
     }
 
@@ -393,6 +397,8 @@ impl Core {
             match input {
                 Input::ListStart(kind) => {
                     self.relisting.insert(kind, BTreeSet::new());
+                    // The first record of each object after a relist is whole.
+                    self.deltas.forget_events_of(kind);
                 }
                 Input::Seen(obj) => self.seen(obj, now, &mut local, &mut entries),
                 Input::Deleted(obj) => self.deleted(obj, now, &mut local, &mut entries),
@@ -551,7 +557,10 @@ impl Core {
         if m.target.kind.is_empty() || m.target.name.is_empty() {
             return Err("it names no target, so it answers no action the log issued".into());
         }
-        let filter = Filter::new().object(&m.target).kinds(&[EntryKind::Action]);
+        let filter = Filter::new()
+            .object(&m.target)
+            .kinds(&[EntryKind::Action])
+            .as_stored();
         for entry in self.log.query(&filter) {
             let entry = entry.map_err(|e| format!("the log could not be searched: {e}"))?;
             if let Body::Action(a) = &entry.body
@@ -660,7 +669,10 @@ impl Core {
         if !self.fence.holds() {
             return Err(ControllerError::LeadershipLost(self.fence.why()));
         }
-        let appended = self.fenced_append(entries)?;
+        // Large objects may be stored as patches; the fold reads `entries`, whole.
+        let stored = self.deltas.store(entries);
+        let appended = self.fenced_append(&stored)?;
+        self.deltas.recorded(&appended);
         for (entry, result) in entries.iter().zip(&appended) {
             if !result.is_new() {
                 continue;

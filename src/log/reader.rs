@@ -1,13 +1,18 @@
 //! Reading the log: single entries, ranges by seq and filtered queries, streamed in chunks.
 //! Owns row decoding and the query filters; never writes (its connection may be read-only).
+//! Entries come out whole: an object stored as a patch is rebuilt ([`Rebuild`]) unless the
+//! filter asks for entries as stored ([`Filter::stored`]).
 
 use super::error::{LogError, LogResult};
 use super::store::{self, Db, ENTRY_COLUMNS, Mode};
 use super::verify::{self, VerifyReport};
-use crate::record::{Body, Entry, EntryKind, Keys, ObjKey, PAYLOAD_FORMAT};
+use crate::record::delta::RebuildError;
+use crate::record::entry::decode_stored;
+use crate::record::{Entry, EntryKind, Keys, ObjKey, PAYLOAD_FORMAT, Rebuild};
 use chrono::{DateTime, Utc};
 use rusqlite::Row;
 use rusqlite::types::Value;
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
@@ -18,8 +23,14 @@ const CHUNK: usize = 1024;
 
 /// A log opened for reading. Opening it read-only works while a writer appends; each chunk of
 /// a scan sees everything committed when it was fetched.
+///
+/// Objects stored as patches come out whole. The reader keeps the last version it read of each
+/// large object (shared by all its scans), so a scan in seq order rebuilds each patched object
+/// with one patch; an entry read out of order walks back through its patches' bases (at most
+/// [`crate::record::delta::FULL_EVERY`] entries).
 pub struct LogReader {
     db: Db,
+    rebuild: RefCell<Rebuild>,
 }
 
 impl LogReader {
@@ -38,13 +49,17 @@ impl LogReader {
                 std::io::Error::from(std::io::ErrorKind::NotFound),
             ));
         }
-        Ok(LogReader {
-            db: store::open_existing(path, Mode::ReadOnly)?,
-        })
+        Ok(LogReader::from_db(store::open_existing(
+            path,
+            Mode::ReadOnly,
+        )?))
     }
 
     pub(crate) fn from_db(db: Db) -> LogReader {
-        LogReader { db }
+        LogReader {
+            db,
+            rebuild: RefCell::new(Rebuild::new()),
+        }
     }
 
     pub(crate) fn db(&self) -> &Db {
@@ -70,34 +85,34 @@ impl LogReader {
         self.db.head()
     }
 
-    /// The entry at `seq`, if there is one.
+    /// The entry at `seq`, if there is one (whole).
     pub fn get(&self, seq: u64) -> LogResult<Option<Entry>> {
-        let Ok(seq) = i64::try_from(seq) else {
-            return Ok(None);
-        };
-        self.one(
-            &format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE seq = ?1"),
-            Value::Integer(seq),
-        )
+        let entry = stored_at(&self.db, seq)?;
+        self.whole(entry)
     }
 
-    /// The entry with id `id`, if there is one.
+    /// The entry at `seq` as stored: an object stored as a patch is not rebuilt (its record has
+    /// no object, and [`Entry::delta`] holds the patch).
+    pub fn get_stored(&self, seq: u64) -> LogResult<Option<Entry>> {
+        stored_at(&self.db, seq)
+    }
+
+    /// The entry with id `id`, if there is one (whole).
     pub fn find(&self, id: Uuid) -> LogResult<Option<Entry>> {
-        self.one(
+        let entry = one(
+            &self.db,
             &format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE id = ?1"),
             Value::Blob(id.as_bytes().to_vec()),
-        )
+        )?;
+        self.whole(entry)
     }
 
-    fn one(&self, sql: &str, key: Value) -> LogResult<Option<Entry>> {
-        let path = &self.db.path;
-        let fail = |e| LogError::sqlite(path, "read an entry of", e);
-        let mut stmt = self.db.conn.prepare_cached(sql).map_err(fail)?;
-        let mut rows = stmt.query([key]).map_err(fail)?;
-        match rows.next().map_err(fail)? {
-            None => Ok(None),
-            Some(row) => decode_row(path, row).map(Some),
-        }
+    fn whole(&self, entry: Option<Entry>) -> LogResult<Option<Entry>> {
+        let Some(mut entry) = entry else {
+            return Ok(None);
+        };
+        make_whole(&self.db, &self.rebuild, &mut entry)?;
+        Ok(Some(entry))
     }
 
     /// The entries whose seq is in `seqs`, in order, fetched in chunks as the iterator advances.
@@ -107,7 +122,8 @@ impl LogReader {
 
     /// The entries matching `filter`, in seq order, fetched in chunks as the iterator advances.
     pub fn query(&self, filter: &Filter) -> Entries<'_> {
-        Entries::new(&self.db, filter)
+        let rebuild = (!filter.stored).then_some(&self.rebuild);
+        Entries::new(&self.db, rebuild, filter)
     }
 
     /// The seq stored under cursor `name`, if it was ever set.
@@ -155,6 +171,9 @@ pub struct Filter {
     pub to_seq: Option<u64>,
     /// At most this many entries.
     pub limit: Option<usize>,
+    /// Entries as stored: an object stored as a patch is not rebuilt (its record has no object
+    /// and [`Entry::delta`] holds the patch). Cheaper, for readers that do not look at objects.
+    pub stored: bool,
 }
 
 impl Filter {
@@ -215,6 +234,12 @@ impl Filter {
         self.limit = Some(n);
         self
     }
+
+    /// Entries as stored, objects stored as patches not rebuilt (see [`Filter::stored`]).
+    pub fn as_stored(mut self) -> Filter {
+        self.stored = true;
+        self
+    }
 }
 
 /// Entries streamed from the log in seq order, a chunk at a time.
@@ -224,6 +249,8 @@ impl Filter {
 /// Yields `Err` at most once (the first entry or read that failed) and then ends.
 pub struct Entries<'a> {
     db: &'a Db,
+    /// Where objects stored as patches are rebuilt; `None`: entries as stored.
+    rebuild: Option<&'a RefCell<Rebuild>>,
     sql: String,
     params: Vec<Value>,
     next_seq: u64,
@@ -235,7 +262,7 @@ pub struct Entries<'a> {
 }
 
 impl<'a> Entries<'a> {
-    fn new(db: &'a Db, f: &Filter) -> Entries<'a> {
+    fn new(db: &'a Db, rebuild: Option<&'a RefCell<Rebuild>>, f: &Filter) -> Entries<'a> {
         let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE seq >= ?1 AND seq <= ?2");
         let mut params: Vec<Value> = Vec::new();
         fn cond(sql: &mut String, params: &mut Vec<Value>, clause: &str, value: Value) {
@@ -322,6 +349,7 @@ impl<'a> Entries<'a> {
         let last_seq = f.to_seq.unwrap_or(u64::MAX);
         Entries {
             db,
+            rebuild,
             sql,
             params,
             next_seq,
@@ -361,6 +389,28 @@ impl<'a> Entries<'a> {
             }
             Ok(count)
         })();
+        // Rebuilt once the chunk's statement is done (rebuilding may read earlier entries); an
+        // entry that cannot be made whole ends the scan there, like one that cannot be decoded.
+        let result = match self.rebuild {
+            None => result,
+            Some(rebuild) => {
+                let db = self.db;
+                let mut failed = None;
+                for (i, entry) in self.buf.iter_mut().enumerate() {
+                    if let Err(e) = make_whole(db, rebuild, entry) {
+                        failed = Some((i, e));
+                        break;
+                    }
+                }
+                match failed {
+                    None => result,
+                    Some((i, e)) => {
+                        self.buf.truncate(i);
+                        Err(e)
+                    }
+                }
+            }
+        };
         match result {
             Ok(count) if count < want => self.exhausted = true,
             Ok(_) => {}
@@ -387,6 +437,41 @@ impl Iterator for Entries<'_> {
         }
         self.error.take().map(Err)
     }
+}
+
+/// The entry at `seq` as stored.
+fn stored_at(db: &Db, seq: u64) -> LogResult<Option<Entry>> {
+    let Ok(seq) = i64::try_from(seq) else {
+        return Ok(None);
+    };
+    one(
+        db,
+        &format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE seq = ?1"),
+        Value::Integer(seq),
+    )
+}
+
+fn one(db: &Db, sql: &str, key: Value) -> LogResult<Option<Entry>> {
+    let path = &db.path;
+    let fail = |e| LogError::sqlite(path, "read an entry of", e);
+    let mut stmt = db.conn.prepare_cached(sql).map_err(fail)?;
+    let mut rows = stmt.query([key]).map_err(fail)?;
+    match rows.next().map_err(fail)? {
+        None => Ok(None),
+        Some(row) => decode_row(path, row).map(Some),
+    }
+}
+
+/// Makes a stored entry whole with `rebuild`, reading earlier entries from `db` as needed.
+fn make_whole(db: &Db, rebuild: &RefCell<Rebuild>, entry: &mut Entry) -> LogResult<()> {
+    let mut fetch = |seq: u64| stored_at(db, seq);
+    rebuild
+        .borrow_mut()
+        .whole(entry, &mut fetch)
+        .map_err(|e| match e {
+            RebuildError::Fetch(e) => e,
+            RebuildError::Bad { seq, problem } => LogError::corrupt_entry(&db.path, seq, problem),
+        })
 }
 
 /// Decodes one row selected with [`ENTRY_COLUMNS`].
@@ -452,7 +537,7 @@ pub(crate) fn decode_row(path: &Path, row: &Row<'_>) -> LogResult<Entry> {
     let payload = col(9)?
         .as_blob()
         .map_err(|_| bad("its payload is not a blob"))?;
-    let body = Body::decode(kind, format, payload).map_err(|e| bad(&e.0))?;
+    let (body, delta) = decode_stored(kind, format, payload).map_err(|e| bad(&e.0))?;
     let hash32 = |i: usize, what: &str| -> LogResult<[u8; 32]> {
         col(i)?
             .as_blob()
@@ -468,6 +553,7 @@ pub(crate) fn decode_row(path: &Path, row: &Row<'_>) -> LogResult<Entry> {
         at,
         keys,
         body,
+        delta,
         format,
         prev_hash,
         hash,

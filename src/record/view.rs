@@ -29,10 +29,13 @@ pub fn body_json(body: &Body) -> Result<Value, String> {
 }
 
 /// An entry as JSON: `seq`, `id`, `at`, `kind`, `keys`, `body` (embedded objects as JSON, not
-/// text), `prev_hash` and `hash` (hex). The shape is stable: fields are only ever added.
+/// text), `prev_hash` and `hash` (hex); and `delta` when the entry stores its object as a
+/// patch: `{base_seq, patch (the JSON Patch as JSON), sha256}`. The body holds the object as
+/// the entry was read: whole when read through the log's reader (which rebuilds it), absent
+/// when read as stored. The shape is stable: fields are only ever added.
 pub fn entry_json(entry: &Entry) -> Value {
     let body = body_json(&entry.body).unwrap_or_else(|e| json!({"error": e}));
-    json!({
+    let mut value = json!({
         "seq": entry.seq,
         "id": entry.id.to_string(),
         "at": entry.at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
@@ -41,7 +44,22 @@ pub fn entry_json(entry: &Entry) -> Value {
         "body": body,
         "prev_hash": hex::encode(entry.prev_hash),
         "hash": hex::encode(entry.hash),
-    })
+    });
+    if let (Some(delta), Some(map)) = (delta_json(entry), value.as_object_mut()) {
+        map.insert("delta".into(), delta);
+    }
+    value
+}
+
+/// How the entry stores its object when it stores it as a patch: `{base_seq, patch (the JSON
+/// Patch as JSON), sha256}`; `None` for an entry stored whole.
+pub fn delta_json(entry: &Entry) -> Option<Value> {
+    let d = entry.delta.as_ref()?;
+    let patch = d
+        .patch
+        .parse()
+        .unwrap_or_else(|_| Value::String(d.patch.as_str().to_string()));
+    Some(json!({"base_seq": d.base_seq, "patch": patch, "sha256": d.sha256}))
 }
 
 /// The entry as one line: seq, kind, and what it says.
@@ -191,6 +209,7 @@ mod tests {
             at: DateTime::<Utc>::UNIX_EPOCH,
             keys: Keys::default(),
             body: outcome,
+            delta: None,
             format: 1,
             prev_hash: [0; 32],
             hash: [0; 32],

@@ -345,7 +345,8 @@ fn build(factory: Option<&PlannerFactory>, config: &PlannerConfig) -> Planner {
 }
 
 /// Up to `n` of the last events at or before `upto` that touched `scope` (all events for an
-/// empty scope), oldest first.
+/// empty scope), oldest first, as stored (an object stored as a patch is not rebuilt: these are
+/// shown as one line each).
 pub fn events_read(
     reader: &LogReader,
     upto: u64,
@@ -366,12 +367,17 @@ pub fn events_read(
         found.extend(tail);
         Ok(())
     };
+    // Events as stored: they are shown as one line each, which never shows the object.
     if scope.is_empty() {
         let from = upto.saturating_sub(8 * n as u64 + 64).max(1);
-        keep_last(reader.query(&Filter::new().kinds(&[EntryKind::Event]).seqs(from..=upto)))?;
+        let filter = Filter::new().kinds(&[EntryKind::Event]).seqs(from..=upto);
+        keep_last(reader.query(&filter.as_stored()))?;
     }
     for key in scope {
-        let filter = Filter::new().kinds(&[EntryKind::Event]).seqs(1..=upto);
+        let filter = Filter::new()
+            .kinds(&[EntryKind::Event])
+            .seqs(1..=upto)
+            .as_stored();
         let filter = if key.kind == crate::world::APPLICATION {
             filter.application(&format!("{}/{}", key.namespace, key.name))
         } else {

@@ -368,6 +368,34 @@ pub fn standard(config: PlannerConfig) -> History {
     h
 }
 
+/// Application `shop/app-NNN` with host `app-NNN.shop.example.com` (one rule in the shared
+/// Ingress of `shop`).
+pub fn app_with_host(i: u32) -> Application {
+    Application::test("shop", &format!("app-{i:03}"))
+        .host(&format!("app-{i:03}.shop.example.com"))
+        .build()
+}
+
+/// A history whose shared Ingress is large (about 30 KiB of JSON), so that its events and
+/// actions are recorded as patches: 200 Applications with hosts in namespace `shop` (even
+/// numbers), settled; then, one at a time, `shop/app-101` and `shop/app-201`, whose rules land
+/// in the middle of the sorted rules, each settled. Returns the history and the last seq before
+/// `shop/app-201` was applied.
+pub fn shared_ingress() -> (History, u64) {
+    let mut h = History::new(PlannerConfig::default());
+    let apps: Vec<_> = (0..400).step_by(2).map(app_with_host).collect();
+    h.apply_all(&apps);
+    h.settle();
+    h.apply(&app_with_host(101));
+    h.settle();
+    let before = LogReader::open(&h.path)
+        .and_then(|r| r.last_seq())
+        .expect("the log reads");
+    h.apply(&app_with_host(201));
+    h.settle();
+    (h, before)
+}
+
 /// The scale and speed of a generated history: how many Applications in how many namespaces,
 /// how often users act and executors meet conflicts, how often the controller resyncs. Given the
 /// same `Load`, [`generate`] feeds the core the same inputs.
@@ -392,7 +420,8 @@ impl Load {
         apps: 1_000,
         namespaces: 10,
         seed: 0x1095_b00c,
-        generator: "replay-bench-3",
+        // 4: large objects (the shared Ingresses) are recorded as patches.
+        generator: "replay-bench-4",
         resync_every: 50_000,
         user_p: 0.2,
         conflict_p: 0.01,
