@@ -115,6 +115,7 @@ impl Refusal {
             Body::Marker(MarkerRecord {
                 marker: MarkerKind::Refused,
                 detail,
+                state: None,
             }),
         )
     }
@@ -523,6 +524,7 @@ impl Core {
                 Body::Marker(MarkerRecord {
                     marker: MarkerKind::Redrive,
                     detail,
+                    state: None,
                 }),
             ));
             targets.push(o.target);
