@@ -735,6 +735,7 @@ impl Logbook {
             grace: Duration::from_secs(2),
             answer_deadline: Duration::from_secs(60),
             keys: controller_keys,
+            checkpoints: logbook::controller::Checkpoints::default(),
         };
         let mut lb = Logbook {
             _dir: dir,

@@ -126,6 +126,44 @@ impl LogReader {
         Entries::new(&self.db, rebuild, filter)
     }
 
+    /// The seq of the last entry at or before `upto` whose audit keys name `object` (its
+    /// kind, name and namespace, matched as [`Filter::object`] matches them), if any. One
+    /// descending step through the object index: no other entry is read, however many
+    /// there are before it. (How readers find the nearest checkpoint.)
+    pub fn last_about(&self, object: &ObjKey, upto: u64) -> LogResult<Option<u64>> {
+        let keys = Keys::for_object(object, None);
+        let Some(kind) = keys.object_kind else {
+            return Ok(None);
+        };
+        let path = &self.db.path;
+        let fail = |e| LogError::sqlite(path, "search the object index of", e);
+        let mut stmt = self
+            .db
+            .conn
+            .prepare_cached(
+                "SELECT seq FROM entries WHERE object_kind = ?1 AND object_name IS ?2 \
+                 AND namespace IS ?3 AND seq <= ?4 ORDER BY seq DESC LIMIT 1",
+            )
+            .map_err(fail)?;
+        let text = |v: Option<String>| v.map_or(Value::Null, Value::Text);
+        let upto = Value::Integer(i64::try_from(upto).unwrap_or(i64::MAX));
+        let mut rows = stmt
+            .query(rusqlite::params![
+                Value::Text(kind),
+                text(keys.object_name),
+                text(keys.namespace),
+                upto
+            ])
+            .map_err(fail)?;
+        match rows.next().map_err(fail)? {
+            None => Ok(None),
+            Some(row) => {
+                let seq: i64 = row.get(0).map_err(fail)?;
+                Ok(u64::try_from(seq).ok())
+            }
+        }
+    }
+
     /// The seq stored under cursor `name`, if it was ever set.
     pub fn cursor(&self, name: &str) -> LogResult<Option<u64>> {
         self.db.cursor(name)

@@ -482,6 +482,10 @@ pub enum MarkerKind {
     /// large, or an outcome for an action the log never issued (`detail`: `what`, `reason`,
     /// `subject`, `sha256` of the payload; never the payload itself).
     Refused,
+    /// The fold's whole state at the entry just before it ([`MarkerRecord::state`]), so a
+    /// reader can load it instead of folding from the start; `detail` says which seq it holds
+    /// and the SHA-256 of the state (`crate::world` owns the encoding). Keyed `Checkpoint/world`.
+    Checkpoint,
 }
 
 /// What a [`MarkerKind::Redrive`] marker says: which action is published again, and why.
@@ -514,6 +518,83 @@ pub struct MarkerRecord {
     pub marker: MarkerKind,
     /// Detail (version, configuration, holder identity, ...).
     pub detail: serde_json::Value,
+    /// A checkpoint's state, as bytes (a MessagePack `bin`); `None` for every other marker, and
+    /// then not written at all, so other markers are encoded as before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<Blob>,
+}
+
+/// Bytes carried as they are: a MessagePack `bin` in a payload, never a list of numbers. Its
+/// `Debug` shows only its length (a checkpoint's state is megabytes).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Blob(Vec<u8>);
+
+impl Blob {
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// How many bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<Vec<u8>> for Blob {
+    fn from(bytes: Vec<u8>) -> Blob {
+        Blob(bytes)
+    }
+}
+
+impl fmt::Debug for Blob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Blob({} bytes)", self.0.len())
+    }
+}
+
+impl Serialize for Blob {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Blob {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Blob, D::Error> {
+        deserializer.deserialize_byte_buf(BlobVisitor)
+    }
+}
+
+/// Reads a `bin` (or, from a self-describing format without one, a list of bytes).
+struct BlobVisitor;
+
+impl<'de> serde::de::Visitor<'de> for BlobVisitor {
+    type Value = Blob;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("bytes")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Blob, E> {
+        Ok(Blob(v.to_vec()))
+    }
+
+    fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Blob, E> {
+        Ok(Blob(v))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Blob, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+        while let Some(b) = seq.next_element::<u8>()? {
+            out.push(b);
+        }
+        Ok(Blob(out))
+    }
 }
 
 /// What an entry says; its variant is the entry's kind.
@@ -806,7 +887,11 @@ impl NewEntry {
             id,
             at,
             Keys::default(),
-            Body::Marker(MarkerRecord { marker, detail }),
+            Body::Marker(MarkerRecord {
+                marker,
+                detail,
+                state: None,
+            }),
         )
     }
 
@@ -915,6 +1000,7 @@ mod tests {
             let body = Body::Marker(MarkerRecord {
                 marker: MarkerKind::Config,
                 detail,
+                state: None,
             });
             let bytes = body.encode().unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(
@@ -1123,10 +1209,55 @@ mod tests {
     }
 
     #[test]
+    fn markers_without_a_state_are_encoded_as_before_and_a_state_travels_as_bin() {
+        /// The record as builds before checkpoints wrote it.
+        #[derive(Serialize)]
+        struct EarlierMarker {
+            marker: MarkerKind,
+            detail: serde_json::Value,
+        }
+        let detail = json!({"reason": "periodic"});
+        let earlier = rmp_serde::to_vec_named(&EarlierMarker {
+            marker: MarkerKind::Resync,
+            detail: detail.clone(),
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let body = Body::Marker(MarkerRecord {
+            marker: MarkerKind::Resync,
+            detail,
+            state: None,
+        });
+        assert_eq!(body.encode(), Ok(earlier));
+        let state: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+        let checkpoint = Body::Marker(MarkerRecord {
+            marker: MarkerKind::Checkpoint,
+            detail: json!({"uptoSeq": 4}),
+            state: Some(Blob::from(state.clone())),
+        });
+        let bytes = checkpoint.encode().unwrap_or_else(|e| panic!("{e}"));
+        // A bin 32 header and the bytes as they are, not 70,000 MessagePack integers.
+        assert!(bytes.len() < state.len() + 100, "{} bytes", bytes.len());
+        let mut bin = vec![0xc6];
+        bin.extend_from_slice(&(state.len() as u32).to_be_bytes());
+        bin.extend_from_slice(&state);
+        assert!(bytes.ends_with(&bin));
+        assert_eq!(
+            Body::decode(EntryKind::Marker, PAYLOAD_FORMAT, &bytes),
+            Ok(checkpoint)
+        );
+        assert_eq!(
+            format!("{:?}", Blob::from(state)),
+            "Blob(70000 bytes)",
+            "a state is never printed"
+        );
+    }
+
+    #[test]
     fn a_payload_is_read_only_in_its_own_format_and_kind() {
         let body = Body::Marker(MarkerRecord {
             marker: MarkerKind::Start,
             detail: json!({"v": 1}),
+            state: None,
         });
         let bytes = body.encode().unwrap_or_else(|e| panic!("{e}"));
         let err = Body::decode(EntryKind::Marker, 3, &bytes)

@@ -22,8 +22,8 @@ pub mod view;
 pub use action::{Action, FENCE_OVERRIDE, Verb};
 pub use delta::{Delta, Deltas, Rebuild};
 pub use entry::{
-    ActionRecord, Appended, Body, Change, Entry, EntryKind, Json, Keys, MarkerKind, MarkerRecord,
-    NewEntry, ObservedEvent, OutcomeRecord, OutcomeResult, PAYLOAD_FORMAT, PlanRecord,
-    RecordedAction, Redrive, entry_uuid,
+    ActionRecord, Appended, Blob, Body, Change, Entry, EntryKind, Json, Keys, MarkerKind,
+    MarkerRecord, NewEntry, ObservedEvent, OutcomeRecord, OutcomeResult, PAYLOAD_FORMAT,
+    PlanRecord, RecordedAction, Redrive, entry_uuid,
 };
 pub use key::ObjKey;

@@ -7,7 +7,11 @@
 
 mod fold;
 
-pub use fold::{ANSWER_DEADLINE_KEY, DEFAULT_ANSWER_DEADLINE_MS, Fold, Overdue};
+pub use fold::checkpoint::{
+    CHECKPOINT_FORMAT, CHECKPOINT_KIND, CHECKPOINT_NAME, Checkpoint, CheckpointDetail,
+    checkpoint_key,
+};
+pub use fold::{ANSWER_DEADLINE_KEY, DEFAULT_ANSWER_DEADLINE_MS, Fold, Overdue, checkpoint};
 
 use crate::model::{
     ACTION_ID_ANNOTATION, Application, INSTANCE_LABEL, MANAGED_BY, MANAGER, PLAN_SEQ_ANNOTATION,
