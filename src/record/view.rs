@@ -262,6 +262,7 @@ mod tests {
             at: DateTime::<Utc>::UNIX_EPOCH,
             keys: Keys::default(),
             body,
+            delta: None,
             format: 1,
             prev_hash: [0; 32],
             hash: [0; 32],

@@ -61,6 +61,10 @@ pub fn timeline(
     Ok(timeline_from(reader, subject, since, until, 1)?.0)
 }
 
+/// A timeline read from a checkpoint: its steps, the checkpoint used (`None`: the start of
+/// the log) and the notes of the way there.
+pub type FromCheckpoint = (Vec<TimelineItem>, Option<u64>, Vec<String>);
+
 /// [`timeline`] from entry `from` on (and from `since`, when that is later), reading the log
 /// from the nearest checkpoint at or before `from` instead of its start: the objects of the
 /// subject as that checkpoint holds them are what the first steps are compared with. Also
@@ -72,7 +76,7 @@ pub fn timeline_from(
     since: Option<Point>,
     until: Option<Point>,
     from: u64,
-) -> Result<(Vec<TimelineItem>, Option<u64>, Vec<String>), ReplayError> {
+) -> Result<FromCheckpoint, ReplayError> {
     let start = start_from(reader, from)?;
     let filter = Filter::new()
         .kinds(&[EntryKind::Event, EntryKind::Action, EntryKind::Outcome])
