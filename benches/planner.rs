@@ -20,7 +20,12 @@ const APPS: usize = 10_000;
 const NAMESPACES: usize = 100;
 
 fn app(i: usize, image: &str) -> (ObjKey, Observed) {
-    Application::test(&format!("ns{}", i % NAMESPACES), &format!("app{i}"))
+    app_in(&format!("ns{}", i % NAMESPACES), i, image)
+}
+
+/// Application `i` of namespace `ns`: 2 replicas, a host, an env var, created in order.
+fn app_in(ns: &str, i: usize, image: &str) -> (ObjKey, Observed) {
+    Application::test(ns, &format!("app{i}"))
         .image(image)
         .replicas(2)
         .host(&format!("app{i}.example.com"))
@@ -113,13 +118,7 @@ fn bench_planner(c: &mut Criterion) {
 
 /// Application `i` of the single namespace `one`.
 fn app_in_one_ns(i: usize, image: &str) -> (ObjKey, Observed) {
-    Application::test("one", &format!("app{i}"))
-        .image(image)
-        .replicas(2)
-        .host(&format!("app{i}.example.com"))
-        .env("MODE", "production")
-        .created(1_700_000_000 + i as i64)
-        .observed()
+    app_in("one", i, image)
 }
 
 /// Plan after one Application's image changed, in one namespace of n Applications: a plan

@@ -8,7 +8,7 @@ use logbook_testkit::{AppTest, e2e};
 use e2e::{Env, outcomes};
 use kube::api::{Patch, PatchParams};
 use logbook::model::Application;
-use logbook::record::{Body, Change, OutcomeResult};
+use logbook::record::{Body, Change, Entry, OutcomeResult};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn applications_become_children_follow_changes_and_clean_up() {
@@ -237,19 +237,20 @@ async fn a_hand_edit_of_a_managed_deployment_is_put_back_and_logged() {
 
         // The log shows the drift event and the action that answered it.
         let entries = env.entries();
+        let edited = |e: &&Entry| match &e.body {
+            Body::Event(ev) => {
+                ev.change == Change::Upsert
+                    && ev.key.kind == "Deployment"
+                    && ev
+                        .object
+                        .as_ref()
+                        .is_some_and(|o| o.as_str().contains("evil.example.com"))
+            }
+            _ => false,
+        };
         let drift = entries
             .iter()
-            .find(|e| match &e.body {
-                Body::Event(ev) => {
-                    ev.change == Change::Upsert
-                        && ev.key.kind == "Deployment"
-                        && ev
-                            .object
-                            .as_ref()
-                            .is_some_and(|o| o.as_str().contains("evil.example.com"))
-                }
-                _ => false,
-            })
+            .find(edited)
             .expect("the hand edit was recorded as an event");
         let answer = entries
             .iter()
@@ -269,16 +270,7 @@ async fn a_hand_edit_of_a_managed_deployment_is_put_back_and_logged() {
         // sandbox's rollout rewrites the edited Deployment's status).
         let drifted: Vec<&str> = entries
             .iter()
-            .filter(|e| match &e.body {
-                Body::Event(ev) => {
-                    ev.key.kind == "Deployment"
-                        && ev
-                            .object
-                            .as_ref()
-                            .is_some_and(|o| o.as_str().contains("evil.example.com"))
-                }
-                _ => false,
-            })
+            .filter(edited)
             .filter_map(|e| drift_rv(&e.body))
             .collect();
         assert!(
