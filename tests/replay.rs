@@ -707,8 +707,7 @@ fn a_damaged_patch_is_an_error_naming_its_entry_never_a_wrong_object() {
     let damaged = LogReader::open(&copy).expect("opens");
     let e = damaged
         .get(patched.seq)
-        .err()
-        .expect("the damaged entry is refused");
+        .expect_err("the damaged entry is refused");
     let msg = e.to_string();
     assert!(
         msg.contains(&format!("entry {} is corrupt", patched.seq)) && msg.contains("SHA-256"),
