@@ -35,10 +35,6 @@ pub const DELTA_MIN_BYTES: usize = 2048;
 /// rebuilding one from scratch applies at most `FULL_EVERY - 1` patches).
 pub const FULL_EVERY: u32 = 32;
 
-/// The reader keeps an object's parsed value between two patches only when its text is at
-/// least this long (below, parsing the text again is cheap and keeps memory down).
-const KEEP_VALUE_BYTES: usize = 16 * 1024;
-
 /// How long [`diff`] may align one array before it settles for a coarser patch.
 const ARRAY_DIFF_DEADLINE: Duration = Duration::from_millis(20);
 
@@ -534,20 +530,44 @@ impl<E: fmt::Display> fmt::Display for RebuildError<E> {
 /// The last version of an object the reader saw.
 struct Version {
     seq: u64,
-    doc: Doc,
-    /// The document parsed, kept between two patches of a large object.
-    value: Option<Value>,
+    kept: Kept,
+}
+
+/// How a version is kept.
+enum Kept {
+    /// As read whole: parsed only if a patch comes.
+    Doc(Doc),
+    /// As rebuilt: parsed, ready for the next patch (no parsing per patch).
+    Value(Value),
+}
+
+impl Kept {
+    /// The document as a value (a copy; `take` moves it out instead).
+    fn value(&self) -> Result<Value, String> {
+        match self {
+            Kept::Doc(doc) => doc.value(),
+            Kept::Value(v) => Ok(v.clone()),
+        }
+    }
+
+    /// The document as a value, moved out (what is left is an empty placeholder).
+    fn take(&mut self) -> Result<Value, String> {
+        match std::mem::replace(self, Kept::Value(Value::Null)) {
+            Kept::Doc(doc) => doc.value(),
+            Kept::Value(v) => Ok(v),
+        }
+    }
 }
 
 /// The reader's side: makes entries whole as they are read.
 ///
 /// It keeps the last version it saw of each large object (a document of at least
-/// [`DELTA_MIN_BYTES`]), so entries read in order are rebuilt from the version just before
-/// them, one patch each. An entry whose base it does not hold (read out of order, or the first
-/// read from the middle of the log) is rebuilt by walking back through the patches' bases to
-/// the last whole version, with `fetch` (the stored entry at a seq, not rebuilt), then applying
-/// the patches forward. Every rebuilt document is checked against the digest its entry
-/// recorded.
+/// [`DELTA_MIN_BYTES`]: as read when it was whole, parsed once a patch applied to it), so
+/// entries read in order are rebuilt from the version just before them, one patch each and no
+/// parsing. An entry whose base it does not hold (read out of order, or the first read from
+/// the middle of the log) is rebuilt by walking back through the patches' bases to the last
+/// whole version, with `fetch` (the stored entry at a seq, not rebuilt), then applying the
+/// patches forward. Every rebuilt document is checked against the digest its entry recorded.
 #[derive(Default)]
 pub struct Rebuild {
     /// By object key: the last event, and the last action (see [`Stream`]).
@@ -602,8 +622,7 @@ impl Rebuild {
                 .filter(|_| len >= Some(DELTA_MIN_BYTES))
                 .map(|doc| Version {
                     seq: entry.seq,
-                    doc,
-                    value: None,
+                    kept: Kept::Doc(doc),
                 });
             self.keep(stream, &key, version);
             return Ok(());
@@ -616,19 +635,19 @@ impl Rebuild {
         }
         let key = key.clone();
         let base = match self.slot(stream, &key) {
-            Some(Some(v)) if v.seq == delta.base_seq => match v.value.take() {
-                Some(value) => value,
-                None => v.doc.value().map_err(|p| bad(delta.base_seq, p))?,
-            },
+            Some(Some(v)) if v.seq == delta.base_seq => {
+                let base = v.kept.take();
+                // Moved out: no longer a version to keep, whatever happens next.
+                self.keep(stream, &key, None);
+                base.map_err(|p| bad(delta.base_seq, p))?
+            }
             _ => self.walk_back(stream, &key, entry.seq, delta.base_seq, fetch)?,
         };
         let (doc, value) = patched(stream, base, entry.seq, delta)?;
-        doc.clone().put(&mut entry.body);
-        let keep = slot_of(&entry.body).and_then(|(_, _, len)| len) >= Some(KEEP_VALUE_BYTES);
+        doc.put(&mut entry.body);
         let version = Version {
             seq: entry.seq,
-            doc,
-            value: keep.then_some(value),
+            kept: Kept::Value(value),
         };
         self.keep(stream, &key, Some(version));
         Ok(())
@@ -656,10 +675,7 @@ impl Rebuild {
             if let Some(Some(v)) = self.slot(stream, key)
                 && v.seq == seq
             {
-                break match &v.value {
-                    Some(value) => value.clone(),
-                    None => v.doc.value().map_err(|p| bad(seq, p))?,
-                };
+                break v.kept.value().map_err(|p| bad(seq, p))?;
             }
             let Some(stored) = fetch(seq).map_err(RebuildError::Fetch)? else {
                 return Err(bad(

@@ -80,8 +80,10 @@ pub struct Json(Arc<str>);
 impl Json {
     /// The canonical JSON text of `value`.
     pub fn from_value(value: &serde_json::Value) -> Json {
-        // `Display` of a `Value` is its compact JSON text, and cannot fail.
-        Json(value.to_string().into())
+        // The compact text, as `Display` writes it but without going through a formatter
+        // (several times faster for large objects); serializing a `Value` cannot fail.
+        let text = serde_json::to_string(value).unwrap_or_else(|_| value.to_string());
+        Json(text.into())
     }
 
     /// Parses the text into a value.
