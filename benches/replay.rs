@@ -583,8 +583,7 @@ fn verify_from_figures(path: &Path, entries: u64) {
     if let Some(last) = checkpoint_details(&reader)
         .iter()
         .map(|(seq, _)| *seq)
-        .filter(|&seq| seq <= from + TAIL / 10)
-        .next_back()
+        .rfind(|&seq| seq <= from + TAIL / 10)
         && last != start.first
     {
         verify_from(last);
