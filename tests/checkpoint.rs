@@ -410,9 +410,9 @@ fn state_timeline_and_what_if_from_a_checkpoint_tell_what_they_tell_from_the_sta
             };
             let whole = replay::timeline(&reader, &subject, None, None).expect("timeline");
             match replay::timeline_from(&reader, &subject, None, None, c) {
-                Ok((items, used, _)) => {
-                    assert_eq!(used, Some(c));
-                    assert_eq!(text(&items), text(&whole), "{subject} from {c}");
+                Ok(told) => {
+                    assert_eq!(told.started_from, Some(c));
+                    assert_eq!(text(&told.items), text(&whole), "{subject} from {c}");
                 }
                 Err(ReplayError::Unknown { .. }) => {
                     assert!(text(&whole).is_empty(), "{subject} from {c}");

@@ -514,8 +514,11 @@ fn timeline(
     for p in [a.since, a.until, from].into_iter().flatten() {
         replay::check_within(reader, p)?;
     }
-    let (items, started_from, notes) =
-        replay::timeline_from(reader, &subject, a.since, a.until, a.from)?;
+    let replay::Timeline {
+        items,
+        started_from,
+        notes,
+    } = replay::timeline_from(reader, &subject, a.since, a.until, a.from)?;
     for note in &notes {
         eprintln!("logbook-replay: note: {note}");
     }

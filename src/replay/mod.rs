@@ -28,7 +28,7 @@ use std::str::FromStr;
 
 pub use start::{Start, start_from};
 pub use state::{WorldAt, state_document, world_at, world_at_from};
-pub use timeline::{Subject, TimelineItem, timeline, timeline_from};
+pub use timeline::{Subject, Timeline, TimelineItem, timeline, timeline_from};
 pub use verify::{Divergence, VerifyOptions, VerifyReport, verify};
 pub use whatif::{ActionChange, PlanChange, WhatIfOptions, WhatIfReport, what_if};
 pub use why::{Why, WhyError, WhyState, explain};

@@ -58,25 +58,31 @@ pub fn timeline(
     since: Option<Point>,
     until: Option<Point>,
 ) -> Result<Vec<TimelineItem>, ReplayError> {
-    Ok(timeline_from(reader, subject, since, until, 1)?.0)
+    Ok(timeline_from(reader, subject, since, until, 1)?.items)
 }
 
-/// A timeline read from a checkpoint: its steps, the checkpoint used (`None`: the start of
-/// the log) and the notes of the way there.
-pub type FromCheckpoint = (Vec<TimelineItem>, Option<u64>, Vec<String>);
+/// A story told from a checkpoint ([`timeline_from`]).
+#[derive(Clone, Debug)]
+pub struct Timeline {
+    /// The steps.
+    pub items: Vec<TimelineItem>,
+    /// The checkpoint the log was read from (`None`: its start).
+    pub started_from: Option<u64>,
+    /// Checkpoints passed over on the way there, and why (or that there was none).
+    pub notes: Vec<String>,
+}
 
 /// [`timeline`] from entry `from` on (and from `since`, when that is later), reading the log
 /// from the nearest checkpoint at or before `from` instead of its start: the objects of the
-/// subject as that checkpoint holds them are what the first steps are compared with. Also
-/// returns the checkpoint used (`None`: the start of the log) and the notes of the way there
-/// (checkpoints passed over, or none at all). `from` 0 or 1: the whole log, from its start.
+/// subject as that checkpoint holds them are what the first steps are compared with. `from`
+/// 0 or 1: the whole log, from its start.
 pub fn timeline_from(
     reader: &LogReader,
     subject: &Subject,
     since: Option<Point>,
     until: Option<Point>,
     from: u64,
-) -> Result<FromCheckpoint, ReplayError> {
+) -> Result<Timeline, ReplayError> {
     let start = start_from(reader, from)?;
     let filter = Filter::new()
         .kinds(&[EntryKind::Event, EntryKind::Action, EntryKind::Outcome])
@@ -139,7 +145,11 @@ pub fn timeline_from(
             },
         });
     }
-    Ok((items, start.checkpoint, start.notes))
+    Ok(Timeline {
+        items,
+        started_from: start.checkpoint,
+        notes: start.notes,
+    })
 }
 
 fn item(entry: &Entry, last_seen: &mut BTreeMap<ObjKey, Value>) -> TimelineItem {

@@ -155,8 +155,11 @@ pub fn digest_of(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// The fold's state, format 1 (see the module docs). Field order is part of the format.
-#[derive(Serialize, Deserialize)]
+/// The fold's state, format 1 (see the module docs), as it is read back. Field order is part
+/// of the format. It is written from the fold itself through [`StateView`], which encodes to
+/// the same bytes without building this copy first.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct State {
     format: u32,
     last_seq: u64,
@@ -171,7 +174,8 @@ struct State {
     due: Vec<StoredDue>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct StoredObject {
     key: ObjKey,
     api_version: String,
@@ -208,72 +212,192 @@ struct StoredDue {
     redrives: u32,
 }
 
+/// [`State`] borrowed from a fold: the same fields, written one item at a time (an object's
+/// JSON text exists only while it is written), so encoding a checkpoint, or hashing one,
+/// holds no second copy of the world.
+#[derive(Serialize)]
+struct StateView<'a> {
+    format: u32,
+    last_seq: u64,
+    now: &'a Option<String>,
+    answer_deadline_ms: Option<u64>,
+    planner: &'a Option<Json>,
+    objects: Each<'a, ObjectView<'a>>,
+    pending: Each<'a, ActionView<'a>>,
+    issued: Each<'a, IssuedView<'a>>,
+    pending_ids: Each<'a, PendingIdView<'a>>,
+    awaiting: Each<'a, AwaitingView<'a>>,
+    due: Each<'a, StoredDue>,
+}
+
+/// A list written from an iterator of known length, made anew each time it is written.
+struct Each<'a, T>(Box<dyn Fn() -> Box<dyn ExactSizeIterator<Item = T> + 'a> + 'a>);
+
+impl<T: Serialize> Serialize for Each<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let items = (self.0)();
+        let mut seq = serializer.serialize_seq(Some(items.len()))?;
+        for item in items {
+            seq.serialize_element(&item)?;
+        }
+        seq.end()
+    }
+}
+
+/// A JSON value written as its canonical text, as [`Json::from_value`] makes it.
+struct JsonOf<'a>(&'a serde_json::Value);
+
+impl Serialize for JsonOf<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        Json::from_value(self.0).serialize(serializer)
+    }
+}
+
+#[derive(Serialize)]
+struct ObjectView<'a> {
+    key: &'a ObjKey,
+    api_version: &'a str,
+    uid: &'a str,
+    resource_version: &'a str,
+    object: JsonOf<'a>,
+}
+
+/// An [`Action`](crate::record::Action) written as its [`RecordedAction`] (same fields, same
+/// order).
+#[derive(Serialize)]
+struct ActionView<'a> {
+    id: &'a str,
+    verb: crate::record::Verb,
+    target: &'a ObjKey,
+    api_version: &'a str,
+    app: &'a Option<String>,
+    object: Option<JsonOf<'a>>,
+    uid: &'a Option<String>,
+    reason: &'a str,
+    basis: &'a BTreeMap<String, String>,
+}
+
+impl<'a> ActionView<'a> {
+    fn of(a: &'a crate::record::Action) -> ActionView<'a> {
+        ActionView {
+            id: &a.id,
+            verb: a.verb,
+            target: &a.target,
+            api_version: &a.api_version,
+            app: &a.app,
+            object: a.object.as_ref().map(JsonOf),
+            uid: &a.uid,
+            reason: &a.reason,
+            basis: &a.basis,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct IssuedView<'a> {
+    target: &'a ObjKey,
+    plan_seq: u64,
+    action_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct PendingIdView<'a> {
+    action_id: &'a str,
+    target: &'a ObjKey,
+}
+
+#[derive(Serialize)]
+struct AwaitingView<'a> {
+    target: &'a ObjKey,
+    action_id: &'a str,
+    resource_version: &'a Option<String>,
+}
+
+/// Feeds what is written into a SHA-256.
+struct Hashing(Sha256);
+
+impl std::io::Write for Hashing {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl Fold {
-    /// The fold's whole state, canonically encoded, with its digest (see the module docs).
-    /// Fails only if MessagePack cannot encode it, which would be a bug; the message says so.
-    pub fn checkpoint(&self) -> Result<Checkpoint, String> {
+    fn state_view(&self) -> StateView<'_> {
         let world = &self.world;
-        let state = State {
+        StateView {
             format: CHECKPOINT_FORMAT,
             last_seq: self.last_seq,
-            now: world.now.clone(),
+            now: &world.now,
             answer_deadline_ms: self.answer_deadline_ms,
-            planner: self.planner.clone(),
-            objects: world
-                .objects
-                .iter()
-                .map(|(key, o)| StoredObject {
-                    key: key.clone(),
-                    api_version: o.api_version.clone(),
-                    uid: o.uid.clone(),
-                    resource_version: o.resource_version.clone(),
-                    object: Json::from_value(&o.object),
-                })
-                .collect(),
-            pending: world.pending.values().map(RecordedAction::from).collect(),
-            issued: world
-                .issued
-                .iter()
-                .map(|(target, (plan_seq, id))| Issued {
-                    target: target.clone(),
-                    plan_seq: *plan_seq,
-                    action_id: id.clone(),
-                })
-                .collect(),
-            pending_ids: self
-                .pending_ids
-                .iter()
-                .map(|(id, target)| PendingId {
-                    action_id: id.clone(),
-                    target: target.clone(),
-                })
-                .collect(),
-            awaiting: self
-                .awaiting
-                .iter()
-                .map(|(target, (id, rv))| Awaiting {
-                    target: target.clone(),
-                    action_id: id.clone(),
-                    resource_version: rv.clone(),
-                })
-                .collect(),
-            due: self
-                .due
-                .iter()
-                .map(|(id, d)| StoredDue {
+            planner: &self.planner,
+            objects: Each(Box::new(move || {
+                Box::new(world.objects.iter().map(|(key, o)| ObjectView {
+                    key,
+                    api_version: &o.api_version,
+                    uid: &o.uid,
+                    resource_version: &o.resource_version,
+                    object: JsonOf(&o.object),
+                }))
+            })),
+            pending: Each(Box::new(move || {
+                Box::new(world.pending.values().map(ActionView::of))
+            })),
+            issued: Each(Box::new(move || {
+                Box::new(
+                    world
+                        .issued
+                        .iter()
+                        .map(|(target, (plan_seq, id))| IssuedView {
+                            target,
+                            plan_seq: *plan_seq,
+                            action_id: id,
+                        }),
+                )
+            })),
+            pending_ids: Each(Box::new(move || {
+                Box::new(self.pending_ids.iter().map(|(id, target)| PendingIdView {
+                    action_id: id,
+                    target,
+                }))
+            })),
+            awaiting: Each(Box::new(move || {
+                Box::new(self.awaiting.iter().map(|(target, (id, rv))| AwaitingView {
+                    target,
+                    action_id: id,
+                    resource_version: rv,
+                }))
+            })),
+            due: Each(Box::new(move || {
+                Box::new(self.due.iter().map(|(id, d)| StoredDue {
                     action_id: id.clone(),
                     at: d.at.to_rfc3339_opts(SecondsFormat::Nanos, true),
                     action_seq: d.action_seq,
                     redrives: d.redrives,
-                })
-                .collect(),
-        };
-        let bytes = rmp_serde::to_vec_named(&state).map_err(|e| {
-            format!(
-                "cannot encode the fold at entry {} as a checkpoint: {e} (a bug: please report it)",
-                self.last_seq
-            )
-        })?;
+                }))
+            })),
+        }
+    }
+
+    fn encoding_failed(&self, e: impl std::fmt::Display) -> String {
+        format!(
+            "cannot encode the fold at entry {} as a checkpoint: {e} (a bug: please report it)",
+            self.last_seq
+        )
+    }
+
+    /// The fold's whole state, canonically encoded, with its digest (see the module docs).
+    /// Fails only if MessagePack cannot encode it, which would be a bug; the message says so.
+    pub fn checkpoint(&self) -> Result<Checkpoint, String> {
+        let bytes =
+            rmp_serde::to_vec_named(&self.state_view()).map_err(|e| self.encoding_failed(e))?;
+        let world = &self.world;
         Ok(Checkpoint {
             digest: digest_of(&bytes),
             upto_seq: self.last_seq,
@@ -282,6 +406,15 @@ impl Fold {
             pending: world.pending.len() as u64,
             state: bytes,
         })
+    }
+
+    /// The digest [`Fold::checkpoint`] would give, computed as the state is written, without
+    /// holding its bytes (what `verify` compares a checkpoint with).
+    pub fn state_digest(&self) -> Result<String, String> {
+        let mut hashing = Hashing(Sha256::new());
+        rmp_serde::encode::write_named(&mut hashing, &self.state_view())
+            .map_err(|e| self.encoding_failed(e))?;
+        Ok(hex::encode(hashing.0.finalize()))
     }
 
     /// The fold a checkpoint's state holds: the same fold, for every later entry and every
@@ -819,6 +952,80 @@ mod tests {
             fold.world().pending_actions().count() < 3,
             "the history settled some"
         );
+    }
+
+    /// The owned state, built field by field from the fold: what [`StateView`] must write.
+    fn owned(fold: &Fold) -> Vec<u8> {
+        let world = &fold.world;
+        let state = State {
+            format: CHECKPOINT_FORMAT,
+            last_seq: fold.last_seq,
+            now: world.now.clone(),
+            answer_deadline_ms: fold.answer_deadline_ms,
+            planner: fold.planner.clone(),
+            objects: world
+                .objects
+                .iter()
+                .map(|(key, o)| StoredObject {
+                    key: key.clone(),
+                    api_version: o.api_version.clone(),
+                    uid: o.uid.clone(),
+                    resource_version: o.resource_version.clone(),
+                    object: Json::from_value(&o.object),
+                })
+                .collect(),
+            pending: world.pending.values().map(RecordedAction::from).collect(),
+            issued: world
+                .issued
+                .iter()
+                .map(|(target, (plan_seq, id))| Issued {
+                    target: target.clone(),
+                    plan_seq: *plan_seq,
+                    action_id: id.clone(),
+                })
+                .collect(),
+            pending_ids: fold
+                .pending_ids
+                .iter()
+                .map(|(id, target)| PendingId {
+                    action_id: id.clone(),
+                    target: target.clone(),
+                })
+                .collect(),
+            awaiting: fold
+                .awaiting
+                .iter()
+                .map(|(target, (id, rv))| Awaiting {
+                    target: target.clone(),
+                    action_id: id.clone(),
+                    resource_version: rv.clone(),
+                })
+                .collect(),
+            due: fold
+                .due
+                .iter()
+                .map(|(id, d)| StoredDue {
+                    action_id: id.clone(),
+                    at: d.at.to_rfc3339_opts(SecondsFormat::Nanos, true),
+                    action_seq: d.action_seq,
+                    redrives: d.redrives,
+                })
+                .collect(),
+        };
+        rmp_serde::to_vec_named(&state).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_state_is_written_as_the_owned_state_would_be_and_hashed_as_written() {
+        let (before, after) = history();
+        let mut fold = Fold::new();
+        for (i, b) in before.iter().chain(&after).enumerate() {
+            let seq = i as u64 + 1;
+            fold.apply(seq, at(seq as i64), b);
+            let written = encoded(&fold);
+            assert_eq!(written.state, owned(&fold), "after entry {seq}");
+            assert_eq!(fold.state_digest(), Ok(written.digest), "after entry {seq}");
+        }
     }
 
     #[test]
