@@ -459,6 +459,19 @@ fn median(mut xs: Vec<Duration>) -> Duration {
     xs[xs.len() / 2]
 }
 
+/// The median time of `runs` runs of `f`.
+fn median_of(runs: usize, mut f: impl FnMut()) -> Duration {
+    median(
+        (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed()
+            })
+            .collect(),
+    )
+}
+
 /// How big checkpoints are, and what building, appending and loading one costs (medians of a
 /// few runs, timed by hand: appending needs a new entry each time).
 fn checkpoint_figures(reader: &LogReader) {
@@ -495,33 +508,15 @@ fn checkpoint_figures(reader: &LogReader) {
     assert_eq!(start.checkpoint, Some(last_seq), "{:?}", start.notes);
     let fold = start.fold;
     const RUNS: usize = 5;
-    let build = median(
-        (0..RUNS)
-            .map(|_| {
-                let t = Instant::now();
-                black_box(fold.checkpoint().unwrap_or_else(|e| panic!("{e}")));
-                t.elapsed()
-            })
-            .collect(),
-    );
-    let read = median(
-        (0..RUNS)
-            .map(|_| {
-                let t = Instant::now();
-                black_box(reader.get(last_seq).unwrap_or_else(|e| panic!("{e}")));
-                t.elapsed()
-            })
-            .collect(),
-    );
-    let load = median(
-        (0..RUNS)
-            .map(|_| {
-                let t = Instant::now();
-                black_box(start_from(reader, last_seq).unwrap_or_else(|e| panic!("{e}")));
-                t.elapsed()
-            })
-            .collect(),
-    );
+    let build = median_of(RUNS, || {
+        black_box(fold.checkpoint().unwrap_or_else(|e| panic!("{e}")));
+    });
+    let read = median_of(RUNS, || {
+        black_box(reader.get(last_seq).unwrap_or_else(|e| panic!("{e}")));
+    });
+    let load = median_of(RUNS, || {
+        black_box(start_from(reader, last_seq).unwrap_or_else(|e| panic!("{e}")));
+    });
     // Appending: into a log of its own in the system's temporary directory (on disk, unlike
     // the generated log, which may be in /dev/shm), with durable commits as the controller's.
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

@@ -18,36 +18,26 @@ use std::time::Duration;
 /// `GET url` (plain HTTP/1.0 on loopback, bounded): status and body, or `None` when nothing
 /// answers (yet).
 async fn get(url: &str) -> Option<(u16, String)> {
-    let url = url.to_string();
-    tokio::task::spawn_blocking(move || {
-        let rest = url.strip_prefix("http://")?;
-        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let addr: std::net::SocketAddr = host.parse().ok()?;
-        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        let status = out.split_whitespace().nth(1)?.parse().ok()?;
-        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-        Some((status, body))
-    })
-    .await
-    .ok()?
+    request("GET", url, Duration::from_secs(5)).await
 }
 
 /// `POST url` with no body (plain HTTP/1.0 on loopback, bounded): status and body.
 async fn post(url: &str) -> Option<(u16, String)> {
+    request("POST", url, Duration::from_secs(70)).await
+}
+
+/// `method url` with no body, waiting up to `wait` for the answer: status and body.
+async fn request(method: &'static str, url: &str, wait: Duration) -> Option<(u16, String)> {
     let url = url.to_string();
     tokio::task::spawn_blocking(move || {
         let rest = url.strip_prefix("http://")?;
         let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
         let addr: std::net::SocketAddr = host.parse().ok()?;
         let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(70))).ok()?;
+        s.set_read_timeout(Some(wait)).ok()?;
         write!(
             s,
-            "POST /{path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n"
+            "{method} /{path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n"
         )
         .ok()?;
         let mut out = String::new();
