@@ -725,12 +725,17 @@ impl Logbook {
             log_path: dir.path().join("logbook.db"),
             nats: args,
             topology,
-            planner: PlannerConfig::default(),
+            // As `logbook controller` runs it: one write in flight per shared Ingress.
+            planner: PlannerConfig {
+                coalesce_shared_writes: true,
+                ..PlannerConfig::default()
+            },
             debounce: s.debounce,
             resync: Duration::from_secs(3600),
             grace: Duration::from_secs(2),
             answer_deadline: Duration::from_secs(60),
             keys: controller_keys,
+            checkpoints: logbook::controller::Checkpoints::default(),
         };
         let mut lb = Logbook {
             _dir: dir,
@@ -744,6 +749,28 @@ impl Logbook {
             return Err(why.into());
         }
         Ok(lb)
+    }
+
+    /// Prints how big the log grew: entries, and bytes of the file with its WAL.
+    fn report_log(&self) {
+        let path = &self.controller_config.log_path;
+        let bytes: u64 = ["", "-wal"]
+            .iter()
+            .filter_map(|suffix| {
+                let mut p = path.as_os_str().to_owned();
+                p.push(suffix);
+                std::fs::metadata(std::path::PathBuf::from(p)).ok()
+            })
+            .map(|m| m.len())
+            .sum();
+        let entries = logbook::log::LogReader::open(path)
+            .ok()
+            .and_then(|r| r.last_seq().ok())
+            .unwrap_or(0);
+        println!(
+            "       log: {entries} entries, {:.1} MB (file and WAL)",
+            bytes as f64 / 1e6
+        );
     }
 
     fn start_controller(&mut self, client: Client) {
@@ -784,6 +811,7 @@ impl Logbook {
         {
             eprintln!("  (logbook did not stop within 10 s)");
         }
+        self.report_log();
     }
 }
 

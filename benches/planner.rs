@@ -1,8 +1,10 @@
-//! Planner benchmarks: a full plan of 10,000 Applications with 30% drift, and the incremental
-//! plan after one Application changed in a world of 10,000.
+//! Planner benchmarks: a full plan of 10,000 Applications with 30% drift (by a planner that
+//! already planned this world, as the controller's does, and by a fresh one), the incremental
+//! plan after one Application changed in a world of 10,000, and the same in a single namespace
+//! of 10, 100, 1,000 and 10,000 Applications (one shared Ingress holding all their rules).
 //!
-//! The world spreads the Applications over 100 namespaces (100 per shared Ingress), each with
-//! a host, children present and server-defaulted as an API server would leave them.
+//! The worlds give each Application a host, and children present and server-defaulted as an API
+//! server would leave them.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use logbook::model::Application;
@@ -18,7 +20,12 @@ const APPS: usize = 10_000;
 const NAMESPACES: usize = 100;
 
 fn app(i: usize, image: &str) -> (ObjKey, Observed) {
-    Application::test(&format!("ns{}", i % NAMESPACES), &format!("app{i}"))
+    app_in(&format!("ns{}", i % NAMESPACES), i, image)
+}
+
+/// Application `i` of namespace `ns`: 2 replicas, a host, an env var, created in order.
+fn app_in(ns: &str, i: usize, image: &str) -> (ObjKey, Observed) {
+    Application::test(ns, &format!("app{i}"))
         .image(image)
         .replicas(2)
         .host(&format!("app{i}.example.com"))
@@ -27,11 +34,15 @@ fn app(i: usize, image: &str) -> (ObjKey, Observed) {
         .observed()
 }
 
-/// A converged world of `APPS` Applications.
+/// A converged world of `APPS` Applications over `NAMESPACES` namespaces.
 fn converged(planner: &Planner) -> World {
+    converged_with(planner, (0..APPS).map(|i| app(i, "nginx:1.27")))
+}
+
+/// The converged world of `apps`.
+fn converged_with(planner: &Planner, apps: impl Iterator<Item = (ObjKey, Observed)>) -> World {
     let mut world = World::new();
-    for i in 0..APPS {
-        let (k, o) = app(i, "nginx:1.27");
+    for (k, o) in apps {
         world.observe(k, o).expect("valid app");
     }
     let mut rv = 1_000_000;
@@ -78,6 +89,13 @@ fn bench_planner(c: &mut Criterion) {
     group.bench_function("full_plan_10k_apps_30pct_drift", |b| {
         b.iter(|| black_box(planner.plan_all(black_box(&drifted))))
     });
+    group.sample_size(10);
+    group.bench_function("full_plan_10k_apps_30pct_drift_fresh_planner", |b| {
+        b.iter(|| {
+            let fresh = Planner::new(PlannerConfig::default());
+            black_box(fresh.plan_all(black_box(&drifted)))
+        })
+    });
 
     // one Application changes (its image flips between two versions): fold it in, find the
     // touched scopes (before and after), plan them
@@ -98,5 +116,44 @@ fn bench_planner(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_planner);
+/// Application `i` of the single namespace `one`.
+fn app_in_one_ns(i: usize, image: &str) -> (ObjKey, Observed) {
+    app_in("one", i, image)
+}
+
+/// Plan after one Application's image changed, in one namespace of n Applications: a plan
+/// should cost what changed, not what the namespace holds.
+fn bench_one_namespace(c: &mut Criterion) {
+    let mut group = c.benchmark_group("planner_one_namespace");
+    group.sample_size(50);
+    for n in [10usize, 100, 1_000, 10_000] {
+        let planner = Planner::new(PlannerConfig::default());
+        let mut world = converged_with(&planner, (0..n).map(|i| app_in_one_ns(i, "nginx:1.27")));
+        let changed = n / 2;
+        let versions = [
+            app_in_one_ns(changed, "nginx:1.28"),
+            app_in_one_ns(changed, "nginx:1.27"),
+        ];
+        let key = versions[0].0.clone();
+        let mut flip = 0usize;
+        group.bench_function(format!("plan_one_app_changed_of_{n}"), |b| {
+            b.iter(|| {
+                let (k, o) = versions[flip % 2].clone();
+                flip += 1;
+                let mut scopes = planner.scopes_for(&world, [&key]);
+                world.observe(k, o).expect("valid");
+                scopes.extend(planner.scopes_for(&world, [&key]));
+                let actions = planner.plan_scopes(&world, &scopes);
+                assert!(
+                    actions.iter().all(|a| a.target.kind != "Ingress") && !actions.is_empty(),
+                    "the Deployment and the status, not the Ingress: {actions:?}"
+                );
+                black_box(actions)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_planner, bench_one_namespace);
 criterion_main!(benches);

@@ -12,7 +12,8 @@
 //! retried); Deployments finish their rollouts later, and pods sometimes flap; the controller
 //! resyncs every 50,000 entries and relists Deployments twice. Watch events reach the core in
 //! small batches, each batch with the outcomes that arrived meanwhile, so every batch that
-//! touched a scope is one plan. What is fed is deterministic given the load's seed (the core
+//! touched a scope is one plan. The core records a checkpoint every 10,000 entries
+//! (`Load::BENCH.checkpoint_every`). What is fed is deterministic given the load's seed (the core
 //! stamps entries with its own clock; an outcome is stamped 1 ms per attempt after its action).
 //!
 //! The log is generated in `/dev/shm` when it exists (the core commits with fsync) and cached
@@ -28,15 +29,22 @@
 //! `REPLAY_TIMED` changes the prefix (e.g. `REPLAY_TIMED=1000000` with a filter such as
 //! `-- 'd_read|e_read'` times those over the whole log).
 //!
+//! Checkpoints: the bench prints their size (per 1,000 Applications), what building, appending
+//! and loading one costs, and the peak heap of `verify --from` over the last 10,000 entries;
+//! criterion times (f) that `verify --from`, as `logbook-replay verify --from SEQ` runs it
+//! (finding and loading the nearest checkpoint at or before SEQ, folding on to SEQ, recomputing
+//! the plans of the last 10,000 entries, the chain checked from the checkpoint on), and (g)
+//! finding and loading the checkpoint alone.
+//!
 //! `cargo bench --bench replay` runs it; without `--bench` (as `cargo test --benches` runs it)
 //! it is a smoke run over a 20,000-entry log in a temporary directory. `REPLAY_ENTRIES`
 //! changes the length of the log. Results are in `benches/README.md`.
 
 use criterion::{Criterion, SamplingMode, Throughput};
-use logbook::log::LogReader;
-use logbook::record::{Body, Change, MarkerKind};
-use logbook::replay::{Point, VerifyOptions, verify};
-use logbook::world::Fold;
+use logbook::log::{Filter, Log, LogReader};
+use logbook::record::{Body, Change, EntryKind, MarkerKind};
+use logbook::replay::{Point, VerifyOptions, start_from, verify};
+use logbook::world::{CheckpointDetail, Fold, checkpoint_key};
 use logbook_testkit::history::{Load, generate as generate_log};
 use serde_json::Value;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -53,6 +61,8 @@ const SMOKE_ENTRIES: u64 = 20_000;
 /// Entries criterion times each verify variant over (a prefix of the log; `REPLAY_TIMED`
 /// overrides it).
 const TIMED: u64 = 50_000;
+/// `verify --from` is timed over this many entries at the end of the log.
+const TAIL: u64 = 10_000;
 /// The simulated history's scale, speed and seed (its generator name and seed go in the start
 /// marker: a cached log from another generator or seed is regenerated).
 const LOAD: Load = Load::BENCH;
@@ -265,9 +275,24 @@ fn print_mix(reader: &LogReader) {
     let mut apps = BTreeSet::new();
     let mut bytes = 0u64;
     let mut max_actions = 0;
+    // Records stored as patches: (count, their objects' bytes whole, their patches' bytes).
+    let mut patched: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
     for e in reader.range(..) {
         let e = e.unwrap_or_else(|e| panic!("{e}"));
         *kinds.entry(e.kind().as_str()).or_default() += 1;
+        if let Some(d) = &e.delta {
+            let whole = match &e.body {
+                Body::Event(ev) => ev.object.as_ref().map_or(0, |o| o.as_str().len()),
+                Body::Action(a) => a.action.object.as_ref().map_or(0, |o| o.as_str().len()),
+                _ => 0,
+            };
+            let p = patched.entry(e.kind().as_str()).or_default();
+            *p = (
+                p.0 + 1,
+                p.1 + whole as u64,
+                p.2 + d.patch.as_str().len() as u64,
+            );
+        }
         if let Some(a) = &e.keys.application {
             apps.insert(a.clone());
         }
@@ -303,6 +328,22 @@ fn print_mix(reader: &LogReader) {
     );
     println!("  outcomes: {outcomes:?}; markers: {markers:?}");
     println!("  applications named in the log: {}", apps.len());
+    println!("  stored as patches (count, object bytes, patch bytes): {patched:?}");
+    let conn = rusqlite::Connection::open_with_flags(
+        reader.path(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let payloads: i64 = conn
+        .query_row("SELECT sum(length(payload)) FROM entries", [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let file = std::fs::metadata(reader.path()).map_or(0, |m| m.len());
+    println!(
+        "  log bytes: payloads {} ({:.0} bytes an entry), file {}",
+        mib(payloads as f64),
+        payloads as f64 / reader.last_seq().unwrap_or(1).max(1) as f64,
+        mib(file as f64)
+    );
 }
 
 /// The fold of entries `1..=upto`, without planning.
@@ -391,6 +432,195 @@ fn memory_table(path: &Path, points: &[u64], steady: u64) {
     println!();
 }
 
+/// The checkpoints of the log: seq and detail (read through the object index).
+fn checkpoint_details(reader: &LogReader) -> Vec<(u64, CheckpointDetail)> {
+    let filter = Filter::new()
+        .object(&checkpoint_key())
+        .kinds(&[EntryKind::Marker]);
+    reader
+        .query(&filter)
+        .filter_map(|e| {
+            let e = e.unwrap_or_else(|e| panic!("{e}"));
+            match &e.body {
+                Body::Marker(m) => CheckpointDetail::of(m).map(|d| {
+                    (
+                        e.seq,
+                        d.unwrap_or_else(|err| panic!("checkpoint {}: {err}", e.seq)),
+                    )
+                }),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
+/// How big checkpoints are, and what building, appending and loading one costs (medians of a
+/// few runs, timed by hand: appending needs a new entry each time).
+fn checkpoint_figures(reader: &LogReader) {
+    let checkpoints = checkpoint_details(reader);
+    println!();
+    let Some((last_seq, last)) = checkpoints.last().cloned() else {
+        println!("checkpoints: none in the log");
+        return;
+    };
+    let mut sizes: Vec<u64> = checkpoints.iter().map(|(_, d)| d.bytes).collect();
+    sizes.sort_unstable();
+    let per_thousand: Vec<f64> = checkpoints
+        .iter()
+        .filter(|(_, d)| d.applications > 0)
+        .map(|(_, d)| d.bytes as f64 * 1000.0 / d.applications as f64)
+        .collect();
+    let avg = per_thousand.iter().sum::<f64>() / per_thousand.len().max(1) as f64;
+    println!(
+        "checkpoints: {} in the log (every {} entries), {} to {} bytes (median {}); per 1,000 \
+         Applications: {} on average; the last, at entry {last_seq}: {} Applications, {} \
+         objects, {} pending, {}",
+        checkpoints.len(),
+        LOAD.checkpoint_every,
+        sizes[0],
+        sizes[sizes.len() - 1],
+        sizes[sizes.len() / 2],
+        mib(avg),
+        last.applications,
+        last.objects,
+        last.pending,
+        mib(last.bytes as f64)
+    );
+    let start = start_from(reader, last_seq).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(start.checkpoint, Some(last_seq), "{:?}", start.notes);
+    let fold = start.fold;
+    const RUNS: usize = 5;
+    let build = median(
+        (0..RUNS)
+            .map(|_| {
+                let t = Instant::now();
+                black_box(fold.checkpoint().unwrap_or_else(|e| panic!("{e}")));
+                t.elapsed()
+            })
+            .collect(),
+    );
+    let read = median(
+        (0..RUNS)
+            .map(|_| {
+                let t = Instant::now();
+                black_box(reader.get(last_seq).unwrap_or_else(|e| panic!("{e}")));
+                t.elapsed()
+            })
+            .collect(),
+    );
+    let load = median(
+        (0..RUNS)
+            .map(|_| {
+                let t = Instant::now();
+                black_box(start_from(reader, last_seq).unwrap_or_else(|e| panic!("{e}")));
+                t.elapsed()
+            })
+            .collect(),
+    );
+    // Appending: into a log of its own in the system's temporary directory (on disk, unlike
+    // the generated log, which may be in /dev/shm), with durable commits as the controller's.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut log = Log::open(&dir.path().join("append.db")).unwrap_or_else(|e| panic!("{e}"));
+    let checkpoint = fold.checkpoint().unwrap_or_else(|e| panic!("{e}"));
+    let append = median(
+        (0..RUNS)
+            .map(|i| {
+                let at = chrono::Utc::now() + chrono::TimeDelta::seconds(i as i64);
+                let entry = checkpoint.clone().entry(at, "asked");
+                let t = Instant::now();
+                log.append(&[entry]).unwrap_or_else(|e| panic!("{e}"));
+                t.elapsed()
+            })
+            .collect(),
+    );
+    drop(log);
+    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
+    println!(
+        "checkpoint of {} Applications ({}): build (encode the fold) {}, append (one durable \
+         commit) {}, so the controller stalls ~{}; load: read and decode the entry {}, all of \
+         start_from (find, read, digest, rebuild the world) {}",
+        last.applications,
+        mib(last.bytes as f64),
+        ms(build),
+        ms(append),
+        ms(build + append),
+        ms(read),
+        ms(load)
+    );
+}
+
+/// `verify --from` over the last `TAIL` entries (checkpoint loaded): where its time goes
+/// (one run each, by hand: finding and loading the checkpoint, folding on to SEQ, the chain
+/// from the checkpoint on, the whole verify) and its peak live heap; then the same from the
+/// last checkpoint before the end, the nearest one can get to "the last 10,000 entries".
+fn verify_from_figures(path: &Path, entries: u64) {
+    let reader = LogReader::open(path).unwrap_or_else(|e| panic!("{e}"));
+    let _ = reader.range(1..=1).count();
+    let from = entries.saturating_sub(TAIL - 1).max(1);
+    let secs = |t: Instant| format!("{:.3} s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let start = start_from(&reader, from).unwrap_or_else(|e| panic!("{e}"));
+    let load = secs(t);
+    let t = Instant::now();
+    let mut fold = start.fold;
+    for e in reader.range(start.first..from) {
+        let e = e.unwrap_or_else(|e| panic!("{e}"));
+        fold.apply(e.seq, e.at, &e.body);
+    }
+    let fold_to = secs(t);
+    drop(fold);
+    let t = Instant::now();
+    let chain = reader
+        .verify_from(start.first)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(chain.is_ok());
+    let chain = secs(t);
+    let verify_from = |from: u64| {
+        count_from_zero();
+        let t = Instant::now();
+        let report = verify(
+            &reader,
+            &VerifyOptions {
+                from,
+                ..Default::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let took = secs(t);
+        let p = peak();
+        stop_counting();
+        assert!(report.is_ok(), "verify --from {from} failed");
+        println!(
+            "verify --from {from}: {took} in all; from the checkpoint at {:?}, {} entries read, \
+             {} plans recomputed; peak live heap {}",
+            report.started_from,
+            report.entries,
+            report.plans_identical,
+            mib(p as f64)
+        );
+    };
+    println!(
+        "verify --from {from} (the last {TAIL} entries), by parts: find and load the checkpoint at \
+         {:?} {load}, fold its {} entries on to {from} {fold_to}, the chain from it {chain}",
+        start.checkpoint,
+        from - start.first
+    );
+    verify_from(from);
+    if let Some(last) = checkpoint_details(&reader)
+        .iter()
+        .map(|(seq, _)| *seq)
+        .rfind(|&seq| seq <= from + TAIL / 10)
+        && last != start.first
+    {
+        verify_from(last);
+    }
+}
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let entries = std::env::var("REPLAY_ENTRIES")
@@ -428,14 +658,15 @@ fn main() {
     assert!(report.plans > 0 && report.plans == report.plans_identical);
     assert_eq!(report.entries, entries);
     println!(
-        "sanity: verify ok in {took:.1} s ({:.0} entries/s): {} events, {} plans ({} actions), {} outcomes, {} markers, {} rejected",
+        "sanity: verify ok in {took:.1} s ({:.0} entries/s): {} events, {} plans ({} actions), {} outcomes, {} markers, {} rejected, {} checkpoints found holding the fold",
         entries as f64 / took,
         report.events,
         report.plans,
         report.actions,
         report.outcomes,
         report.markers,
-        report.rejected.len()
+        report.rejected.len(),
+        report.checkpoints
     );
     drop(report);
 
@@ -447,6 +678,8 @@ fn main() {
     // A multiple of `PROGRESS_EVERY`, where verify's progress callback is called.
     let steady = (entries / 20).next_multiple_of(logbook::replay::PROGRESS_EVERY);
     memory_table(&path, &points, steady);
+    checkpoint_figures(&reader);
+    verify_from_figures(&path, entries);
     if !full {
         println!("(smoke run; `cargo bench --bench replay` for the full one)");
         return;
@@ -491,6 +724,36 @@ fn main() {
     });
     group.bench_function("e_read_fold", |b| {
         b.iter(|| black_box(fold_upto(&reader, timed).last_seq()))
+    });
+    group.finish();
+    // `logbook-replay verify --from SEQ` on the last `TAIL` entries, chain checked from the
+    // checkpoint on: finding and loading the checkpoint, folding from it to SEQ, recomputing
+    // the plans of the last `TAIL` entries.
+    let from = entries.saturating_sub(TAIL - 1).max(1);
+    let mut group = c.benchmark_group("replay_verify_from");
+    group
+        .throughput(Throughput::Elements(entries - from + 1))
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_secs(1));
+    group.bench_function("f_verify_from_last_10k", |b| {
+        b.iter(|| {
+            let options = VerifyOptions {
+                from,
+                ..Default::default()
+            };
+            let r = verify(&reader, &options).unwrap_or_else(|e| panic!("{e}"));
+            assert!(r.is_ok() && r.started_from.is_some());
+            r.plans_identical
+        })
+    });
+    group.bench_function("g_load_checkpoint", |b| {
+        b.iter(|| {
+            let start = start_from(&reader, from).unwrap_or_else(|e| panic!("{e}"));
+            assert!(start.checkpoint.is_some());
+            start.first
+        })
     });
     group.finish();
     let mut group = c.benchmark_group("replay_chain");

@@ -1,7 +1,7 @@
 //! End to end, seen from the admin servers: `/metrics` of the controller and of an executor
-//! count exactly what the test caused (compared with the log), `/readyz` follows the watches
-//! and NATS, and `--log-format json` writes one JSON object per line, with the action id on
-//! every line of an action's handling.
+//! count exactly what the test caused (compared with the log), `POST /checkpoint` records a
+//! checkpoint, `/readyz` follows the watches and NATS, and `--log-format json` writes one JSON
+//! object per line, with the action id on every line of an action's handling.
 
 use logbook_testkit::sandbox as support;
 use logbook_testkit::{AppTest, e2e};
@@ -26,6 +26,30 @@ async fn get(url: &str) -> Option<(u16, String)> {
         let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        let status = out.split_whitespace().nth(1)?.parse().ok()?;
+        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+        Some((status, body))
+    })
+    .await
+    .ok()?
+}
+
+/// `POST url` with no body (plain HTTP/1.0 on loopback, bounded): status and body.
+async fn post(url: &str) -> Option<(u16, String)> {
+    let url = url.to_string();
+    tokio::task::spawn_blocking(move || {
+        let rest = url.strip_prefix("http://")?;
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let addr: std::net::SocketAddr = host.parse().ok()?;
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(70))).ok()?;
+        write!(
+            s,
+            "POST /{path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n"
+        )
+        .ok()?;
         let mut out = String::new();
         s.read_to_string(&mut out).ok()?;
         let status = out.split_whitespace().nth(1)?.parse().ok()?;
@@ -157,6 +181,29 @@ async fn metrics_count_what_the_test_caused() {
         env.sandbox.faults().set_latency(Verb::Patch, Duration::ZERO);
         env.converged(&all).await;
         let controller = env.admin_url("controller");
+
+        // A checkpoint on demand: answered with where it is, in the log right there, and
+        // published like any entry (the bus carries its summary, not its state), so the
+        // counts below include it.
+        let (status, body) = post(&format!("{controller}/checkpoint"))
+            .await
+            .expect("the controller's admin server answers");
+        assert_eq!(status, 200, "{body}");
+        let taken: Value = serde_json::from_str(body.trim()).expect("a JSON answer");
+        assert_eq!(taken["new"], true, "{taken}");
+        assert_eq!(taken["applications"], n as u64, "{taken}");
+        let seq = taken["seq"].as_u64().expect("its seq");
+        let at = env
+            .entries()
+            .into_iter()
+            .find(|e| e.seq == seq)
+            .expect("the checkpoint is in the log");
+        assert!(
+            matches!(&at.body, Body::Marker(m) if m.marker == logbook::record::MarkerKind::Checkpoint
+                && m.state.as_ref().is_some_and(|s| s.len() as u64 == taken["bytes"].as_u64().unwrap_or(0))),
+            "entry {seq}: {at:?}"
+        );
+        assert_eq!(get(&format!("{controller}/checkpoint")).await.map(|r| r.0), Some(405));
 
         // The controller's counts are the log's: every entry in it was appended by this
         // process. Scraped and read until both agree at a quiet moment.

@@ -518,3 +518,211 @@ fn a_damaged_file_gets_an_error_not_a_panic() {
         .expect("missing");
     assert!(e.to_string().contains("nope.db"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// A log of what changed: a namespace's shared Ingress, large enough to be stored as patches.
+
+/// The length of entry `seq`'s payload as stored.
+fn stored_len(h: &History, seq: u64) -> usize {
+    let conn = rusqlite::Connection::open(&h.path).expect("opens");
+    conn.query_row(
+        "SELECT length(payload) FROM entries WHERE seq = ?1",
+        [seq as i64],
+        |r| r.get::<_, i64>(0),
+    )
+    .expect("a payload") as usize
+}
+
+fn object_text(e: &logbook::record::Entry) -> Option<String> {
+    match &e.body {
+        Body::Event(ev) => ev.object.as_ref().map(|o| o.as_str().to_string()),
+        Body::Action(a) => a.action.object.as_ref().map(|o| o.as_str().to_string()),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_large_shared_ingress_is_logged_as_what_changed_and_replays_exactly() {
+    let (h, before) = history::shared_ingress();
+    let reader = open(&h);
+    let ingress = ObjKey::new("Ingress", "shop", logbook::model::SHARED_INGRESS);
+    // As stored: the Ingress's first event and first action are whole; after the one more
+    // Application, its event and its action are patches, a small part of the whole.
+    let stored: Vec<_> = reader
+        .query(&logbook::log::Filter::new().object(&ingress).as_stored())
+        .map(|e| e.expect("an entry"))
+        .filter(|e| matches!(e.kind(), EntryKind::Event | EntryKind::Action))
+        .collect();
+    let first_event = stored
+        .iter()
+        .find(|e| e.kind() == EntryKind::Event)
+        .expect("an Ingress event");
+    assert!(first_event.delta.is_none() && first_event.format == 1);
+    let late: Vec<_> = stored.iter().filter(|e| e.seq > before).collect();
+    for kind in [EntryKind::Event, EntryKind::Action] {
+        let e = late
+            .iter()
+            .find(|e| e.kind() == kind)
+            .unwrap_or_else(|| panic!("no Ingress {kind} after the one more Application"));
+        let d = e
+            .delta
+            .as_ref()
+            .unwrap_or_else(|| panic!("Ingress {kind} {} is stored whole", e.seq));
+        assert_eq!((e.format, object_text(e)), (2, None));
+        let whole = reader
+            .get(e.seq)
+            .expect("reads")
+            .and_then(|w| object_text(&w))
+            .expect("rebuilt whole");
+        assert!(whole.contains("app-201.shop.example.com") && whole.len() > 30_000);
+        let bytes = stored_len(&h, e.seq);
+        assert!(
+            bytes * 20 < whole.len(),
+            "Ingress {kind} {}: {bytes} bytes stored for {} bytes of object (patch {})",
+            e.seq,
+            whole.len(),
+            d.patch
+        );
+    }
+    // The chain covers what is stored; replay folds whole objects and recomputes every plan.
+    let chain = reader.verify().expect("verify runs");
+    assert!(chain.is_ok(), "{chain}");
+    let report = verify(&reader);
+    assert!(report.is_ok(), "{report:#?}");
+    assert!(report.plans > 0 && report.plans_identical == report.plans);
+    // state, timeline and why see whole objects.
+    let end = reader.last_seq().expect("last seq");
+    let world = replay::world_at(&reader, Point::Seq(end), None).expect("state");
+    let doc = replay::state_document(&world, Some("shop"));
+    let rules = doc["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["kind"] == "Ingress")
+        .and_then(|i| i["spec"]["rules"].as_array())
+        .map_or(0, Vec::len);
+    assert_eq!(rules, 202, "{doc:#}");
+    let story =
+        replay::timeline(&reader, &Subject::Object(ingress.clone()), None, None).expect("timeline");
+    let told: String = story
+        .iter()
+        .filter(|i| i.seq > before)
+        .map(|i| format!("{} {}\n", i.text, i.details.join("; ")))
+        .collect();
+    // The observation after the last Application compares two whole objects: the rules.
+    assert!(
+        told.contains(r#"spec.rules: [{"host":"app-000.shop.example.com""#),
+        "{told}"
+    );
+    let why = replay::explain(&reader, &ingress, None).expect("why");
+    assert!(
+        why.action.is_some_and(|a| a.seq > before),
+        "{:?}",
+        why.notes
+    );
+}
+
+#[test]
+fn the_same_history_with_every_object_whole_reads_and_replays_the_same() {
+    // What a build before patches wrote: the same entries, every object whole (format 1).
+    let (h, _) = history::shared_ingress();
+    let reader = open(&h);
+    let whole_path = h.dir.path().join("whole.db");
+    {
+        let mut log = logbook::log::Log::open(&whole_path).expect("a new log");
+        let entries: Vec<logbook::record::NewEntry> = reader
+            .range(..)
+            .map(|e| {
+                let e = e.expect("an entry");
+                logbook::record::NewEntry::new(e.id, e.at, e.keys, e.body)
+            })
+            .collect();
+        for chunk in entries.chunks(500) {
+            log.append(chunk).expect("appended");
+        }
+        log.close().expect("closed");
+    }
+    let old = LogReader::open(&whole_path).expect("opens");
+    assert!(
+        old.range(..)
+            .all(|e| e.is_ok_and(|e| e.format == 1 && e.delta.is_none()))
+    );
+    // Read back, entry for entry, the same records.
+    for (a, b) in reader.range(..).zip(old.range(..)) {
+        let (a, b) = (a.expect("entry"), b.expect("entry"));
+        assert_eq!((a.seq, &a.body), (b.seq, &b.body));
+    }
+    assert!(old.verify().expect("verify runs").is_ok());
+    let (new_report, old_report) = (verify(&reader), verify(&old));
+    assert!(old_report.is_ok(), "{old_report:#?}");
+    assert_eq!(old_report.digest, new_report.digest);
+    assert_eq!(old_report.plans_identical, new_report.plans_identical);
+    // Patches made the log smaller.
+    let total = |r: &LogReader| -> usize {
+        let conn = rusqlite::Connection::open(r.path()).expect("opens");
+        conn.query_row("SELECT sum(length(payload)) FROM entries", [], |row| {
+            row.get::<_, i64>(0)
+        })
+        .expect("a sum") as usize
+    };
+    let (patched, whole) = (total(&reader), total(&old));
+    assert!(patched < whole, "patched {patched}, whole {whole}");
+}
+
+#[test]
+fn a_damaged_patch_is_an_error_naming_its_entry_never_a_wrong_object() {
+    let (h, before) = history::shared_ingress();
+    let reader = open(&h);
+    let ingress = ObjKey::new("Ingress", "shop", logbook::model::SHARED_INGRESS);
+    let patched = reader
+        .query(&logbook::log::Filter::new().object(&ingress).as_stored())
+        .map(|e| e.expect("an entry"))
+        .find(|e| e.seq > before && e.kind() == EntryKind::Event && e.delta.is_some())
+        .expect("a patched Ingress event");
+    // Its patch now adds a rule of its own, and the payload is rewritten (the hash is not).
+    let mut stored = logbook::record::NewEntry::new(
+        patched.id,
+        patched.at,
+        patched.keys.clone(),
+        patched.body.clone(),
+    );
+    let mut delta = patched.delta.clone().expect("a delta");
+    let mut ops: Vec<serde_json::Value> = delta.patch.parse_as().expect("a patch");
+    ops.push(json!({"op": "add", "path": "/spec/rules/0", "value": {"host": "evil.example.com"}}));
+    delta.patch = logbook::record::Json::from_value(&serde_json::Value::Array(ops));
+    stored.delta = Some(delta);
+    let (format, payload) = stored.encode().expect("encodes");
+    assert_eq!(format, 2);
+    let copy = h.copy("damaged.db");
+    {
+        let conn = rusqlite::Connection::open(&copy).expect("opens");
+        conn.execute_batch("DROP TRIGGER entries_append_only_update;")
+            .expect("trigger dropped");
+        conn.execute(
+            "UPDATE entries SET payload = ?1 WHERE seq = ?2",
+            rusqlite::params![payload, patched.seq as i64],
+        )
+        .expect("payload edited");
+    }
+    let damaged = LogReader::open(&copy).expect("opens");
+    let e = damaged
+        .get(patched.seq)
+        .expect_err("the damaged entry is refused");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&format!("entry {} is corrupt", patched.seq)) && msg.contains("SHA-256"),
+        "{msg}"
+    );
+    // A scan stops there with the same error; verify reports it, and the broken chain.
+    let read: Vec<_> = damaged.range(..).collect();
+    assert_eq!(read.len() as u64, patched.seq);
+    assert!(read.last().is_some_and(|r| r.is_err()));
+    match replay::verify(&damaged, &VerifyOptions::default()) {
+        Ok(r) => assert!(!r.is_ok(), "{r:#?}"),
+        Err(e) => assert!(
+            e.to_string().contains(&format!("entry {}", patched.seq)),
+            "{e}"
+        ),
+    }
+    assert!(damaged.verify().expect("verify runs").problem.is_some());
+}

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use logbook::log::{Filter, LogReader};
 use logbook::record::{EntryKind, ObjKey};
 use logbook::replay::{
-    self, Point, ReplayError, Subject, VerifyOptions, WhatIfOptions, state_document, world_at,
+    self, Point, ReplayError, Subject, VerifyOptions, WhatIfOptions, state_document, world_at_from,
 };
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -52,10 +52,16 @@ enum Command {
     ///
     /// Prints counts and a digest of the recomputed action stream. On a divergence it stops at
     /// the first one: the plan's position, recorded (-) and recomputed (+) actions as a diff,
-    /// and the events that plan read last; exit code 1. The hash chain is checked too.
+    /// and the events that plan read last; exit code 1. The hash chain is checked too, and so is
+    /// every checkpoint on the way: it must hold exactly the world the entries before it fold
+    /// to (same digest), or it is a divergence too.
     #[command(after_help = "Examples:\n  \
         logbook-replay verify --log /backup/log.db\n  \
-        logbook-replay verify --log log.db --from 120000 --until 2026-11-26T03:30:00Z --json")]
+        logbook-replay verify --log log.db --from 120000 --until 2026-11-26T03:30:00Z --json\n\n\
+        With --from, replay starts from the nearest checkpoint at or before it (the controller\n\
+        records one every --checkpoint-every entries), so its time grows with what came after the\n\
+        checkpoint, not with the log. It trusts that checkpoint: run verify without --from to check\n\
+        every checkpoint and the whole chain.")]
     Verify(VerifyArgs),
     /// The world as the controller saw it at a point: Applications, managed objects and
     /// pending actions, as a v1 List kubectl can read.
@@ -95,7 +101,10 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct VerifyArgs {
-    /// Check plans from this seq on (the log is still folded from its start).
+    /// Check plans from this seq on, starting from the nearest checkpoint at or before it
+    /// (loaded instead of folding the log from its start, its digest checked first; a damaged
+    /// one is passed over for an earlier one). The hash chain is then checked from that
+    /// checkpoint on. A log without checkpoints is folded from its start, as before.
     #[arg(long, value_name = "SEQ", default_value_t = 1)]
     from: u64,
     /// Stop after this seq or time (RFC 3339).
@@ -120,6 +129,10 @@ struct StateArgs {
     /// The point: a seq, or a time (RFC 3339; the last entry at or before it).
     #[arg(long, value_name = "SEQ|TIME")]
     at: Point,
+    /// Start from the nearest checkpoint at or before this seq instead of the start of the
+    /// log (at most --at; a time --at is then looked for after that checkpoint).
+    #[arg(long, value_name = "SEQ", default_value_t = 1)]
+    from: u64,
     /// Only this namespace.
     #[arg(long, short = 'n', value_name = "NS")]
     namespace: Option<String>,
@@ -143,6 +156,11 @@ struct TimelineArgs {
     /// Up to this seq or time.
     #[arg(long, value_name = "SEQ|TIME")]
     until: Option<Point>,
+    /// The story from this seq on, reading the log from the nearest checkpoint at or before it
+    /// instead of from its start (what the checkpoint holds is what the first steps are
+    /// compared with).
+    #[arg(long, value_name = "SEQ", default_value_t = 1)]
+    from: u64,
     /// One JSON object per step instead of text.
     #[arg(long)]
     json: bool,
@@ -153,7 +171,8 @@ struct WhatIfArgs {
     /// The planner settings to try (YAML or JSON); unset: the log's own, with this build.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Only plans from this seq on.
+    /// Only plans from this seq on, starting from the nearest checkpoint at or before it
+    /// instead of folding the log from its start.
     #[arg(long, value_name = "SEQ", default_value_t = 1)]
     from: u64,
     /// Stop after this seq or time.
@@ -296,26 +315,38 @@ fn verify(
         }
         writeln!(out, "{value}")?;
     } else {
+        let first = report.started_from.unwrap_or(1);
         writeln!(
             out,
-            "{}: entries 1..={} replayed{}",
+            "{}: entries {first}..={} replayed{}{}",
             report.path.display(),
             report.replayed_to,
+            match report.started_from {
+                Some(c) => format!(
+                    ", from the checkpoint at entry {c} (the world at entry {})",
+                    c.saturating_sub(1)
+                ),
+                None => String::new(),
+            },
             if report.replayed_to < report.log_last_seq {
                 format!(" (the log goes on to {})", report.log_last_seq)
             } else {
                 String::new()
             }
         )?;
-        writeln!(
-            out,
-            "  chain     {}",
-            report.chain_problem.as_deref().unwrap_or(if a.skip_chain {
-                "not checked"
-            } else {
-                "intact"
-            })
-        )?;
+        for note in &report.notes {
+            writeln!(out, "  note      {note}")?;
+        }
+        let chain = match (&report.chain_problem, report.chain_from) {
+            (Some(p), _) => p.clone(),
+            (None, None) => "not checked".to_string(),
+            (None, Some(1)) => "intact".to_string(),
+            (None, Some(c)) => format!(
+                "intact from entry {c} on (entries before it not checked: verify without --from \
+                 checks the whole chain)"
+            ),
+        };
+        writeln!(out, "  chain     {chain}")?;
         writeln!(
             out,
             "  entries   {} ({} events, {} plans, {} actions, {} outcomes, {} markers)",
@@ -337,6 +368,11 @@ fn verify(
             }
         )?;
         writeln!(out, "  actions   {} re-derived identically", report.actions)?;
+        writeln!(
+            out,
+            "  checkpoints {} found holding exactly the world the log folds to",
+            report.checkpoints
+        )?;
         writeln!(out, "  digest    sha256:{}", report.digest)?;
         if !report.rejected.is_empty() {
             writeln!(
@@ -361,11 +397,18 @@ fn verify(
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            writeln!(
-                out,
-                "DIVERGENCE at plan {} (recorded {}, read the log up to {}, planned {scope})",
-                d.plan_seq, d.at, d.upto_seq
-            )?;
+            match d.kind {
+                "plan" => writeln!(
+                    out,
+                    "DIVERGENCE at plan {} (recorded {}, read the log up to {}, planned {scope})",
+                    d.plan_seq, d.at, d.upto_seq
+                )?,
+                kind => writeln!(
+                    out,
+                    "DIVERGENCE at {kind} {} (recorded {}, after entry {})",
+                    d.plan_seq, d.at, d.upto_seq
+                )?,
+            }
             writeln!(out, "  {}", d.why)?;
             writeln!(out, "  the events that plan read last:")?;
             for (_, line) in &d.last_events {
@@ -395,8 +438,11 @@ fn state(
 ) -> Result<ExitCode, Failure> {
     let bar = progress(cli, reader, "folding");
     let tick = |seq: u64| bar.set_position(seq);
-    let world = world_at(reader, a.at, Some(&tick))?;
+    let world = world_at_from(reader, a.at, a.from, Some(&tick))?;
     bar.finish_and_clear();
+    for note in &world.notes {
+        eprintln!("logbook-replay: note: {note}");
+    }
     let doc = state_document(&world, a.namespace.as_deref());
     match a.output {
         Format::Json => {
@@ -423,6 +469,9 @@ fn state(
                 world_view.pending_actions().count()
             )?;
             writeln!(out, "# log: {}", reader.path().display())?;
+            if let Some(c) = world.started_from {
+                writeln!(out, "# folded from the checkpoint at entry {c}")?;
+            }
             let text = serde_saphyr::to_string(&doc)
                 .map_err(|e| Failure::Cannot(format!("cannot encode the state: {e}")))?;
             write!(out, "{text}")?;
@@ -461,10 +510,18 @@ fn timeline(
             "say whose timeline: --app NS/NAME or --object KIND/NS/NAME".into(),
         ));
     };
-    for p in [a.since, a.until].into_iter().flatten() {
+    let from = (a.from > 1).then_some(Point::Seq(a.from));
+    for p in [a.since, a.until, from].into_iter().flatten() {
         replay::check_within(reader, p)?;
     }
-    let items = replay::timeline(reader, &subject, a.since, a.until)?;
+    let replay::Timeline {
+        items,
+        started_from,
+        notes,
+    } = replay::timeline_from(reader, &subject, a.since, a.until, a.from)?;
+    for note in &notes {
+        eprintln!("logbook-replay: note: {note}");
+    }
     if a.json {
         for it in &items {
             let line = serde_json::to_string(it)
@@ -472,7 +529,14 @@ fn timeline(
             writeln!(out, "{line}")?;
         }
     } else {
-        writeln!(out, "timeline of {subject} ({} steps)", items.len())?;
+        writeln!(
+            out,
+            "timeline of {subject} ({} steps){}",
+            items.len(),
+            started_from
+                .map(|c| format!(", read from the checkpoint at entry {c}"))
+                .unwrap_or_default()
+        )?;
         for it in &items {
             writeln!(out, "{:>8}  {}  {:<7}  {}", it.seq, it.at, it.kind, it.text)?;
             for d in &it.details {
@@ -536,6 +600,12 @@ fn what_if(
             report.plans,
             report.plans_differing
         )?;
+        if let Some(c) = report.started_from {
+            writeln!(out, "(from the checkpoint at entry {c})")?;
+        }
+        for note in &report.notes {
+            writeln!(out, "note: {note}")?;
+        }
         for p in &report.plan_changes {
             writeln!(out, "plan {} ({}):", p.plan_seq, p.at)?;
             for c in &p.changes {

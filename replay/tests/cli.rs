@@ -328,3 +328,215 @@ fn a_long_run_shows_progress_on_a_terminal_only() {
         "{quiet}"
     );
 }
+
+#[test]
+fn a_log_of_what_changed_shows_whole_objects() {
+    // The shared Ingress of `shop` is recorded as patches once it is large.
+    let (h, before) = history::shared_ingress();
+    let log = s(&h.path);
+    let ingress = "Ingress/shop/logbook";
+    let r = replay(&["export", "--log", log, "--object", ingress]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut patched = 0;
+    for l in r.stdout.lines() {
+        let v: Value = serde_json::from_str(l).expect("JSON line");
+        let object = match v["kind"].as_str() {
+            Some("event") => &v["body"]["object"],
+            Some("action") => &v["body"]["action"]["object"],
+            _ => continue,
+        };
+        // Every object whole; a patched one also says how it is stored.
+        assert!(
+            object["spec"]["rules"]
+                .as_array()
+                .is_some_and(|r| r.len() >= 200),
+            "{l}"
+        );
+        if let Some(delta) = v.get("delta") {
+            patched += 1;
+            assert!(delta["base_seq"].as_u64() < v["seq"].as_u64(), "{l}");
+            assert!(
+                delta["patch"].is_array() && delta["sha256"].is_string(),
+                "{l}"
+            );
+        }
+        if v["kind"] == "action" && v["seq"].as_u64() > Some(before) {
+            // The basis is stored in the patch too, and comes back whole.
+            let basis = v["body"]["action"]["basis"].as_object().expect("basis");
+            assert!(basis.contains_key("Application/shop/app-201"), "{l}");
+        }
+    }
+    assert!(patched >= 2, "{}", r.stdout);
+    let r = replay(&[
+        "state", "--log", log, "--at", "999999", "-n", "shop", "-o", "json",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    let end = logbook::log::LogReader::open(&h.path)
+        .and_then(|r| r.last_seq())
+        .expect("last seq")
+        .to_string();
+    let r = replay(&[
+        "state", "--log", log, "--at", &end, "-n", "shop", "-o", "json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).expect("JSON");
+    let rules = v["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["kind"] == "Ingress"))
+        .and_then(|i| i["spec"]["rules"].as_array())
+        .map_or(0, Vec::len);
+    assert_eq!(rules, 202);
+    let r = replay(&["timeline", "--log", log, "--object", ingress]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("changed:"), "{}", r.stdout);
+    let r = replay(&["verify", "--log", log]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+}
+
+#[test]
+fn from_starts_at_the_nearest_checkpoint_and_says_so() {
+    let h = history::standard_with(history::History::with_checkpoints(
+        PlannerConfig::default(),
+        20,
+    ));
+    let log = s(&h.path);
+    let entries = h.entries();
+    let last = entries.len() as u64;
+    let checkpoints: Vec<u64> = entries
+        .iter()
+        .filter(|e| {
+            matches!(&e.body, logbook::record::Body::Marker(m)
+                if m.marker == logbook::record::MarkerKind::Checkpoint)
+        })
+        .map(|e| e.seq)
+        .collect();
+    let c = *checkpoints.last().expect("a checkpoint");
+    let from = (c + 1).to_string();
+    let r = replay(&["verify", "--log", log, "--from", &from]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    for said in [
+        format!("entries {c}..={last} replayed, from the checkpoint at entry {c}"),
+        format!("chain     intact from entry {c} on"),
+        "OK: every plan recomputed identically".to_string(),
+    ] {
+        assert!(r.stdout.contains(&said), "no `{said}` in:\n{}", r.stdout);
+    }
+    let r = replay(&["verify", "--log", log, "--from", &from, "--json"]);
+    let v: Value = serde_json::from_str(&r.stdout).expect("JSON");
+    assert_eq!(v["started_from"], c);
+    assert_eq!(v["ok"], true);
+    // The whole log: every checkpoint compared with the fold.
+    let r = replay(&["verify", "--log", log]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stdout.contains(&format!(
+            "checkpoints {} found holding exactly the world the log folds to",
+            checkpoints.len()
+        )),
+        "{}",
+        r.stdout
+    );
+    // state, timeline and what-if.
+    let r = replay(&[
+        "state",
+        "--log",
+        log,
+        "--at",
+        &last.to_string(),
+        "--from",
+        &from,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains(&format!("# folded from the checkpoint at entry {c}")),
+        "{}",
+        r.stdout
+    );
+    let r = replay(&[
+        "state",
+        "--log",
+        log,
+        "--at",
+        &(c - 1).to_string(),
+        "--from",
+        &from,
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("--from") && r.stderr.contains("starts after"),
+        "{}",
+        r.stderr
+    );
+    let r = replay(&[
+        "timeline", "--log", log, "--app", "shop/web", "--from", &from,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains(&format!("read from the checkpoint at entry {c}")),
+        "{}",
+        r.stdout
+    );
+    let r = replay(&["what-if", "--log", log, "--from", &from]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains(&format!("(from the checkpoint at entry {c})")),
+        "{}",
+        r.stdout
+    );
+
+    // A damaged checkpoint appended after the last: --from passes over it, saying why, and
+    // verify reports it where it is.
+    let copy = h.copy("damaged.db");
+    {
+        let mut fold = logbook::world::Fold::new();
+        for e in &entries {
+            fold.apply(e.seq, e.at, &e.body);
+        }
+        let mut entry = fold
+            .checkpoint()
+            .expect("encodes")
+            .entry(chrono::Utc::now(), "asked");
+        if let logbook::record::Body::Marker(m) = &mut entry.body {
+            m.state = Some(b"not the state".to_vec().into());
+        }
+        let mut writer = logbook::log::Log::open(&copy).expect("the copy opens");
+        writer.append(&[entry]).expect("appended");
+        writer.close().expect("closed");
+    }
+    let r = replay(&[
+        "verify",
+        "--log",
+        s(&copy),
+        "--from",
+        &(last + 1).to_string(),
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout.contains(&format!(
+            "note      the checkpoint at entry {} was not used",
+            last + 1
+        )),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains(&format!("DIVERGENCE at checkpoint {}", last + 1)),
+        "{}",
+        r.stdout
+    );
+
+    // A log without checkpoints: folded from its start, and said.
+    let plain = standard(PlannerConfig::default());
+    let r = replay(&["verify", "--log", s(&plain.path), "--from", "10"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("note      the log has no checkpoint at or before entry 10"),
+        "{}",
+        r.stdout
+    );
+}

@@ -9,14 +9,16 @@
 //!   reasons, one per line, otherwise;
 //! - **liveness** is a set of heartbeats its main loops touch; `/healthz` answers `200 ok`
 //!   while each has beaten within the staleness bound (a loop that has not beaten yet is
-//!   starting and counts as alive), and `503` naming the loops that went quiet.
+//!   starting and counts as alive), and `503` naming the loops that went quiet;
+//! - **commands** are what the process lets an operator ask for ([`Commands`]): `POST /NAME`
+//!   runs one and answers its text (`200`), or why it could not (`503`).
 
 pub mod metrics;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -222,6 +224,39 @@ impl<M: Default> Default for Telemetry<M> {
     }
 }
 
+/// What a command answers: its text, or why it could not run.
+pub type CommandResult = Result<String, String>;
+
+/// A command: an async function of nothing.
+pub type CommandFn =
+    dyn Fn() -> futures::future::BoxFuture<'static, CommandResult> + Send + Sync + 'static;
+
+/// What a process lets an operator ask for on its admin server: `POST /NAME` runs the command
+/// named `NAME` and answers its text (`200`) or its error (`503`), each ending in a newline.
+/// The admin server knows nothing of what they do.
+#[derive(Clone, Default)]
+pub struct Commands {
+    commands: Vec<(&'static str, Arc<CommandFn>)>,
+}
+
+impl Commands {
+    /// Adds `POST /{name}`, answered by `run`.
+    pub fn add<F, Fut>(mut self, name: &'static str, run: F) -> Commands
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = CommandResult> + Send + 'static,
+    {
+        let run: Arc<CommandFn> = Arc::new(move || Box::pin(run()));
+        self.commands.push((name, run));
+        self
+    }
+
+    /// The names of the commands, in the order they were added.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.commands.iter().map(|(n, _)| *n).collect()
+    }
+}
+
 /// The admin HTTP server, bound to its address (so the port is known before it serves).
 pub struct AdminServer {
     listener: tokio::net::TcpListener,
@@ -262,9 +297,25 @@ impl AdminServer {
         registry: Arc<Registry>,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
+        self.serve_with(health, registry, Commands::default(), shutdown)
+    }
+
+    /// [`AdminServer::serve`], with `commands` as `POST` routes too.
+    pub fn serve_with(
+        self,
+        health: Health,
+        registry: Arc<Registry>,
+        commands: Commands,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
         let addr = self.addr;
-        let app = router(AppState { health, registry });
-        tracing::info!(%addr, "admin server listening: /metrics, /healthz, /readyz");
+        let names: String = commands
+            .names()
+            .iter()
+            .map(|n| format!(", POST /{n}"))
+            .collect();
+        let app = router(AppState { health, registry }, &commands);
+        tracing::info!(%addr, "admin server listening: /metrics, /healthz, /readyz{names}");
         tokio::spawn(async move {
             let served = axum::serve(self.listener, app)
                 .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -276,13 +327,30 @@ impl AdminServer {
     }
 }
 
-fn router(state: AppState) -> axum::Router {
-    axum::Router::new()
+fn router(state: AppState, commands: &Commands) -> axum::Router {
+    let mut router = axum::Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/livez", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(state)
+        .route("/readyz", get(readyz));
+    for (name, run) in &commands.commands {
+        let run = run.clone();
+        router = router.route(
+            &format!("/{name}"),
+            post(move || {
+                let run = run.clone();
+                async move {
+                    match run().await {
+                        Ok(text) => (StatusCode::OK, format!("{text}\n")).into_response(),
+                        Err(e) => {
+                            (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()
+                        }
+                    }
+                }
+            }),
+        );
+    }
+    router.with_state(state)
 }
 
 /// The OpenMetrics text format, which Prometheus scrapes natively.
@@ -412,6 +480,45 @@ mod tests {
         assert!(body.contains("# TYPE logbook_probes counter"), "{body}");
         assert!(body.contains("logbook_probes_total 1"), "{body}");
         assert!(body.ends_with("# EOF\n"), "{body}");
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn commands_answer_posts_and_nothing_else() {
+        let server = AdminServer::bind(([127, 0, 0, 1], 0).into()).await.unwrap();
+        let addr = server.local_addr();
+        let stop = CancellationToken::new();
+        let commands = Commands::default()
+            .add("ping", || async { Ok("pong".to_string()) })
+            .add("fail", || async { Err("not leading".to_string()) });
+        server.serve_with(
+            Health::default(),
+            Arc::new(Registry::default()),
+            commands,
+            stop.clone(),
+        );
+        let post = |path: &'static str| async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(
+                format!("POST {path} HTTP/1.0\r\nHost: x\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+            )
+            .await
+            .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            out
+        };
+        let out = post("/ping").await;
+        assert!(out.starts_with("HTTP/1.0 200"), "{out}");
+        assert!(out.ends_with("\r\n\r\npong\n"), "{out}");
+        let out = post("/fail").await;
+        assert!(out.starts_with("HTTP/1.0 503"), "{out}");
+        assert!(out.ends_with("not leading\n"), "{out}");
+        assert_eq!(
+            get(addr, "/ping").await.0,
+            405,
+            "a GET does not run a command"
+        );
         stop.cancel();
     }
 

@@ -434,6 +434,7 @@ fn render_entry(path: &Path, e: &Entry, output: LogOutput) -> Result<String, Aud
                 kind: e.kind().as_str(),
                 keys: &e.keys,
                 body,
+                delta: crate::record::view::delta_json(e),
             };
             serde_json::to_string(&line).map_err(|err| {
                 AuditError::Input(format!(
@@ -454,7 +455,11 @@ struct EntryLine<'a> {
     at: String,
     kind: &'static str,
     keys: &'a Keys,
+    /// The record, objects whole (rebuilt when stored as patches).
     body: serde_json::Value,
+    /// How the object is stored when it is stored as a patch (see `view::delta_json`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delta: Option<serde_json::Value>,
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -77,8 +77,9 @@ impl TopologyArgs {
 /// Where the admin server (`/metrics`, `/healthz`, `/readyz`) listens.
 #[derive(clap::Args, Clone, Debug)]
 pub struct AdminArgs {
-    /// Address of the admin server (/metrics, /healthz, /readyz), or `off`. Loopback unless
-    /// asked otherwise: a Pod passes `--admin-addr=0.0.0.0:9090` for its probes and scraping.
+    /// Address of the admin server (/metrics, /healthz, /readyz; the controller's also takes
+    /// POST /checkpoint), or `off`. Loopback unless asked otherwise: a Pod passes
+    /// `--admin-addr=0.0.0.0:9090` for its probes and scraping.
     #[arg(
         long,
         env = "LOGBOOK_ADMIN_ADDR",
@@ -114,6 +115,17 @@ impl AdminArgs {
         health: crate::admin::Health,
         registry: std::sync::Arc<prometheus_client::registry::Registry>,
     ) -> Result<Admin, String> {
+        self.start_with(health, registry, crate::admin::Commands::default())
+            .await
+    }
+
+    /// [`AdminArgs::start`], offering `commands` as `POST` routes too.
+    pub async fn start_with(
+        &self,
+        health: crate::admin::Health,
+        registry: std::sync::Arc<prometheus_client::registry::Registry>,
+        commands: crate::admin::Commands,
+    ) -> Result<Admin, String> {
         let Some(addr) = self.admin_addr.0 else {
             return Ok(Admin {
                 addr: None,
@@ -124,7 +136,7 @@ impl AdminArgs {
         let server = crate::admin::AdminServer::bind(addr).await?;
         let stop = CancellationToken::new();
         let addr = server.local_addr();
-        let task = server.serve(health, registry, stop.clone());
+        let task = server.serve_with(health, registry, commands, stop.clone());
         Ok(Admin {
             addr: Some(addr),
             stop,

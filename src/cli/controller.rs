@@ -56,6 +56,11 @@ pub struct ControllerArgs {
     /// --ack-wait, so an action an executor is still working on is not sent twice.
     #[arg(long, env = "LOGBOOK_ANSWER_DEADLINE", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pub answer_deadline: Duration,
+    /// Record a checkpoint (the world as folded, ~5 MB per 1,000 Applications) every N
+    /// entries, so that `logbook-replay ... --from SEQ` loads it instead of folding the log
+    /// from its start; 0: only when asked (`curl -X POST http://ADMIN_ADDR/checkpoint`).
+    #[arg(long, env = "LOGBOOK_CHECKPOINT_EVERY", default_value_t = controller::core::DEFAULT_CHECKPOINT_EVERY, value_name = "N")]
+    pub checkpoint_every: u64,
 }
 
 /// Settings that change what the planner produces (recorded with every plan).
@@ -76,6 +81,11 @@ pub struct PlannerArgs {
     /// Also use an Application's healthCheck as its container's liveness probe.
     #[arg(long, env = "LOGBOOK_LIVENESS_PROBES")]
     pub liveness_probes: bool,
+    /// One write in flight per shared Ingress: while an apply of it is on its way, newer
+    /// versions wait and are asked for at once when it is observed (`false`: every plan that
+    /// changes its rules writes it).
+    #[arg(long, env = "LOGBOOK_COALESCE_SHARED_WRITES", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub coalesce_shared_writes: bool,
 }
 
 /// A Kubernetes quantity (`250m`, `1`, `512Mi`), as the CRD's schema accepts it.
@@ -104,6 +114,7 @@ impl PlannerArgs {
             path_type: self.path_type.clone(),
             default_requests,
             liveness_probes: self.liveness_probes,
+            coalesce_shared_writes: self.coalesce_shared_writes,
             ..PlannerConfig::default()
         }
     }
@@ -123,6 +134,10 @@ impl ControllerArgs {
             grace: self.grace,
             answer_deadline: self.answer_deadline,
             keys,
+            checkpoints: controller::Checkpoints {
+                every: self.checkpoint_every,
+                ..Default::default()
+            },
         })
     }
 }
@@ -150,9 +165,21 @@ async fn serve(args: ControllerArgs, instance: controller::Instance) -> Result<(
     let client = args.kube.client().await?;
     let shutdown = shutdown_on_signals();
     let telemetry = controller::Telemetry::default();
+    let requests = config.checkpoints.requests.clone();
+    let commands = crate::admin::Commands::default().add("checkpoint", move || {
+        let requests = requests.clone();
+        async move {
+            let taken = requests.request().await?;
+            serde_json::to_string(&taken).map_err(|e| format!("cannot encode the answer: {e}"))
+        }
+    });
     let admin = args
         .admin
-        .start(telemetry.health.clone(), telemetry.metrics.registry())
+        .start_with(
+            telemetry.health.clone(),
+            telemetry.metrics.registry(),
+            commands,
+        )
         .await?;
     let result = controller::run_as(client, config, instance, shutdown, telemetry).await;
     admin.stop().await;

@@ -128,6 +128,7 @@ async fn dev(args: DevArgs) -> Result<(), String> {
         grace: Duration::from_secs(5),
         answer_deadline: Duration::from_secs(60),
         keys: controller_keys,
+        checkpoints: controller::Checkpoints::default(),
     };
     // Each process of the loop gets its own admin server on a free loopback port.
     let loopback = AdminArgs {

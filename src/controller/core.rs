@@ -13,11 +13,11 @@ use crate::log::{Filter, Log};
 use crate::model::INSTANCE_LABEL;
 use crate::reconcile::{Planner, PlannerConfig};
 use crate::record::{
-    Action, Appended, Body, Change, EntryKind, Json, Keys, MarkerKind, MarkerRecord, NewEntry,
-    ObjKey, ObservedEvent, PlanRecord, entry_uuid,
+    Action, Appended, Body, Change, Deltas, EntryKind, Json, Keys, MarkerKind, MarkerRecord,
+    NewEntry, ObjKey, ObservedEvent, PlanRecord, entry_uuid,
 };
 use crate::world::{
-    ANSWER_DEADLINE_KEY, APPLICATION, DEFAULT_ANSWER_DEADLINE_MS, Fold, Observed,
+    ANSWER_DEADLINE_KEY, APPLICATION, CheckpointDetail, DEFAULT_ANSWER_DEADLINE_MS, Fold, Observed,
     strip_managed_fields,
 };
 use chrono::{DateTime, Utc};
@@ -64,7 +64,35 @@ pub enum Input {
     /// deadline (a recorded re-drive each), and plan what they touch. The core sends itself
     /// this when the earliest deadline comes; tests send it to skip the wait.
     Tick,
+    /// Record a checkpoint after this batch (on demand); the reply says where it is (the last
+    /// one, when nothing was appended since).
+    Checkpoint(tokio::sync::oneshot::Sender<Result<CheckpointTaken, String>>),
 }
+
+/// Where a checkpoint is, and what taking it cost (the answer to [`Input::Checkpoint`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointTaken {
+    /// The checkpoint entry's seq.
+    pub seq: u64,
+    /// It holds the world at this entry (`seq - 1`).
+    pub upto_seq: u64,
+    /// SHA-256 of its state.
+    pub digest: String,
+    /// The state's size.
+    pub bytes: u64,
+    /// Applications in it.
+    pub applications: u64,
+    /// False when the log already ended with a checkpoint, which is the answer.
+    pub new: bool,
+    /// How long encoding the world took (ms; 0 when not new).
+    pub build_ms: u64,
+    /// How long appending it took, commit included (ms; 0 when not new).
+    pub append_ms: u64,
+}
+
+/// The default of `--checkpoint-every`: a checkpoint every this many entries.
+pub const DEFAULT_CHECKPOINT_EVERY: u64 = 100_000;
 
 impl Input {
     fn is_watch(&self) -> bool {
@@ -115,6 +143,7 @@ impl Refusal {
             Body::Marker(MarkerRecord {
                 marker: MarkerKind::Refused,
                 detail,
+                state: None,
             }),
         )
     }
@@ -161,6 +190,16 @@ pub struct Core {
     /// How long an action may go without an outcome before it is published again (recorded
     /// in the Config marker, so the fold and replay use the same).
     answer_deadline: Duration,
+    /// Objects of the upserts being appended, as observed (already parsed), by key: the fold
+    /// takes them instead of parsing the JSON text recorded for them.
+    prepared: BTreeMap<ObjKey, Observed>,
+    /// Which large objects are stored as patches against their last recorded version (none
+    /// at first: the first record of each after a start is whole).
+    deltas: Deltas,
+    /// A checkpoint every this many entries (0: only on demand).
+    checkpoint_every: u64,
+    /// The last checkpoint in the log: its seq and what [`Input::Checkpoint`] answers about it.
+    last_checkpoint: Option<CheckpointTaken>,
 }
 
 impl Core {
@@ -176,8 +215,23 @@ impl Core {
         verify_chain(&mut log)?;
         let mut fold = Fold::new();
         let mut events = events::Recorder::new();
+        let mut last_checkpoint = None;
         for entry in log.range(..) {
             let entry = entry?;
+            if let Body::Marker(m) = &entry.body
+                && let Some(Ok(d)) = CheckpointDetail::of(m)
+            {
+                last_checkpoint = Some(CheckpointTaken {
+                    seq: entry.seq,
+                    upto_seq: d.upto_seq,
+                    digest: d.digest,
+                    bytes: d.bytes,
+                    applications: d.applications,
+                    new: false,
+                    build_ms: 0,
+                    append_ms: 0,
+                });
+            }
             events.folding(fold.world(), &entry.body);
             fold.apply(entry.seq, entry.at, &entry.body);
         }
@@ -191,6 +245,7 @@ impl Core {
             kinds,
             synced: BTreeSet::new(),
             relisting: BTreeMap::new(),
+            prepared: BTreeMap::new(),
             debounce,
             max_wait: (debounce * 20).max(Duration::from_millis(20)),
             published,
@@ -202,7 +257,79 @@ impl Core {
             leadership: None,
             events,
             answer_deadline: Duration::from_millis(DEFAULT_ANSWER_DEADLINE_MS),
+            deltas: Deltas::new(),
+            checkpoint_every: 0,
+            last_checkpoint,
         })
+    }
+
+    /// Records a checkpoint every `every` entries from now on (0: only when asked, with
+    /// [`Input::Checkpoint`]): after the batch that reaches the next multiple of `every` past
+    /// the log's last checkpoint (at once on a log that has none yet and is long enough).
+    pub fn checkpoint_every(&mut self, every: u64) {
+        self.checkpoint_every = every;
+    }
+
+    /// Whether the log reached a multiple of `checkpoint_every` since its last checkpoint (or
+    /// its start).
+    fn checkpoint_due(&self) -> bool {
+        let every = self.checkpoint_every;
+        let since = self.last_checkpoint.as_ref().map_or(0, |c| c.seq);
+        every > 0 && self.fold.last_seq() / every > since / every
+    }
+
+    /// Records a checkpoint of the world as folded so far, right after the last entry (or
+    /// answers with the last one, when it is the log's last entry). It runs on the core's
+    /// thread, so nothing is appended meanwhile: `build_ms + append_ms` is how long the
+    /// controller stalls.
+    fn checkpoint(&mut self, reason: &str) -> Result<CheckpointTaken, ControllerError> {
+        if let Some(last) = &self.last_checkpoint
+            && last.seq == self.fold.last_seq()
+        {
+            return Ok(CheckpointTaken {
+                new: false,
+                build_ms: 0,
+                append_ms: 0,
+                ..last.clone()
+            });
+        }
+        let started = Instant::now();
+        let checkpoint = self.fold.checkpoint().map_err(ControllerError::Internal)?;
+        let build_ms = started.elapsed().as_millis() as u64;
+        let (upto_seq, digest) = (checkpoint.upto_seq, checkpoint.digest.clone());
+        let (bytes, applications) = (checkpoint.state.len() as u64, checkpoint.applications);
+        let entry = checkpoint.entry(Utc::now(), reason);
+        let started = Instant::now();
+        let appended = self.append_and_fold(&[entry], &mut BTreeSet::new())?;
+        let append_ms = started.elapsed().as_millis() as u64;
+        let seq = appended.first().map_or(0, Appended::seq);
+        if seq != upto_seq + 1 {
+            return Err(ControllerError::Internal(format!(
+                "the checkpoint of the world at entry {upto_seq} landed at entry {seq}, not right \
+                 after it; is another process writing to the same log file?"
+            )));
+        }
+        tracing::info!(
+            seq,
+            bytes,
+            applications,
+            build_ms,
+            append_ms,
+            reason,
+            "checkpoint recorded"
+        );
+        let taken = CheckpointTaken {
+            seq,
+            upto_seq,
+            digest,
+            bytes,
+            applications,
+            new: true,
+            build_ms,
+            append_ms,
+        };
+        self.last_checkpoint = Some(taken.clone());
+        Ok(taken)
     }
 
     /// Sets how long an action may go without an outcome before it is published again
@@ -380,6 +507,7 @@ impl Core {
         // What this batch already says about objects: key → Some((uid, rv)) or None (deleted).
         let mut local: BTreeMap<ObjKey, Option<(String, String)>> = BTreeMap::new();
         let mut replies = Vec::new();
+        let mut asked = Vec::new();
         let mut resync = false;
         let mut tick = false;
         let mut stop = false;
@@ -389,6 +517,8 @@ impl Core {
             match input {
                 Input::ListStart(kind) => {
                     self.relisting.insert(kind, BTreeSet::new());
+                    // The first record of each object after a relist is whole.
+                    self.deltas.forget_events_of(kind);
                 }
                 Input::Seen(obj) => self.seen(obj, now, &mut local, &mut entries),
                 Input::Deleted(obj) => self.deleted(obj, now, &mut local, &mut entries),
@@ -445,6 +575,7 @@ impl Core {
                 }
                 Input::Resync => resync = true,
                 Input::Tick => tick = true,
+                Input::Checkpoint(reply) => asked.push(reply),
                 Input::Published(seq) => self.published = self.published.max(seq),
                 Input::Stop => stop = true,
                 Input::Lost(reason) => {
@@ -483,6 +614,19 @@ impl Core {
             if full || !scopes.is_empty() {
                 self.plan(full, scopes)?;
             }
+        }
+        // After the plan, so a checkpoint never sits between a plan and its actions.
+        if !asked.is_empty() || self.checkpoint_due() {
+            let reason = if asked.is_empty() {
+                "periodic"
+            } else {
+                "asked"
+            };
+            let taken = self.checkpoint(reason);
+            for reply in asked {
+                let _ = reply.send(taken.as_ref().map(Clone::clone).map_err(|e| e.to_string()));
+            }
+            taken?;
         }
         self.write_cursor(stop)?;
         self.telemetry
@@ -523,6 +667,7 @@ impl Core {
                 Body::Marker(MarkerRecord {
                     marker: MarkerKind::Redrive,
                     detail,
+                    state: None,
                 }),
             ));
             targets.push(o.target);
@@ -547,7 +692,10 @@ impl Core {
         if m.target.kind.is_empty() || m.target.name.is_empty() {
             return Err("it names no target, so it answers no action the log issued".into());
         }
-        let filter = Filter::new().object(&m.target).kinds(&[EntryKind::Action]);
+        let filter = Filter::new()
+            .object(&m.target)
+            .kinds(&[EntryKind::Action])
+            .as_stored();
         for entry in self.log.query(&filter) {
             let entry = entry.map_err(|e| format!("the log could not be searched: {e}"))?;
             if let Body::Action(a) = &entry.body
@@ -610,12 +758,14 @@ impl Core {
         let event = ObservedEvent {
             change: Change::Upsert,
             key: key.clone(),
-            api_version: o.api_version,
-            uid: o.uid,
-            resource_version: o.resource_version,
+            api_version: o.api_version.clone(),
+            uid: o.uid.clone(),
+            resource_version: o.resource_version.clone(),
             object: Some(json),
             synthesized: false,
         };
+        // The fold takes it as it is, instead of parsing the text just written.
+        self.prepared.insert(key.clone(), o);
         entries.push(NewEntry::event(
             entry_uuid(now, "event", content.as_bytes()),
             now,
@@ -654,7 +804,10 @@ impl Core {
         if !self.fence.holds() {
             return Err(ControllerError::LeadershipLost(self.fence.why()));
         }
-        let appended = self.fenced_append(entries)?;
+        // Large objects may be stored as patches; the fold reads `entries`, whole.
+        let stored = self.deltas.store(entries);
+        let appended = self.fenced_append(&stored)?;
+        self.deltas.recorded(&appended);
         for (entry, result) in entries.iter().zip(&appended) {
             if !result.is_new() {
                 continue;
@@ -664,7 +817,14 @@ impl Core {
             if let Body::Event(e) = &entry.body {
                 scopes.extend(self.planner.scopes_for(self.fold.world(), [&e.key]));
             }
-            if let Some(key) = self.fold.apply(result.seq(), entry.at, &entry.body) {
+            let prepared = match &entry.body {
+                Body::Event(e) => self.prepared.remove(&e.key),
+                _ => None,
+            };
+            if let Some(key) =
+                self.fold
+                    .apply_prepared(result.seq(), entry.at, &entry.body, prepared)
+            {
                 scopes.extend(self.planner.scopes_for(self.fold.world(), [&key]));
             }
         }

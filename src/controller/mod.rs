@@ -48,6 +48,92 @@ pub struct ControllerConfig {
     pub answer_deadline: Duration,
     /// Signs the actions it publishes; trusts the executors' keys for their outcomes.
     pub keys: crate::bus::sign::Keys,
+    /// When checkpoints are recorded.
+    pub checkpoints: Checkpoints,
+}
+
+/// When the controller records a checkpoint (the world as folded, so that readers need not
+/// fold the log from its start): every `every` entries, and whenever asked through
+/// `requests`.
+#[derive(Clone, Debug)]
+pub struct Checkpoints {
+    /// A checkpoint every this many entries (0: only when asked).
+    pub every: u64,
+    /// Asks the running core for one (e.g. the admin server's `POST /checkpoint`).
+    pub requests: CheckpointRequests,
+}
+
+impl Default for Checkpoints {
+    fn default() -> Self {
+        Checkpoints {
+            every: core::DEFAULT_CHECKPOINT_EVERY,
+            requests: CheckpointRequests::default(),
+        }
+    }
+}
+
+/// Asks the running controller's core for a checkpoint. Cheap to clone; every clone reaches
+/// the same core, from the moment it leads until it stops (before and after, a request is
+/// refused, saying why).
+#[derive(Clone, Default)]
+pub struct CheckpointRequests {
+    core: std::sync::Arc<std::sync::Mutex<Option<std::sync::mpsc::Sender<core::Input>>>>,
+}
+
+impl std::fmt::Debug for CheckpointRequests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckpointRequests")
+            .field("connected", &self.slot().is_some())
+            .finish()
+    }
+}
+
+/// How long a requested checkpoint may take before the request gives up waiting (it is still
+/// recorded).
+const CHECKPOINT_WAIT: Duration = Duration::from_secs(60);
+
+impl CheckpointRequests {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<std::sync::mpsc::Sender<core::Input>>> {
+        // A poisoned lock only means a panic elsewhere while holding it; the slot is still
+        // either a sender or none.
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn connect(&self, tx: std::sync::mpsc::Sender<core::Input>) {
+        *self.slot() = Some(tx);
+    }
+
+    fn disconnect(&self) {
+        *self.slot() = None;
+    }
+
+    /// Asks for a checkpoint after the core's current batch and waits for it (up to a minute):
+    /// where it is, or why there is none.
+    pub async fn request(&self) -> Result<core::CheckpointTaken, String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sent = match self.slot().as_ref() {
+            None => {
+                return Err(
+                    "the controller is not leading (starting, waiting for the Lease as a \
+                            standby, or stopping): no checkpoint taken; ask the leader"
+                        .to_string(),
+                );
+            }
+            Some(tx) => tx.send(core::Input::Checkpoint(reply)),
+        };
+        sent.map_err(|_| "the controller's core has stopped: no checkpoint taken".to_string())?;
+        match tokio::time::timeout(CHECKPOINT_WAIT, answer).await {
+            Err(_) => Err(format!(
+                "no answer from the core within {}s; the checkpoint is recorded once the core \
+                 gets to it (the log's trail shows it)",
+                CHECKPOINT_WAIT.as_secs()
+            )),
+            Ok(Err(_)) => {
+                Err("the core stopped before taking the checkpoint (see its log)".to_string())
+            }
+            Ok(Ok(taken)) => taken.map_err(|e| format!("the checkpoint could not be taken: {e}")),
+        }
+    }
 }
 
 /// The pause before trying the bus again after `failures` failures in a row: 200 ms doubling
@@ -164,6 +250,7 @@ pub async fn run_as(
     let (events_sink, events_rx) = events::channel(events::CHANNEL_CAPACITY);
     core.emit_events(events_sink);
     core.answer_deadline(config.answer_deadline);
+    core.checkpoint_every(config.checkpoints.every);
     core.start(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "pid": std::process::id(),
@@ -172,6 +259,7 @@ pub async fn run_as(
     }))?;
 
     let (tx, rx) = std::sync::mpsc::channel();
+    config.checkpoints.requests.connect(tx.clone());
     let tasks = shutdown.child_token();
     let core_thread = std::thread::Builder::new()
         .name("logbook-core".into())
@@ -233,6 +321,7 @@ pub async fn run_as(
         r = &mut core_done => Some(r),
     };
     let stopping = tokio::time::Instant::now();
+    config.checkpoints.requests.disconnect();
     telemetry.health.set_not_ready(telemetry::STOPPING);
     tasks.cancel();
     for h in handles {
@@ -352,4 +441,42 @@ async fn bus_tasks(
     let _ = intake.await;
     let _ = abandoned.await;
     Some(published)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_checkpoint_request_reaches_the_core_only_while_it_runs() {
+        let requests = CheckpointRequests::default();
+        let err = requests.request().await.expect_err("nobody to ask");
+        assert!(err.contains("not leading"), "{err}");
+        let (tx, rx) = std::sync::mpsc::channel();
+        requests.connect(tx);
+        // A stand-in for the core thread: answers one request.
+        let core = std::thread::spawn(move || match rx.recv() {
+            Ok(core::Input::Checkpoint(reply)) => {
+                let _ = reply.send(Ok(core::CheckpointTaken {
+                    seq: 8,
+                    upto_seq: 7,
+                    digest: "d".into(),
+                    bytes: 1,
+                    applications: 0,
+                    new: true,
+                    build_ms: 0,
+                    append_ms: 0,
+                }));
+            }
+            _ => panic!("not a checkpoint request"),
+        });
+        let taken = requests.clone().request().await.expect("answered");
+        assert_eq!((taken.seq, taken.upto_seq), (8, 7));
+        core.join().expect("the stand-in ends");
+        // The core is gone: said so, not waited for.
+        let err = requests.request().await.expect_err("the core stopped");
+        assert!(err.contains("stopped"), "{err}");
+        requests.disconnect();
+        assert!(requests.request().await.is_err());
+    }
 }

@@ -1,14 +1,19 @@
 //! Reading the log: single entries, ranges by seq and filtered queries, streamed in chunks.
 //! Owns row decoding and the query filters; never writes (its connection may be read-only).
+//! Entries come out whole: an object stored as a patch is rebuilt ([`Rebuild`]) unless the
+//! filter asks for entries as stored ([`Filter::stored`]).
 
 use super::audit::{self, AuditKey};
 use super::error::{LogError, LogResult};
 use super::store::{self, Db, ENTRY_COLUMNS, Layout, Mode};
 use super::verify::{self, VerifyReport};
-use crate::record::{Body, Entry, EntryKind, Keys, ObjKey, PAYLOAD_FORMAT};
+use crate::record::delta::RebuildError;
+use crate::record::entry::decode_stored;
+use crate::record::{Entry, EntryKind, Keys, ObjKey, PAYLOAD_FORMAT, Rebuild};
 use chrono::{DateTime, Utc};
 use rusqlite::Row;
 use rusqlite::types::Value;
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
@@ -19,8 +24,14 @@ const CHUNK: usize = 1024;
 
 /// A log opened for reading. Opening it read-only works while a writer appends; each chunk of
 /// a scan sees everything committed when it was fetched.
+///
+/// Objects stored as patches come out whole. The reader keeps the last version it read of each
+/// large object (shared by all its scans), so a scan in seq order rebuilds each patched object
+/// with one patch; an entry read out of order walks back through its patches' bases (at most
+/// [`crate::record::delta::FULL_EVERY`] entries).
 pub struct LogReader {
     db: Db,
+    rebuild: RefCell<Rebuild>,
 }
 
 impl LogReader {
@@ -39,13 +50,17 @@ impl LogReader {
                 std::io::Error::from(std::io::ErrorKind::NotFound),
             ));
         }
-        Ok(LogReader {
-            db: store::open_existing(path, Mode::ReadOnly)?,
-        })
+        Ok(LogReader::from_db(store::open_existing(
+            path,
+            Mode::ReadOnly,
+        )?))
     }
 
     pub(crate) fn from_db(db: Db) -> LogReader {
-        LogReader { db }
+        LogReader {
+            db,
+            rebuild: RefCell::new(Rebuild::new()),
+        }
     }
 
     pub(crate) fn db(&self) -> &Db {
@@ -71,34 +86,34 @@ impl LogReader {
         self.db.head()
     }
 
-    /// The entry at `seq`, if there is one.
+    /// The entry at `seq`, if there is one (whole).
     pub fn get(&self, seq: u64) -> LogResult<Option<Entry>> {
-        let Ok(seq) = i64::try_from(seq) else {
-            return Ok(None);
-        };
-        self.one(
-            &format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE seq = ?1"),
-            Value::Integer(seq),
-        )
+        let entry = stored_at(&self.db, seq)?;
+        self.whole(entry)
     }
 
-    /// The entry with id `id`, if there is one.
+    /// The entry at `seq` as stored: an object stored as a patch is not rebuilt (its record has
+    /// no object, and [`Entry::delta`] holds the patch).
+    pub fn get_stored(&self, seq: u64) -> LogResult<Option<Entry>> {
+        stored_at(&self.db, seq)
+    }
+
+    /// The entry with id `id`, if there is one (whole).
     pub fn find(&self, id: Uuid) -> LogResult<Option<Entry>> {
-        self.one(
+        let entry = one(
+            &self.db,
             &format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE id = ?1"),
             Value::Blob(id.as_bytes().to_vec()),
-        )
+        )?;
+        self.whole(entry)
     }
 
-    fn one(&self, sql: &str, key: Value) -> LogResult<Option<Entry>> {
-        let path = &self.db.path;
-        let fail = |e| LogError::sqlite(path, "read an entry of", e);
-        let mut stmt = self.db.conn.prepare_cached(sql).map_err(fail)?;
-        let mut rows = stmt.query([key]).map_err(fail)?;
-        match rows.next().map_err(fail)? {
-            None => Ok(None),
-            Some(row) => decode_row(path, row).map(Some),
-        }
+    fn whole(&self, entry: Option<Entry>) -> LogResult<Option<Entry>> {
+        let Some(mut entry) = entry else {
+            return Ok(None);
+        };
+        make_whole(&self.db, &self.rebuild, &mut entry)?;
+        Ok(Some(entry))
     }
 
     /// The entries whose seq is in `seqs`, in order, fetched in chunks as the iterator advances.
@@ -108,7 +123,100 @@ impl LogReader {
 
     /// The entries matching `filter`, in seq order, fetched in chunks as the iterator advances.
     pub fn query(&self, filter: &Filter) -> Entries<'_> {
-        Entries::new(&self.db, filter)
+        let rebuild = (!filter.stored).then_some(&self.rebuild);
+        Entries::new(&self.db, rebuild, filter)
+    }
+
+    /// The seq of the last entry at or before `upto` whose audit keys name `object` (its
+    /// kind, name and namespace, matched as [`Filter::object`] matches them), if any. One
+    /// descending step through the object index: no other entry is read, however many
+    /// there are before it. (How readers find the nearest checkpoint.)
+    pub fn last_about(&self, object: &ObjKey, upto: u64) -> LogResult<Option<u64>> {
+        let keys = Keys::for_object(object, None);
+        let Some(kind) = keys.object_kind else {
+            return Ok(None);
+        };
+        let path = &self.db.path;
+        let fail = |e| LogError::sqlite(path, "search the object index of", e);
+        if matches!(self.db.layout, Layout::AuditTable) {
+            let key = AuditKey::Object {
+                kind: &kind,
+                namespace: keys.namespace.as_deref(),
+                name: keys.object_name.as_deref(),
+            };
+            return self.last_in_audit(&key.text(), upto);
+        }
+        let mut stmt = self
+            .db
+            .conn
+            .prepare_cached(
+                "SELECT seq FROM entries WHERE object_kind = ?1 AND object_name IS ?2 \
+                 AND namespace IS ?3 AND seq <= ?4 ORDER BY seq DESC LIMIT 1",
+            )
+            .map_err(fail)?;
+        let text = |v: Option<String>| v.map_or(Value::Null, Value::Text);
+        let upto = Value::Integer(i64::try_from(upto).unwrap_or(i64::MAX));
+        let mut rows = stmt
+            .query(rusqlite::params![
+                Value::Text(kind),
+                text(keys.object_name),
+                text(keys.namespace),
+                upto
+            ])
+            .map_err(fail)?;
+        match rows.next().map_err(fail)? {
+            None => Ok(None),
+            Some(row) => {
+                let seq: i64 = row.get(0).map_err(fail)?;
+                Ok(u64::try_from(seq).ok())
+            }
+        }
+    }
+
+    /// The last seq at or before `upto` that the audit key `key` lists (schema version 2): the
+    /// key's rows of each span, from `upto`'s span down, one seek a span.
+    fn last_in_audit(&self, key: &str, upto: u64) -> LogResult<Option<u64>> {
+        let path = &self.db.path;
+        let fail = |e| LogError::sqlite(path, "search the audit keys of", e);
+        let upto = upto.min(self.last_seq()?);
+        let mut stmt = self
+            .db
+            .conn
+            .prepare_cached(
+                "SELECT first, last, seqs FROM audit WHERE span = ?1 AND key = ?2 \
+                 AND first <= ?3 ORDER BY first DESC",
+            )
+            .map_err(fail)?;
+        let mut span = audit::span(upto);
+        loop {
+            let mut rows = stmt
+                .query(rusqlite::params![clamp(span), key, clamp(upto)])
+                .map_err(fail)?;
+            while let Some(row) = rows.next().map_err(fail)? {
+                let first: i64 = row.get(0).map_err(fail)?;
+                let last: i64 = row.get(1).map_err(fail)?;
+                let listed = row
+                    .get_ref(2)
+                    .ok()
+                    .and_then(|v| v.as_blob().ok())
+                    .ok_or_else(|| "its seqs are not a blob".to_string())
+                    .and_then(|b| audit::decode_seqs(first, last, b))
+                    .map_err(|problem| LogError::Corrupt {
+                        path: path.clone(),
+                        problem: format!(
+                            "the audit row for {key} from seq {first} is malformed: {problem} \
+                             (`logbook audit verify` checks every audit row)"
+                        ),
+                    })?;
+                if let Some(seq) = listed.into_iter().rev().find(|s| *s <= upto) {
+                    return Ok(Some(seq));
+                }
+            }
+            if span == 0 {
+                return Ok(None);
+            }
+            span -= 1;
+        }
     }
 
     /// The seq stored under cursor `name`, if it was ever set.
@@ -208,6 +316,9 @@ pub struct Filter {
     pub to_seq: Option<u64>,
     /// At most this many entries.
     pub limit: Option<usize>,
+    /// Entries as stored: an object stored as a patch is not rebuilt (its record has no object
+    /// and [`Entry::delta`] holds the patch). Cheaper, for readers that do not look at objects.
+    pub stored: bool,
 }
 
 impl Filter {
@@ -268,6 +379,12 @@ impl Filter {
         self.limit = Some(n);
         self
     }
+
+    /// Entries as stored, objects stored as patches not rebuilt (see [`Filter::stored`]).
+    pub fn as_stored(mut self) -> Filter {
+        self.stored = true;
+        self
+    }
 }
 
 /// Entries streamed from the log in seq order, a chunk at a time.
@@ -278,6 +395,8 @@ impl Filter {
 pub struct Entries<'a> {
     db: &'a Db,
     plan: Plan,
+    /// Where objects stored as patches are rebuilt; `None`: entries as stored.
+    rebuild: Option<&'a RefCell<Rebuild>>,
     next_seq: u64,
     last_seq: u64,
     remaining: Option<usize>,
@@ -287,12 +406,13 @@ pub struct Entries<'a> {
 }
 
 impl<'a> Entries<'a> {
-    fn new(db: &'a Db, f: &Filter) -> Entries<'a> {
+    fn new(db: &'a Db, rebuild: Option<&'a RefCell<Rebuild>>, f: &Filter) -> Entries<'a> {
         let next_seq = f.from_seq.unwrap_or(1).max(1);
         let last_seq = f.to_seq.unwrap_or(u64::MAX);
         Entries {
             db,
             plan: Plan::new(&db.layout, f),
+            rebuild,
             next_seq,
             last_seq,
             remaining: f.limit,
@@ -308,13 +428,31 @@ impl<'a> Entries<'a> {
             self.exhausted = true;
             return;
         }
-        let result = match &self.plan.audit {
+        let fresh = self.buf.len();
+        let mut result = match &self.plan.audit {
             None => self.refill_from_entries(want),
             Some(key) => {
                 let key = key.clone();
                 self.refill_from_audit(&key, want)
             }
         };
+        // Rebuilt once the chunk's statement is done (rebuilding may read earlier entries); an
+        // entry that cannot be made whole ends the scan there, like one that cannot be decoded.
+        if let Some(rebuild) = self.rebuild {
+            let db = self.db;
+            let failed = self
+                .buf
+                .iter_mut()
+                .enumerate()
+                .skip(fresh)
+                .find_map(|(i, entry)| make_whole(db, rebuild, entry).err().map(|e| (i, e)));
+            if let Some((i, e)) = failed {
+                self.buf.truncate(i);
+                if result.is_ok() {
+                    result = Err(e);
+                }
+            }
+        }
         if let Err(e) = result {
             self.error = Some(e);
             self.exhausted = true;
@@ -647,6 +785,41 @@ impl Iterator for Entries<'_> {
     }
 }
 
+/// The entry at `seq` as stored.
+fn stored_at(db: &Db, seq: u64) -> LogResult<Option<Entry>> {
+    let Ok(seq) = i64::try_from(seq) else {
+        return Ok(None);
+    };
+    one(
+        db,
+        &format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE seq = ?1"),
+        Value::Integer(seq),
+    )
+}
+
+fn one(db: &Db, sql: &str, key: Value) -> LogResult<Option<Entry>> {
+    let path = &db.path;
+    let fail = |e| LogError::sqlite(path, "read an entry of", e);
+    let mut stmt = db.conn.prepare_cached(sql).map_err(fail)?;
+    let mut rows = stmt.query([key]).map_err(fail)?;
+    match rows.next().map_err(fail)? {
+        None => Ok(None),
+        Some(row) => decode_row(path, row).map(Some),
+    }
+}
+
+/// Makes a stored entry whole with `rebuild`, reading earlier entries from `db` as needed.
+fn make_whole(db: &Db, rebuild: &RefCell<Rebuild>, entry: &mut Entry) -> LogResult<()> {
+    let mut fetch = |seq: u64| stored_at(db, seq);
+    rebuild
+        .borrow_mut()
+        .whole(entry, &mut fetch)
+        .map_err(|e| match e {
+            RebuildError::Fetch(e) => e,
+            RebuildError::Bad { seq, problem } => LogError::corrupt_entry(&db.path, seq, problem),
+        })
+}
+
 /// Decodes one row selected with [`ENTRY_COLUMNS`].
 pub(crate) fn decode_row(path: &Path, row: &Row<'_>) -> LogResult<Entry> {
     let col = |i: usize| {
@@ -710,7 +883,7 @@ pub(crate) fn decode_row(path: &Path, row: &Row<'_>) -> LogResult<Entry> {
     let payload = col(9)?
         .as_blob()
         .map_err(|_| bad("its payload is not a blob"))?;
-    let body = Body::decode(kind, format, payload).map_err(|e| bad(&e.0))?;
+    let (body, delta) = decode_stored(kind, format, payload).map_err(|e| bad(&e.0))?;
     let hash32 = |i: usize, what: &str| -> LogResult<[u8; 32]> {
         col(i)?
             .as_blob()
@@ -726,6 +899,7 @@ pub(crate) fn decode_row(path: &Path, row: &Row<'_>) -> LogResult<Entry> {
         at,
         keys,
         body,
+        delta,
         format,
         prev_hash,
         hash,

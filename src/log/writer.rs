@@ -8,7 +8,7 @@ use super::error::{BUSY_TIMEOUT_MS, LogError, LogResult};
 use super::reader::{Entries, Filter, LogReader};
 use super::store::{self, Layout, Mode};
 use super::verify::VerifyReport;
-use crate::record::{Appended, Entry, NewEntry, PAYLOAD_FORMAT};
+use crate::record::{Appended, Entry, NewEntry};
 use rusqlite::{TransactionBehavior, params};
 use std::ops::RangeBounds;
 use std::path::Path;
@@ -35,6 +35,7 @@ struct Prepared<'a> {
     at_ns: i64,
     kind: &'static str,
     keys: [Option<&'a str>; 4],
+    format: u16,
     payload: Vec<u8>,
 }
 
@@ -177,7 +178,7 @@ impl Log {
                     at_ns: p.at_ns,
                     kind: p.kind,
                     keys: p.keys,
-                    format: i64::from(PAYLOAD_FORMAT),
+                    format: i64::from(p.format),
                     payload: &p.payload,
                 };
                 let hash = chain::entry_hash(&prev, &input);
@@ -191,7 +192,7 @@ impl Log {
                         p.keys[1],
                         p.keys[2],
                         p.keys[3],
-                        i64::from(PAYLOAD_FORMAT),
+                        i64::from(p.format),
                         p.payload,
                         prev.as_slice(),
                         hash.as_slice()
@@ -313,7 +314,7 @@ fn prepare<'a>(path: &Path, e: &'a NewEntry) -> LogResult<Prepared<'a>> {
             e.at.to_rfc3339()
         ))
     })?;
-    let payload = e.body.encode().map_err(|c| invalid(c.to_string()))?;
+    let (format, payload) = e.encode().map_err(|c| invalid(c.to_string()))?;
     let key = |v: &'a Option<String>| v.as_deref().filter(|s| !s.is_empty());
     Ok(Prepared {
         id: e.id,
@@ -325,6 +326,7 @@ fn prepare<'a>(path: &Path, e: &'a NewEntry) -> LogResult<Prepared<'a>> {
             key(&e.keys.object_kind),
             key(&e.keys.object_name),
         ],
+        format,
         payload,
     })
 }

@@ -7,6 +7,9 @@ use crate::world::{Observed, World};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
+/// The basis key naming the pending action a new one follows (it changed since).
+pub(super) const PENDING: &str = "pending";
+
 /// Creates or applies `desired` at `key` unless what is known (pending or observed) already
 /// covers it. Returns true when nothing needed doing. Never touches unmanaged objects.
 #[allow(clippy::too_many_arguments)]
@@ -15,7 +18,7 @@ pub(super) fn converge(
     mut basis: BTreeMap<String, String>,
     key: &ObjKey,
     api_version: &str,
-    desired: Value,
+    desired: &Value,
     app: Option<String>,
     out: &mut Vec<Action>,
 ) -> bool {
@@ -41,7 +44,7 @@ pub(super) fn converge(
             key.clone(),
             api_version,
             app,
-            Some(desired),
+            Some(desired.clone()),
             None,
             format!("drift: {why}"),
             basis,
@@ -50,12 +53,12 @@ pub(super) fn converge(
     }
     let (verb, reason) = match world.pending(key) {
         Some(p) if matches!(p.verb, Verb::Create | Verb::Apply) => {
-            match p.object.as_ref().map(|o| covers(o, &desired)) {
+            match p.object.as_ref().map(|o| covers(o, desired)) {
                 Some(Ok(())) => {
-                    return observed.is_some_and(|o| covers(&o.object, &desired).is_ok());
+                    return observed.is_some_and(|o| covers(&o.object, desired).is_ok());
                 }
                 Some(Err(path)) => {
-                    basis.insert("pending".to_string(), p.id.clone());
+                    basis.insert(PENDING.to_string(), p.id.clone());
                     (
                         if observed.is_some() {
                             Verb::Apply
@@ -69,12 +72,12 @@ pub(super) fn converge(
             }
         }
         Some(p) if p.verb == Verb::Delete => {
-            basis.insert("pending".to_string(), p.id.clone());
+            basis.insert(PENDING.to_string(), p.id.clone());
             (Verb::Create, "missing (being deleted)".to_string())
         }
         _ => match observed {
             None => (Verb::Create, "missing".to_string()),
-            Some(o) => match covers(&o.object, &desired) {
+            Some(o) => match covers(&o.object, desired) {
                 Ok(()) => return true,
                 Err(path) => (Verb::Apply, format!("drift at {path}")),
             },
@@ -85,7 +88,7 @@ pub(super) fn converge(
         key.clone(),
         api_version,
         app,
-        Some(desired),
+        Some(desired.clone()),
         None,
         reason,
         basis,
@@ -220,7 +223,7 @@ mod tests {
             BTreeMap::new(),
             &key(),
             "apps/v1",
-            desired(),
+            &desired(),
             None,
             &mut out,
         );

@@ -44,6 +44,12 @@ pub struct PlannerConfig {
     /// (off: readiness only).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub liveness_probes: bool,
+    /// One write in flight per shared object: while an apply of a namespace's shared Ingress
+    /// is on its way, newer versions wait, and the plan after it is observed asks for all of
+    /// them at once (a burst of N new Applications costs a few Ingress writes, not N). Off
+    /// here and in logs written before it existed; the controller turns it on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub coalesce_shared_writes: bool,
 }
 
 fn default_path_type() -> String {
@@ -61,6 +67,7 @@ impl Default for PlannerConfig {
             container_name: default_container(),
             default_requests: None,
             liveness_probes: false,
+            coalesce_shared_writes: false,
         }
     }
 }

@@ -1,18 +1,29 @@
 //! Entry types: what an entry says (kind, audit keys, body) and how its payload is encoded.
-//! Owns the payload codec (MessagePack, format 1) and entry ids; knows nothing of SQLite, the
-//! hash chain or files.
+//! Owns the payload codec (MessagePack: format 1, whole records; format 2, an object stored as
+//! a patch, see [`super::delta`]) and entry ids; knows nothing of SQLite, the hash chain or
+//! files.
 
 use super::action::{Action, Verb};
+use super::delta::Delta;
 use super::key::ObjKey;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use uuid::Uuid;
 
-/// The payload format this build writes, and the newest it decodes.
-pub const PAYLOAD_FORMAT: u16 = 1;
+/// The newest payload format this build decodes.
+pub const PAYLOAD_FORMAT: u16 = DELTA_FORMAT;
+
+/// The payload format of a whole record (every record but one stored as a patch): what every
+/// build since the first writes and reads.
+pub const WHOLE_FORMAT: u16 = 1;
+
+/// The payload format of an event or action whose object is stored as a patch against an
+/// earlier entry ([`Delta`]). Builds before it refuse such an entry, naming its seq.
+pub const DELTA_FORMAT: u16 = 2;
 
 /// Domain separation: the first bytes of the hash an entry id's content bits come from.
 const ENTRY_ID_DOMAIN: &[u8] = b"logbook-entry-id-v8\0";
@@ -60,14 +71,19 @@ pub fn entry_uuid(at: DateTime<Utc>, tag: &str, bytes: &[u8]) -> Uuid {
 /// In a payload it is a MessagePack string holding the JSON text. Payloads written before this
 /// type existed held the value itself (a MessagePack map); those decode too, into the same
 /// canonical text.
+///
+/// The text is shared: cloning a `Json` does not copy it (the log's reader keeps the last
+/// version of large objects to rebuild the next from a patch, see [`super::delta`]).
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Json(Box<str>);
+pub struct Json(Arc<str>);
 
 impl Json {
     /// The canonical JSON text of `value`.
     pub fn from_value(value: &serde_json::Value) -> Json {
-        // `Display` of a `Value` is its compact JSON text, and cannot fail.
-        Json(value.to_string().into_boxed_str())
+        // The compact text, as `Display` writes it but without going through a formatter
+        // (several times faster for large objects); serializing a `Value` cannot fail.
+        let text = serde_json::to_string(value).unwrap_or_else(|_| value.to_string());
+        Json(text.into())
     }
 
     /// Parses the text into a value.
@@ -136,7 +152,7 @@ impl<'de> serde::de::Visitor<'de> for JsonVisitor {
     }
 
     fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Json, E> {
-        Ok(Json(v.into_boxed_str()))
+        Ok(Json(v.into()))
     }
 
     fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Json, E> {
@@ -468,6 +484,10 @@ pub enum MarkerKind {
     /// large, or an outcome for an action the log never issued (`detail`: `what`, `reason`,
     /// `subject`, `sha256` of the payload; never the payload itself).
     Refused,
+    /// The fold's whole state at the entry just before it ([`MarkerRecord::state`]), so a
+    /// reader can load it instead of folding from the start; `detail` says which seq it holds
+    /// and the SHA-256 of the state (`crate::world` owns the encoding). Keyed `Checkpoint/world`.
+    Checkpoint,
 }
 
 /// What a [`MarkerKind::Redrive`] marker says: which action is published again, and why.
@@ -500,6 +520,83 @@ pub struct MarkerRecord {
     pub marker: MarkerKind,
     /// Detail (version, configuration, holder identity, ...).
     pub detail: serde_json::Value,
+    /// A checkpoint's state, as bytes (a MessagePack `bin`); `None` for every other marker, and
+    /// then not written at all, so other markers are encoded as before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<Blob>,
+}
+
+/// Bytes carried as they are: a MessagePack `bin` in a payload, never a list of numbers. Its
+/// `Debug` shows only its length (a checkpoint's state is megabytes).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Blob(Vec<u8>);
+
+impl Blob {
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// How many bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<Vec<u8>> for Blob {
+    fn from(bytes: Vec<u8>) -> Blob {
+        Blob(bytes)
+    }
+}
+
+impl fmt::Debug for Blob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Blob({} bytes)", self.0.len())
+    }
+}
+
+impl Serialize for Blob {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Blob {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Blob, D::Error> {
+        deserializer.deserialize_byte_buf(BlobVisitor)
+    }
+}
+
+/// Reads a `bin` (or, from a self-describing format without one, a list of bytes).
+struct BlobVisitor;
+
+impl<'de> serde::de::Visitor<'de> for BlobVisitor {
+    type Value = Blob;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("bytes")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Blob, E> {
+        Ok(Blob(v.to_vec()))
+    }
+
+    fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Blob, E> {
+        Ok(Blob(v))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Blob, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+        while let Some(b) = seq.next_element::<u8>()? {
+            out.push(b);
+        }
+        Ok(Blob(out))
+    }
 }
 
 /// What an entry says; its variant is the entry's kind.
@@ -558,31 +655,109 @@ impl Body {
         })
     }
 
-    /// Decodes a payload of `kind` written in `format`.
+    /// Decodes a payload of `kind` written in `format` whose record is whole. A payload that
+    /// stores its object as a patch is refused (it cannot be made whole from its own bytes):
+    /// [`decode_stored`] reads both, and the log's reader makes such entries whole.
     pub fn decode(kind: EntryKind, format: u16, payload: &[u8]) -> Result<Body, CodecError> {
-        if format != PAYLOAD_FORMAT {
-            return Err(CodecError(format!(
-                "payload format {format} is not one this build decodes (it decodes {PAYLOAD_FORMAT})"
-            )));
+        match decode_stored(kind, format, payload)? {
+            (body, None) => Ok(body),
+            (_, Some(delta)) => Err(CodecError(format!(
+                "the {kind} payload stores its object as a patch against entry {}; read it \
+                 through the log, which rebuilds the whole object",
+                delta.base_seq
+            ))),
         }
-        fn de<T: serde::de::DeserializeOwned>(
-            kind: EntryKind,
-            payload: &[u8],
-        ) -> Result<T, CodecError> {
-            rmp_serde::from_slice(payload).map_err(|e| {
-                CodecError(format!(
-                    "the {kind} payload is not valid MessagePack for a {kind} record: {e}"
-                ))
-            })
-        }
-        Ok(match kind {
-            EntryKind::Event => Body::Event(de(kind, payload)?),
-            EntryKind::Plan => Body::Plan(de(kind, payload)?),
-            EntryKind::Action => Body::Action(de(kind, payload)?),
-            EntryKind::Outcome => Body::Outcome(de(kind, payload)?),
-            EntryKind::Marker => Body::Marker(de(kind, payload)?),
+    }
+}
+
+/// A patched event as a format-2 payload stores it: the fields of [`ObservedEvent`] (its
+/// `object` nil) and the patch.
+#[derive(Serialize, Deserialize)]
+struct StoredEvent {
+    change: Change,
+    key: ObjKey,
+    api_version: String,
+    uid: String,
+    resource_version: String,
+    object: Option<Json>,
+    synthesized: bool,
+    #[serde(default)]
+    delta: Option<Delta>,
+}
+
+/// A patched action as a format-2 payload stores it: the fields of [`ActionRecord`] (its
+/// action's `object` nil and its `basis` empty: the patch covers both) and the patch.
+#[derive(Serialize, Deserialize)]
+struct StoredAction {
+    plan_seq: u64,
+    action: RecordedAction,
+    #[serde(default)]
+    delta: Option<Delta>,
+}
+
+/// Decodes a payload of `kind` written in `format`: the record, and, when its object is stored
+/// as a patch (format 2), the patch (the record's object is then absent until it is rebuilt,
+/// see [`super::delta::Rebuild`]).
+pub fn decode_stored(
+    kind: EntryKind,
+    format: u16,
+    payload: &[u8],
+) -> Result<(Body, Option<Delta>), CodecError> {
+    if !(WHOLE_FORMAT..=DELTA_FORMAT).contains(&format) {
+        return Err(CodecError(format!(
+            "payload format {format} is not one this build decodes (it decodes \
+             {WHOLE_FORMAT} to {DELTA_FORMAT})"
+        )));
+    }
+    fn de<T: serde::de::DeserializeOwned>(
+        kind: EntryKind,
+        payload: &[u8],
+    ) -> Result<T, CodecError> {
+        rmp_serde::from_slice(payload).map_err(|e| {
+            CodecError(format!(
+                "the {kind} payload is not valid MessagePack for a {kind} record: {e}"
+            ))
         })
     }
+    let both = |what: &str| {
+        CodecError(format!(
+            "the {what} payload holds both a whole object and a patch"
+        ))
+    };
+    Ok(match kind {
+        EntryKind::Event if format == DELTA_FORMAT => {
+            let s: StoredEvent = de(kind, payload)?;
+            if s.delta.is_some() && (s.object.is_some() || s.change == Change::Delete) {
+                return Err(both("event"));
+            }
+            let event = ObservedEvent {
+                change: s.change,
+                key: s.key,
+                api_version: s.api_version,
+                uid: s.uid,
+                resource_version: s.resource_version,
+                object: s.object,
+                synthesized: s.synthesized,
+            };
+            (Body::Event(event), s.delta)
+        }
+        EntryKind::Action if format == DELTA_FORMAT => {
+            let s: StoredAction = de(kind, payload)?;
+            if s.delta.is_some() && (s.action.object.is_some() || !s.action.basis.is_empty()) {
+                return Err(both("action"));
+            }
+            let record = ActionRecord {
+                plan_seq: s.plan_seq,
+                action: s.action,
+            };
+            (Body::Action(record), s.delta)
+        }
+        EntryKind::Event => (Body::Event(de(kind, payload)?), None),
+        EntryKind::Plan => (Body::Plan(de(kind, payload)?), None),
+        EntryKind::Action => (Body::Action(de(kind, payload)?), None),
+        EntryKind::Outcome => (Body::Outcome(de(kind, payload)?), None),
+        EntryKind::Marker => (Body::Marker(de(kind, payload)?), None),
+    })
 }
 
 /// An entry to append. Its kind is its body's; the log assigns seq and hashes.
@@ -595,14 +770,76 @@ pub struct NewEntry {
     pub at: DateTime<Utc>,
     /// The keys audits search by.
     pub keys: Keys,
-    /// What it says.
+    /// What it says, whole: an event's or action's object is the whole object even when it is
+    /// stored as a patch.
     pub body: Body,
+    /// When set, the body's object is stored as this patch against an earlier entry instead of
+    /// whole (payload format 2); `None` (the usual case) stores the body as it is. Set by
+    /// [`super::delta::Deltas`], which checks the patch gives the object.
+    pub delta: Option<Delta>,
 }
 
 impl NewEntry {
     /// An entry from its parts.
     pub fn new(id: Uuid, at: DateTime<Utc>, keys: Keys, body: Body) -> NewEntry {
-        NewEntry { id, at, keys, body }
+        NewEntry {
+            id,
+            at,
+            keys,
+            body,
+            delta: None,
+        }
+    }
+
+    /// The payload as stored, and its format: the whole record ([`Body::encode`], format 1),
+    /// or, when [`NewEntry::delta`] is set, the record without its object and with the patch
+    /// (format 2).
+    pub fn encode(&self) -> Result<(u16, Vec<u8>), CodecError> {
+        let Some(delta) = &self.delta else {
+            return Ok((WHOLE_FORMAT, self.body.encode()?));
+        };
+        let encoded = match &self.body {
+            Body::Event(e) if e.change == Change::Upsert => rmp_serde::to_vec_named(&StoredEvent {
+                change: e.change,
+                key: e.key.clone(),
+                api_version: e.api_version.clone(),
+                uid: e.uid.clone(),
+                resource_version: e.resource_version.clone(),
+                object: None,
+                synthesized: e.synthesized,
+                delta: Some(delta.clone()),
+            }),
+            Body::Action(a) => {
+                // The patch covers the object and the basis (see `Delta`).
+                let mut action = a.action.clone();
+                action.object = None;
+                action.basis = BTreeMap::new();
+                rmp_serde::to_vec_named(&StoredAction {
+                    plan_seq: a.plan_seq,
+                    action,
+                    delta: Some(delta.clone()),
+                })
+            }
+            other => {
+                return Err(CodecError(format!(
+                    "a {} {}cannot be stored as a patch: only an upserted object or an \
+                     action's object can",
+                    other.kind(),
+                    if other.kind() == EntryKind::Event {
+                        "of a delete "
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        };
+        let bytes = encoded.map_err(|e| {
+            CodecError(format!(
+                "cannot encode the {} payload as MessagePack: {e}",
+                self.kind()
+            ))
+        })?;
+        Ok((DELTA_FORMAT, bytes))
     }
 
     /// An Event entry keyed by the observed object and its Application (`namespace/name`).
@@ -652,7 +889,11 @@ impl NewEntry {
             id,
             at,
             Keys::default(),
-            Body::Marker(MarkerRecord { marker, detail }),
+            Body::Marker(MarkerRecord {
+                marker,
+                detail,
+                state: None,
+            }),
         )
     }
 
@@ -673,8 +914,12 @@ pub struct Entry {
     pub at: DateTime<Utc>,
     /// The keys audits search by.
     pub keys: Keys,
-    /// What it says.
+    /// What it says. Read through the log, an event's or action's object is whole even when it
+    /// is stored as a patch (the reader rebuilds it; see [`Entry::delta`]).
     pub body: Body,
+    /// How the object is stored when it is stored as a patch against an earlier entry (payload
+    /// format 2); `None` when the payload holds the whole record.
+    pub delta: Option<Delta>,
     /// The payload format it was stored in.
     pub format: u16,
     /// The hash of the entry before it (32 zero bytes for entry 1).
@@ -757,6 +1002,7 @@ mod tests {
             let body = Body::Marker(MarkerRecord {
                 marker: MarkerKind::Config,
                 detail,
+                state: None,
             });
             let bytes = body.encode().unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(
@@ -965,16 +1211,64 @@ mod tests {
     }
 
     #[test]
+    fn markers_without_a_state_are_encoded_as_before_and_a_state_travels_as_bin() {
+        /// The record as builds before checkpoints wrote it.
+        #[derive(Serialize)]
+        struct EarlierMarker {
+            marker: MarkerKind,
+            detail: serde_json::Value,
+        }
+        let detail = json!({"reason": "periodic"});
+        let earlier = rmp_serde::to_vec_named(&EarlierMarker {
+            marker: MarkerKind::Resync,
+            detail: detail.clone(),
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let body = Body::Marker(MarkerRecord {
+            marker: MarkerKind::Resync,
+            detail,
+            state: None,
+        });
+        assert_eq!(body.encode(), Ok(earlier));
+        let state: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+        let checkpoint = Body::Marker(MarkerRecord {
+            marker: MarkerKind::Checkpoint,
+            detail: json!({"uptoSeq": 4}),
+            state: Some(Blob::from(state.clone())),
+        });
+        let bytes = checkpoint.encode().unwrap_or_else(|e| panic!("{e}"));
+        // A bin 32 header and the bytes as they are, not 70,000 MessagePack integers.
+        assert!(bytes.len() < state.len() + 100, "{} bytes", bytes.len());
+        let mut bin = vec![0xc6];
+        bin.extend_from_slice(&(state.len() as u32).to_be_bytes());
+        bin.extend_from_slice(&state);
+        assert!(bytes.ends_with(&bin));
+        assert_eq!(
+            Body::decode(EntryKind::Marker, PAYLOAD_FORMAT, &bytes),
+            Ok(checkpoint)
+        );
+        assert_eq!(
+            format!("{:?}", Blob::from(state)),
+            "Blob(70000 bytes)",
+            "a state is never printed"
+        );
+    }
+
+    #[test]
     fn a_payload_is_read_only_in_its_own_format_and_kind() {
         let body = Body::Marker(MarkerRecord {
             marker: MarkerKind::Start,
             detail: json!({"v": 1}),
+            state: None,
         });
         let bytes = body.encode().unwrap_or_else(|e| panic!("{e}"));
-        let err = Body::decode(EntryKind::Marker, 2, &bytes)
+        let err = Body::decode(EntryKind::Marker, 3, &bytes)
             .err()
-            .unwrap_or_else(|| panic!("format 2 decoded"));
-        assert!(err.0.contains("format 2"), "{err}");
+            .unwrap_or_else(|| panic!("format 3 decoded"));
+        assert!(err.0.contains("format 3"), "{err}");
+        // Format 2 (objects stored as patches) reads records without a patch as format 1.
+        assert_eq!(Body::decode(EntryKind::Marker, 2, &bytes), Ok(body.clone()));
+        assert!(Body::decode(EntryKind::Marker, 0, &bytes).is_err());
         assert!(Body::decode(EntryKind::Outcome, PAYLOAD_FORMAT, &bytes).is_err());
         assert!(
             Body::decode(EntryKind::Marker, PAYLOAD_FORMAT, &bytes[..bytes.len() - 1]).is_err()

@@ -8,18 +8,22 @@
 //! - [`key`]: [`ObjKey`], how every map in logbook is keyed.
 //! - [`action`]: [`Action`] and [`Verb`], with ids derived from content and cause.
 //! - [`entry`]: the entry types, [`entry_uuid`], [`Json`] and the payload codec (MessagePack,
-//!   format 1; the wire format is documented in `schema/entries.md`).
+//!   formats 1 and 2; the wire format is documented in `schema/entries.md`).
+//! - [`delta`]: objects stored as patches against their previous version ([`Deltas`] decides
+//!   and writes them, [`Rebuild`] makes them whole again when the log is read).
 //! - [`view`]: an entry's JSON view and its one-line trail text.
 
 pub mod action;
+pub mod delta;
 pub mod entry;
 pub mod key;
 pub mod view;
 
 pub use action::{Action, FENCE_OVERRIDE, Verb};
+pub use delta::{Delta, Deltas, Rebuild};
 pub use entry::{
-    ActionRecord, Appended, Body, Change, Entry, EntryKind, Json, Keys, MarkerKind, MarkerRecord,
-    NewEntry, ObservedEvent, OutcomeRecord, OutcomeResult, PAYLOAD_FORMAT, PlanRecord,
-    RecordedAction, Redrive, entry_uuid,
+    ActionRecord, Appended, Blob, Body, Change, Entry, EntryKind, Json, Keys, MarkerKind,
+    MarkerRecord, NewEntry, ObservedEvent, OutcomeRecord, OutcomeResult, PAYLOAD_FORMAT,
+    PlanRecord, RecordedAction, Redrive, entry_uuid,
 };
 pub use key::ObjKey;

@@ -1,18 +1,26 @@
 //! Views of an entry: its JSON (what `export`, `audit log -o json` and the bus show) and one
 //! readable line (the trail `logbook dev` prints: event → plan → action → outcome). Pure.
 
-use super::entry::{Body, Change, Entry, Redrive};
+use super::entry::{Body, Change, Entry, MarkerKind, Redrive};
 use serde_json::{Value, json};
 
-/// The JSON of a log record (embedded objects as JSON values, not text). Fails only when a
-/// record cannot be serialized, which names its kind.
+/// The JSON of a log record (embedded objects as JSON values, not text). A checkpoint's state
+/// (megabytes of MessagePack) is shown as its size only: `"state": {"bytes": N}`. Fails only
+/// when a record cannot be serialized, which names its kind.
 pub fn body_json(body: &Body) -> Result<Value, String> {
     let mut value = match body {
         Body::Event(r) => serde_json::to_value(r),
         Body::Plan(r) => serde_json::to_value(r),
         Body::Action(r) => serde_json::to_value(r),
         Body::Outcome(r) => serde_json::to_value(r),
-        Body::Marker(r) => serde_json::to_value(r),
+        Body::Marker(r) => match &r.state {
+            None => serde_json::to_value(r),
+            Some(state) => Ok(json!({
+                "marker": r.marker,
+                "detail": r.detail,
+                "state": {"bytes": state.len()},
+            })),
+        },
     }
     .map_err(|e| format!("cannot encode a {}: {e}", body.kind()))?;
     let embedded = match body {
@@ -29,10 +37,13 @@ pub fn body_json(body: &Body) -> Result<Value, String> {
 }
 
 /// An entry as JSON: `seq`, `id`, `at`, `kind`, `keys`, `body` (embedded objects as JSON, not
-/// text), `prev_hash` and `hash` (hex). The shape is stable: fields are only ever added.
+/// text), `prev_hash` and `hash` (hex); and `delta` when the entry stores its object as a
+/// patch: `{base_seq, patch (the JSON Patch as JSON), sha256}`. The body holds the object as
+/// the entry was read: whole when read through the log's reader (which rebuilds it), absent
+/// when read as stored. The shape is stable: fields are only ever added.
 pub fn entry_json(entry: &Entry) -> Value {
     let body = body_json(&entry.body).unwrap_or_else(|e| json!({"error": e}));
-    json!({
+    let mut value = json!({
         "seq": entry.seq,
         "id": entry.id.to_string(),
         "at": entry.at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
@@ -41,7 +52,22 @@ pub fn entry_json(entry: &Entry) -> Value {
         "body": body,
         "prev_hash": hex::encode(entry.prev_hash),
         "hash": hex::encode(entry.hash),
-    })
+    });
+    if let (Some(delta), Some(map)) = (delta_json(entry), value.as_object_mut()) {
+        map.insert("delta".into(), delta);
+    }
+    value
+}
+
+/// How the entry stores its object when it stores it as a patch: `{base_seq, patch (the JSON
+/// Patch as JSON), sha256}`; `None` for an entry stored whole.
+pub fn delta_json(entry: &Entry) -> Option<Value> {
+    let d = entry.delta.as_ref()?;
+    let patch = d
+        .patch
+        .parse()
+        .unwrap_or_else(|_| Value::String(d.patch.as_str().to_string()));
+    Some(json!({"base_seq": d.base_seq, "patch": patch, "sha256": d.sha256}))
 }
 
 /// The entry as one line: seq, kind, and what it says.
@@ -112,6 +138,21 @@ pub fn line(entry: &Entry) -> String {
                 s.push_str(" (will retry)");
             }
             s
+        }
+        Body::Marker(m) if m.marker == MarkerKind::Checkpoint => {
+            let d = &m.detail;
+            let n = |k: &str| d.get(k).and_then(Value::as_u64).unwrap_or(0);
+            let digest = d.get("digest").and_then(Value::as_str).unwrap_or("?");
+            format!(
+                "checkpoint of the world at entry {}: {} Applications, {} objects, {} actions \
+                 pending; {} bytes, sha256 {}",
+                n("uptoSeq"),
+                n("applications"),
+                n("objects"),
+                n("pending"),
+                m.state.as_ref().map_or(0, |s| s.len()),
+                digest.get(..16).unwrap_or(digest)
+            )
         }
         Body::Marker(m) => match Redrive::of(m) {
             Some(r) => format!(
@@ -191,6 +232,7 @@ mod tests {
             at: DateTime::<Utc>::UNIX_EPOCH,
             keys: Keys::default(),
             body: outcome,
+            delta: None,
             format: 1,
             prev_hash: [0; 32],
             hash: [0; 32],
@@ -200,5 +242,38 @@ mod tests {
         assert!(text.contains("act-1\\r\\n"), "{text}");
         assert!(text.contains("bad\\u{1b}[2Jthing"), "{text}");
         assert_eq!(escape_controls("plain ünïcødé"), "plain ünïcødé");
+    }
+
+    #[test]
+    fn a_checkpoint_shows_its_summary_never_its_state() {
+        let body = Body::Marker(crate::record::MarkerRecord {
+            marker: MarkerKind::Checkpoint,
+            detail: json!({"uptoSeq": 41, "applications": 3, "objects": 9, "pending": 1,
+                "digest": "00112233445566778899aabbccddeeff"}),
+            state: Some(vec![7u8; 5000].into()),
+        });
+        let value = body_json(&body).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(value["state"], json!({"bytes": 5000}));
+        assert_eq!(value["marker"], json!("checkpoint"));
+        assert_eq!(value["detail"]["uptoSeq"], json!(41));
+        let entry = Entry {
+            seq: 42,
+            id: uuid::Uuid::nil(),
+            at: DateTime::<Utc>::UNIX_EPOCH,
+            keys: Keys::default(),
+            body,
+            delta: None,
+            format: 1,
+            prev_hash: [0; 32],
+            hash: [0; 32],
+        };
+        let text = line(&entry);
+        assert!(
+            text.contains(
+                "checkpoint of the world at entry 41: 3 Applications, 9 objects, 1 actions \
+                 pending; 5000 bytes, sha256 0011223344556677"
+            ),
+            "{text}"
+        );
     }
 }

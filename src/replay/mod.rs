@@ -4,9 +4,12 @@
 //!
 //! Reads a log and never writes one; no network, no clock. It builds the planner's input with
 //! the same [`Fold`](crate::world::Fold) the controller uses, so the two cannot disagree, and
-//! streams the log a chunk at a time: memory is the world view, not the log's length.
+//! streams the log a chunk at a time: memory is the world view, not the log's length. With
+//! `from`, it starts from the nearest checkpoint at or before it instead of the start of the
+//! log ([`start`]), so its cost is what came after.
 
 pub mod query;
+pub mod start;
 pub mod state;
 pub mod timeline;
 pub mod verify;
@@ -23,8 +26,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-pub use state::{WorldAt, state_document, world_at};
-pub use timeline::{Subject, TimelineItem, timeline};
+pub use start::{Start, start_from};
+pub use state::{WorldAt, state_document, world_at, world_at_from};
+pub use timeline::{Subject, Timeline, TimelineItem, timeline, timeline_from};
 pub use verify::{Divergence, VerifyOptions, VerifyReport, verify};
 pub use whatif::{ActionChange, PlanChange, WhatIfOptions, WhatIfReport, what_if};
 pub use why::{Why, WhyError, WhyState, explain};
@@ -68,6 +72,19 @@ pub enum ReplayError {
         path: PathBuf,
         /// What was asked for.
         what: String,
+    },
+    /// `--from` names a point after the one asked about.
+    #[error(
+        "{}: --from {from} starts after {point}; give a --from at or before the point asked about",
+        path.display()
+    )]
+    FromAfter {
+        /// The file.
+        path: PathBuf,
+        /// The `--from` seq.
+        from: u64,
+        /// The point asked about, described.
+        point: String,
     },
     /// The configuration recorded in the log cannot be read by this build.
     #[error(
@@ -145,8 +162,8 @@ impl fmt::Display for Point {
     }
 }
 
-/// Entries from seq 1 up to `until`, reporting progress every [`PROGRESS_EVERY`]; a read error
-/// (a truncated or damaged log) ends the scan and is kept in [`Scan::stopped`].
+/// Entries from seq `from` up to `until`, reporting progress every [`PROGRESS_EVERY`]; a read
+/// error (a truncated or damaged log) ends the scan and is kept in [`Scan::stopped`].
 pub(crate) struct Scan<'a> {
     entries: crate::log::Entries<'a>,
     until: Option<Point>,
@@ -159,15 +176,16 @@ pub(crate) struct Scan<'a> {
 impl<'a> Scan<'a> {
     pub(crate) fn new(
         reader: &'a LogReader,
+        from: u64,
         until_seq: u64,
         until: Option<Point>,
         progress: Option<&'a dyn Fn(u64)>,
     ) -> Scan<'a> {
         Scan {
-            entries: reader.range(1..=until_seq),
+            entries: reader.range(from.max(1)..=until_seq),
             until,
             progress,
-            last: 0,
+            last: from.saturating_sub(1),
             stopped: None,
         }
     }
@@ -297,19 +315,44 @@ impl<'f> Configured<'f> {
         let Body::Marker(m) = &entry.body else {
             return Ok(());
         };
-        let config = match marker_config(m) {
-            None => return Ok(()),
-            Some(Ok(config)) => match &self.overlay {
+        match marker_config(m) {
+            None => Ok(()),
+            Some(config) => self.adopt(reader, entry.seq, config),
+        }
+    }
+
+    /// Takes the configuration in force where `start` begins: the planner settings its
+    /// checkpoint holds (the last Config marker's before it), if it has any.
+    pub(crate) fn resume(
+        &mut self,
+        reader: &LogReader,
+        start: &start::Start,
+    ) -> Result<(), ReplayError> {
+        let (Some(seq), Some(settings)) = (start.checkpoint, start.fold.planner_settings()) else {
+            return Ok(());
+        };
+        let config = settings
+            .parse_as::<PlannerConfig>()
+            .map_err(|e| format!("the planner settings its checkpoint holds: {e}"));
+        self.adopt(reader, seq, config)
+    }
+
+    fn adopt(
+        &mut self,
+        reader: &LogReader,
+        seq: u64,
+        config: Result<PlannerConfig, String>,
+    ) -> Result<(), ReplayError> {
+        let config = config
+            .and_then(|config| match &self.overlay {
                 Some(o) => overlaid(&config, o),
                 None => Ok(config),
-            },
-            Some(Err(problem)) => Err(problem),
-        }
-        .map_err(|problem| ReplayError::Config {
-            path: reader.path().to_path_buf(),
-            seq: entry.seq,
-            problem,
-        })?;
+            })
+            .map_err(|problem| ReplayError::Config {
+                path: reader.path().to_path_buf(),
+                seq,
+                problem,
+            })?;
         if config != self.config {
             self.planner = build(self.factory, &config);
             self.digest = config.digest();
@@ -345,7 +388,8 @@ fn build(factory: Option<&PlannerFactory>, config: &PlannerConfig) -> Planner {
 }
 
 /// Up to `n` of the last events at or before `upto` that touched `scope` (all events for an
-/// empty scope), oldest first.
+/// empty scope), oldest first, as stored (an object stored as a patch is not rebuilt: these are
+/// shown as one line each).
 pub fn events_read(
     reader: &LogReader,
     upto: u64,
@@ -366,12 +410,17 @@ pub fn events_read(
         found.extend(tail);
         Ok(())
     };
+    // Events as stored: they are shown as one line each, which never shows the object.
     if scope.is_empty() {
         let from = upto.saturating_sub(8 * n as u64 + 64).max(1);
-        keep_last(reader.query(&Filter::new().kinds(&[EntryKind::Event]).seqs(from..=upto)))?;
+        let filter = Filter::new().kinds(&[EntryKind::Event]).seqs(from..=upto);
+        keep_last(reader.query(&filter.as_stored()))?;
     }
     for key in scope {
-        let filter = Filter::new().kinds(&[EntryKind::Event]).seqs(1..=upto);
+        let filter = Filter::new()
+            .kinds(&[EntryKind::Event])
+            .seqs(1..=upto)
+            .as_stored();
         let filter = if key.kind == crate::world::APPLICATION {
             filter.application(&format!("{}/{}", key.namespace, key.name))
         } else {

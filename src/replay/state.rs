@@ -1,6 +1,7 @@
 //! `state --at`: the world as the controller saw it at a point of the log, as a `v1 List`
 //! that kubectl reads: Applications and managed objects as observed, pending actions marked.
 
+use super::start::{Start, start_from};
 use super::{Point, ReplayError, check_within};
 use crate::log::LogReader;
 use crate::record::Verb;
@@ -22,12 +23,29 @@ pub struct WorldAt {
     pub at: Option<DateTime<Utc>>,
     /// The fold itself (its world view and pending actions).
     pub fold: Fold,
+    /// The checkpoint it was folded from (`None`: the start of the log).
+    pub started_from: Option<u64>,
+    /// Checkpoints passed over on the way there, and why (or that there was none).
+    pub notes: Vec<String>,
 }
 
-/// Folds the log up to `point` (which must lie within it).
+/// Folds the log up to `point` (which must lie within it), from its start.
 pub fn world_at(
     reader: &LogReader,
     point: Point,
+    progress: Option<&dyn Fn(u64)>,
+) -> Result<WorldAt, ReplayError> {
+    world_at_from(reader, point, 1, progress)
+}
+
+/// Folds the log up to `point` (which must lie within it), starting from the nearest
+/// checkpoint at or before entry `from` (the start of the log when there is none; `from` 0
+/// or 1: the start). Entries before that checkpoint are not read, so a time `point` is looked
+/// for from there on. `from` must not lie after `point`.
+pub fn world_at_from(
+    reader: &LogReader,
+    point: Point,
+    from: u64,
     progress: Option<&dyn Fn(u64)>,
 ) -> Result<WorldAt, ReplayError> {
     check_within(reader, point)?;
@@ -35,11 +53,28 @@ pub fn world_at(
         Point::Seq(s) => s,
         Point::Time(_) => reader.last_seq()?,
     };
-    let mut fold = Fold::new();
+    let after = || ReplayError::FromAfter {
+        path: reader.path().to_path_buf(),
+        from,
+        point: point.to_string(),
+    };
+    if matches!(point, Point::Seq(s) if from > s) {
+        return Err(after());
+    }
+    let start = if from > 1 {
+        start_from(reader, from)?
+    } else {
+        Start::beginning()
+    };
+    let started_from = start.checkpoint;
+    let mut fold = start.fold;
     let mut at = None;
-    for e in reader.range(1..=upto) {
+    for e in reader.range(start.first..=upto) {
         let e = e?;
         if !point.includes(&e) {
+            if Some(e.seq) == started_from {
+                return Err(after()); // the checkpoint itself lies after the time asked about
+            }
             break;
         }
         if let Some(p) = progress
@@ -54,6 +89,8 @@ pub fn world_at(
         seq: fold.last_seq(),
         at,
         fold,
+        started_from,
+        notes: start.notes,
     })
 }
 

@@ -1,6 +1,7 @@
 //! `timeline`: an incident's narrative for one Application or object, in log order: what was
 //! observed (and what changed), what was planned and why, what was applied, by whom, how it went.
 
+use super::start::start_from;
 use super::{Point, ReplayError};
 use crate::log::{Filter, LogReader};
 use crate::record::{Body, Change, Entry, EntryKind, ObjKey, OutcomeResult};
@@ -57,17 +58,63 @@ pub fn timeline(
     since: Option<Point>,
     until: Option<Point>,
 ) -> Result<Vec<TimelineItem>, ReplayError> {
-    let filter = Filter::new().kinds(&[EntryKind::Event, EntryKind::Action, EntryKind::Outcome]);
+    Ok(timeline_from(reader, subject, since, until, 1)?.items)
+}
+
+/// A story told from a checkpoint ([`timeline_from`]).
+#[derive(Clone, Debug)]
+pub struct Timeline {
+    /// The steps.
+    pub items: Vec<TimelineItem>,
+    /// The checkpoint the log was read from (`None`: its start).
+    pub started_from: Option<u64>,
+    /// Checkpoints passed over on the way there, and why (or that there was none).
+    pub notes: Vec<String>,
+}
+
+/// [`timeline`] from entry `from` on (and from `since`, when that is later), reading the log
+/// from the nearest checkpoint at or before `from` instead of its start: the objects of the
+/// subject as that checkpoint holds them are what the first steps are compared with. `from`
+/// 0 or 1: the whole log, from its start.
+pub fn timeline_from(
+    reader: &LogReader,
+    subject: &Subject,
+    since: Option<Point>,
+    until: Option<Point>,
+    from: u64,
+) -> Result<Timeline, ReplayError> {
+    let start = start_from(reader, from)?;
+    let filter = Filter::new()
+        .kinds(&[EntryKind::Event, EntryKind::Action, EntryKind::Outcome])
+        .seqs(start.first..);
     let filter = match subject {
         Subject::App(app) => filter.application(app),
         Subject::Object(key) => filter.object(key),
     };
     // Previous observation of each object, to say what changed (tracked from the start of the
-    // log, so the first item after `since` still shows its change).
+    // log, or from the checkpoint, so the first item after `since` still shows its change).
     let mut last_seen: BTreeMap<ObjKey, Value> = BTreeMap::new();
+    let world = start.fold.world();
+    let seeded: Vec<ObjKey> = match subject {
+        Subject::Object(key) => vec![key.clone()],
+        Subject::App(app) => match app.split_once('/') {
+            Some((ns, name)) => {
+                let mut keys: Vec<ObjKey> = world.children_of(ns, name).cloned().collect();
+                keys.push(ObjKey::new(crate::world::APPLICATION, ns, name));
+                keys
+            }
+            None => Vec::new(),
+        },
+    };
+    for key in seeded {
+        if let Some(o) = world.object(&key) {
+            last_seen.insert(key, quiet(o.object.clone()));
+        }
+    }
     let mut items = Vec::new();
     let mut plans_told: BTreeSet<u64> = BTreeSet::new();
-    let mut any = false;
+    let mut any = !last_seen.is_empty();
+    let shown_from = Point::Seq(from.max(1));
     for entry in reader.query(&filter) {
         let entry = entry?;
         any = true;
@@ -76,7 +123,7 @@ pub fn timeline(
         {
             break;
         }
-        let shown = since.is_none_or(|s| s.reached_by(&entry));
+        let shown = since.is_none_or(|s| s.reached_by(&entry)) && shown_from.reached_by(&entry);
         if let Body::Action(a) = &entry.body
             && shown
             && plans_told.insert(a.plan_seq)
@@ -92,10 +139,17 @@ pub fn timeline(
     if !any {
         return Err(ReplayError::Unknown {
             path: reader.path().to_path_buf(),
-            what: subject.to_string(),
+            what: match start.checkpoint {
+                None => subject.to_string(),
+                Some(c) => format!("{subject} from its checkpoint at entry {c} on"),
+            },
         });
     }
-    Ok(items)
+    Ok(Timeline {
+        items,
+        started_from: start.checkpoint,
+        notes: start.notes,
+    })
 }
 
 fn item(entry: &Entry, last_seen: &mut BTreeMap<ObjKey, Value>) -> TimelineItem {

@@ -1,14 +1,21 @@
 //! `verify`: fold the log and recompute every recorded plan from exactly the prefix it read;
 //! identical actions, or the first divergence with the actions side by side and its events.
 //! Each re-drive is checked too: at its time, the fold must show its action pending past its
-//! answer deadline.
+//! answer deadline. So is each checkpoint: it must hold exactly the fold of the entries before
+//! it (same digest), so a checkpoint cannot lie.
+//!
+//! With `from`, it starts from the nearest checkpoint at or before it ([`super::start`]) and
+//! checks the hash chain from that checkpoint on: the time it takes grows with what came after
+//! the checkpoint, not with the log.
 
+use super::start::{Start, start_from};
 use super::{Configured, PlannerFactory, Point, ReplayError, check_within, events_read};
-use crate::log::{self, LogReader};
+use crate::log::LogReader;
 use crate::record::{
     Action, Body, Entry, MarkerKind, MarkerRecord, ObjKey, PlanRecord, RecordedAction, Redrive,
 };
-use crate::world::Fold;
+use crate::world::checkpoint::{self, CheckpointDetail, digest_of};
+use crate::world::{CHECKPOINT_FORMAT, Fold};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
@@ -17,8 +24,11 @@ use std::path::PathBuf;
 /// What to verify, and with which planner.
 #[derive(Default)]
 pub struct VerifyOptions<'a> {
-    /// Check plans from this seq on (the log is still folded from its start); 0 or 1: all.
+    /// Check plans from this seq on, starting from the nearest checkpoint at or before it
+    /// (the start of the log when it has none); 0 or 1: everything, from the start.
     pub from: u64,
+    /// Fold from the start of the log even when `from` has a checkpoint before it.
+    pub ignore_checkpoints: bool,
     /// Stop after this point (default: the end of the log).
     pub until: Option<Point>,
     /// The planner to recompute with (default: this build's, under the log's configuration).
@@ -57,6 +67,16 @@ pub struct VerifyReport {
     pub digest: String,
     /// The hash chain's verdict, unless skipped: `None` when intact.
     pub chain_problem: Option<String>,
+    /// Where the chain was checked from (1: the whole log; the checkpoint's seq when replay
+    /// started from one); `None` when skipped.
+    pub chain_from: Option<u64>,
+    /// The checkpoint replay started from (`None`: the start of the log).
+    pub started_from: Option<u64>,
+    /// Checkpoints in the range found to hold exactly the fold of the entries before them
+    /// (the one started from is not counted).
+    pub checkpoints: u64,
+    /// What is worth knowing about the run: checkpoints passed over and why, or not compared.
+    pub notes: Vec<String>,
     /// The first divergence, if any (verification stops there).
     pub divergence: Option<Divergence>,
     /// Why reading stopped early: the log is truncated or damaged after `replayed_to`.
@@ -73,10 +93,13 @@ impl VerifyReport {
     }
 }
 
-/// The first plan replay did not recompute identically.
+/// The first plan replay did not recompute identically (or the first re-drive or checkpoint
+/// that does not agree with the fold).
 #[derive(Debug, Serialize)]
 pub struct Divergence {
-    /// The Plan entry's seq.
+    /// What diverged: `plan`, `redrive` or `checkpoint`.
+    pub kind: &'static str,
+    /// The Plan entry's seq (the marker's, for a re-drive or a checkpoint).
     pub plan_seq: u64,
     /// The prefix it read.
     pub upto_seq: u64,
@@ -113,10 +136,19 @@ pub fn verify(
             }
         }
     };
+    let start = if options.ignore_checkpoints {
+        Start::beginning()
+    } else {
+        start_from(reader, options.from)?
+    };
+    let chain_from = (!options.skip_chain).then(|| start.checkpoint.unwrap_or(1));
     let chain_problem = if options.skip_chain {
         None
     } else {
-        let chain = reader.verify()?;
+        let chain = match start.checkpoint {
+            None => reader.verify()?,
+            Some(seq) => reader.verify_from(seq)?,
+        };
         match &chain.problem {
             Some(p) => Some(format!("{chain}; first bad entry {}", p.seq())),
             None if !chain.is_ok() => Some(chain.to_string()),
@@ -136,6 +168,10 @@ pub fn verify(
         markers: 0,
         digest: String::new(),
         chain_problem,
+        chain_from,
+        started_from: start.checkpoint,
+        checkpoints: 0,
+        notes: start.notes.clone(),
         divergence: None,
         stopped: None,
         rejected: Vec::new(),
@@ -146,11 +182,14 @@ pub fn verify(
             seq: 0,
             problem,
         })?;
-    let mut fold = Fold::new();
+    configured.resume(reader, &start)?;
+    let started_from = start.checkpoint;
+    let first = start.first;
+    let mut fold = start.fold;
     let mut hasher = Sha256::new();
     // The action entries the last plan announced, still to come: (plan seq, id).
     let mut expected: VecDeque<(u64, String)> = VecDeque::new();
-    let mut scan = super::Scan::new(reader, until_seq, options.until, options.progress);
+    let mut scan = super::Scan::new(reader, first, until_seq, options.until, options.progress);
     for entry in scan.by_ref() {
         report.entries += 1;
         match &entry.body {
@@ -158,20 +197,18 @@ pub fn verify(
             Body::Outcome(_) => report.outcomes += 1,
             Body::Marker(m) => {
                 report.markers += 1;
+                if m.marker == MarkerKind::Checkpoint && Some(entry.seq) != started_from {
+                    match check_checkpoint(&entry, m, &fold) {
+                        Checked::Same => report.checkpoints += 1,
+                        Checked::NotCompared(note) => report.notes.push(note),
+                        Checked::Differs(why) => {
+                            report.divergence = Some(marker_divergence("checkpoint", &entry, why));
+                            break;
+                        }
+                    }
+                }
                 if let Some(why) = check_redrive(&entry, m, &fold) {
-                    report.divergence = Some(Divergence {
-                        plan_seq: entry.seq,
-                        upto_seq: entry.seq.saturating_sub(1),
-                        at: entry
-                            .at
-                            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                        scope: Vec::new(),
-                        why,
-                        recorded: Vec::new(),
-                        recomputed: Vec::new(),
-                        diff: String::new(),
-                        last_events: Vec::new(),
-                    });
+                    report.divergence = Some(marker_divergence("redrive", &entry, why));
                     break;
                 }
                 configured.follow(reader, &entry)?;
@@ -195,6 +232,7 @@ pub fn verify(
                         reader,
                         &configured,
                         &fold,
+                        started_from,
                         a.plan_seq,
                         why,
                         None,
@@ -209,8 +247,15 @@ pub fn verify(
                          before the next plan at {}",
                         entry.seq
                     );
-                    report.divergence =
-                        Some(divergence_at(reader, &configured, &fold, *plan, why, None)?);
+                    report.divergence = Some(divergence_at(
+                        reader,
+                        &configured,
+                        &fold,
+                        started_from,
+                        *plan,
+                        why,
+                        None,
+                    )?);
                     break;
                 }
                 report.plans += 1;
@@ -221,6 +266,7 @@ pub fn verify(
                         reader,
                         &configured,
                         &fold,
+                        started_from,
                         entry.seq,
                         why,
                         recomputed,
@@ -244,11 +290,103 @@ pub fn verify(
         && report.replayed_to == log_last_seq
     {
         let why = format!("plan {plan} announced action {id}, but the log ends before it");
-        report.divergence = Some(divergence_at(reader, &configured, &fold, *plan, why, None)?);
+        report.divergence = Some(divergence_at(
+            reader,
+            &configured,
+            &fold,
+            started_from,
+            *plan,
+            why,
+            None,
+        )?);
     }
     report.digest = hex::encode(hasher.finalize());
     report.rejected = fold.rejected().to_vec();
     Ok(report)
+}
+
+/// What a checkpoint in the range says against the fold right before it.
+enum Checked {
+    /// It holds exactly that fold.
+    Same,
+    /// It is in a format this build does not know: not compared (the note says so).
+    NotCompared(String),
+    /// It does not hold that fold (or cannot be read): why.
+    Differs(String),
+}
+
+/// Compares a checkpoint marker with the fold of the entries before it: its detail must be
+/// readable, say it holds the entry right before it, and its state must match its own digest
+/// and the digest of the fold's own state (the fold's bytes are computed again here).
+fn check_checkpoint(entry: &Entry, marker: &MarkerRecord, fold: &Fold) -> Checked {
+    let seq = entry.seq;
+    let detail = match CheckpointDetail::of(marker) {
+        None => return Checked::Same,
+        Some(Ok(d)) => d,
+        Some(Err(e)) => return Checked::Differs(format!("the checkpoint at entry {seq}: {e}")),
+    };
+    if detail.format != CHECKPOINT_FORMAT {
+        return Checked::NotCompared(format!(
+            "the checkpoint at entry {seq} is in format {}, which this build does not know \
+             (it knows {CHECKPOINT_FORMAT}): not compared with the fold",
+            detail.format
+        ));
+    }
+    if detail.upto_seq != fold.last_seq() {
+        return Checked::Differs(format!(
+            "the checkpoint at entry {seq} says it holds the world at entry {}, but it sits after \
+             entry {}",
+            detail.upto_seq,
+            fold.last_seq()
+        ));
+    }
+    let Some(state) = &marker.state else {
+        return Checked::Differs(format!("the checkpoint at entry {seq} carries no state"));
+    };
+    let own = digest_of(state.as_bytes());
+    if own != detail.digest {
+        return Checked::Differs(format!(
+            "the checkpoint at entry {seq} is damaged: its state's sha256 is {own}, its detail \
+             records {}",
+            detail.digest
+        ));
+    }
+    let folded = match fold.state_digest() {
+        Ok(d) => d,
+        Err(e) => return Checked::Differs(e),
+    };
+    if folded != detail.digest {
+        let first = fold
+            .checkpoint()
+            .ok()
+            .and_then(|c| checkpoint::first_difference(state.as_bytes(), &c.state))
+            .map(|d| format!("; first difference: {d}"))
+            .unwrap_or_default();
+        return Checked::Differs(format!(
+            "the checkpoint at entry {seq} does not hold the world the log folds to at entry {}: \
+             it records sha256 {}, the fold gives {folded}{first}",
+            detail.upto_seq, detail.digest
+        ));
+    }
+    Checked::Same
+}
+
+/// A divergence at a marker (`kind`): no actions to show, only why.
+fn marker_divergence(kind: &'static str, entry: &Entry, why: String) -> Divergence {
+    Divergence {
+        kind,
+        plan_seq: entry.seq,
+        upto_seq: entry.seq.saturating_sub(1),
+        at: entry
+            .at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        scope: Vec::new(),
+        why,
+        recorded: Vec::new(),
+        recomputed: Vec::new(),
+        diff: String::new(),
+        last_events: Vec::new(),
+    }
 }
 
 /// Checks a re-drive marker against the fold right before it: `Some(why)` when its action was
@@ -344,10 +482,12 @@ fn check_plan(
 }
 
 /// Describes the divergence at plan `plan_seq`: both action lists, their diff and the events.
+/// `checkpoint` is the one replay started from, if any (to fold again from, when needed).
 fn divergence_at(
     reader: &LogReader,
     configured: &Configured<'_>,
     fold_before: &Fold,
+    checkpoint: Option<u64>,
     plan_seq: u64,
     why: String,
     recomputed: Option<Vec<Action>>,
@@ -364,6 +504,7 @@ fn divergence_at(
         ),
         _ => {
             return Ok(Divergence {
+                kind: "plan",
                 plan_seq,
                 upto_seq: 0,
                 at: String::new(),
@@ -391,7 +532,7 @@ fn divergence_at(
         None if fold_before.last_seq() == plan.upto_seq => {
             configured.plan(fold_before, &plan.scope)
         }
-        None => configured.plan(&fold_upto(reader, plan.upto_seq)?, &plan.scope),
+        None => configured.plan(&fold_upto(reader, plan.upto_seq, checkpoint)?, &plan.scope),
     }
     .into_iter()
     .map(RecordedAction::from)
@@ -402,6 +543,7 @@ fn divergence_at(
         .map(|e| (e.seq, crate::record::view::line(e).trim_start().to_string()))
         .collect();
     Ok(Divergence {
+        kind: "plan",
         plan_seq,
         upto_seq: plan.upto_seq,
         at,
@@ -414,10 +556,19 @@ fn divergence_at(
     })
 }
 
-/// The world folded from entries `1..=upto`.
-pub(crate) fn fold_upto(reader: &LogReader, upto: u64) -> Result<Fold, log::LogError> {
-    let mut fold = Fold::new();
-    for e in reader.range(1..=upto) {
+/// The world folded from entries `1..=upto`: from the checkpoint at `checkpoint` when it lies
+/// at or before `upto + 1`, else from the start.
+pub(crate) fn fold_upto(
+    reader: &LogReader,
+    upto: u64,
+    checkpoint: Option<u64>,
+) -> Result<Fold, ReplayError> {
+    let start = match checkpoint {
+        Some(c) if c <= upto.saturating_add(1) => start_from(reader, c)?,
+        _ => Start::beginning(),
+    };
+    let mut fold = start.fold;
+    for e in reader.range(start.first..=upto) {
         let e = e?;
         fold.apply(e.seq, e.at, &e.body);
     }

@@ -6,10 +6,10 @@
 //! made, what would the other configuration have decided", not a simulation of a cluster that
 //! never existed.
 
+use super::start::{Start, start_from};
 use super::{Configured, PlannerFactory, Point, ReplayError, check_within};
 use crate::log::LogReader;
 use crate::record::{Body, ObjKey, RecordedAction};
-use crate::world::Fold;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,8 +20,11 @@ pub struct WhatIfOptions<'a> {
     /// Settings to change (see [`super::parse_overlay`]), laid over the configuration the log
     /// records at each point; `None`: the log's own (to try this build's planner on an old log).
     pub config: Option<super::ConfigOverlay>,
-    /// Only plans from this seq on.
+    /// Only plans from this seq on, starting from the nearest checkpoint at or before it (the
+    /// start of the log when it has none).
     pub from: u64,
+    /// Fold from the start of the log even when `from` has a checkpoint before it.
+    pub ignore_checkpoints: bool,
     /// Stop after this point.
     pub until: Option<Point>,
     /// The planner to try (default: this build's).
@@ -174,6 +177,10 @@ pub struct WhatIfReport {
     pub replayed_to: u64,
     /// Why reading stopped early, if it did.
     pub stopped: Option<String>,
+    /// The checkpoint replay started from (`None`: the start of the log).
+    pub started_from: Option<u64>,
+    /// Checkpoints passed over on the way there, and why (or that there was none).
+    pub notes: Vec<String>,
 }
 
 /// Recomputes every plan in range under `options` and compares, action by action.
@@ -199,6 +206,8 @@ pub fn what_if(
         objects: BTreeSet::new(),
         replayed_to: 0,
         stopped: None,
+        started_from: None,
+        notes: Vec::new(),
     };
     let mut configured =
         Configured::new(options.config.clone(), options.planner).map_err(|problem| {
@@ -208,7 +217,16 @@ pub fn what_if(
                 problem,
             }
         })?;
-    let mut fold = Fold::new();
+    let start = if options.ignore_checkpoints {
+        Start::beginning()
+    } else {
+        start_from(reader, options.from)?
+    };
+    configured.resume(reader, &start)?;
+    report.started_from = start.checkpoint;
+    report.notes = start.notes;
+    let first = start.first;
+    let mut fold = start.fold;
     // The plan whose recorded actions are being collected: (seq, at, recomputed, recorded).
     let mut open: Option<(u64, String, Vec<RecordedAction>, Vec<RecordedAction>)> = None;
     let close = |open: &mut Option<(u64, String, Vec<RecordedAction>, Vec<RecordedAction>)>,
@@ -229,7 +247,7 @@ pub fn what_if(
             }
         }
     };
-    let mut scan = super::Scan::new(reader, until_seq, options.until, options.progress);
+    let mut scan = super::Scan::new(reader, first, until_seq, options.until, options.progress);
     for entry in scan.by_ref() {
         match &entry.body {
             Body::Action(a) => {

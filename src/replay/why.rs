@@ -191,10 +191,13 @@ pub fn explain(
     let log_seq = reader.last_seq()?;
     // `Filter::until` is exclusive: one nanosecond later includes entries stamped at `at`.
     let until = at.map(|t| t + chrono::Duration::nanoseconds(1));
+    // Events are read as stored: only their change and resourceVersion are shown, so objects
+    // stored as patches need not be rebuilt. Actions are rebuilt (their basis is shown).
     let about = |kind: EntryKind| Filter {
         object: Some(key.clone()),
         kinds: vec![kind],
         until,
+        stored: kind == EntryKind::Event,
         ..Filter::new()
     };
 
@@ -430,6 +433,7 @@ fn basis_view(
             object: Some(target.clone()),
             kinds: vec![EntryKind::Action],
             to_seq: Some(read_upto),
+            stored: true, // only ids are looked at
             ..Filter::new()
         };
         let mut seq = None;
@@ -463,6 +467,7 @@ fn basis_view(
         object: Some(object),
         kinds: vec![EntryKind::Event],
         to_seq: Some(read_upto),
+        stored: true, // only resourceVersions are looked at
         ..Filter::new()
     };
     for e in reader.query(&filter) {

@@ -16,12 +16,17 @@
 //!   a final outcome, or a newer action on the same target, ends it; each `redrive` marker
 //!   (the action published again) sets the next one, twice as far each time (up to ten
 //!   minutes). [`Fold::overdue`] lists the actions past theirs.
+//! - A Config marker's planner settings are kept as recorded ([`Fold::planner_settings`]), so a
+//!   fold loaded from a checkpoint knows the configuration in force.
+//! - The whole state can be written down and read back exactly ([`checkpoint`]).
+
+pub mod checkpoint;
 
 use super::{Observed, World};
 use crate::model::ACTION_ID_ANNOTATION;
 use crate::record::{
-    Action, Body, Change, MarkerKind, MarkerRecord, ObjKey, OutcomeRecord, OutcomeResult, Redrive,
-    Verb,
+    Action, Body, Change, Json, MarkerKind, MarkerRecord, ObjKey, OutcomeRecord, OutcomeResult,
+    Redrive, Verb,
 };
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use std::collections::{BTreeMap, BTreeSet};
@@ -88,6 +93,9 @@ pub struct Fold {
     due_order: BTreeSet<(DateTime<Utc>, String)>,
     /// The answer deadline the log's last Config marker recorded (milliseconds).
     answer_deadline_ms: Option<u64>,
+    /// The planner settings (`detail.planner`) of the last Config marker that had them, as
+    /// recorded.
+    planner: Option<Json>,
     last_seq: u64,
     /// Entries that could not be folded (e.g. an Application whose spec does not parse), with
     /// why; they change nothing.
@@ -113,6 +121,12 @@ impl Fold {
     /// Entries that changed nothing because they could not be read, with why.
     pub fn rejected(&self) -> &[(u64, String)] {
         &self.rejected
+    }
+
+    /// The planner settings the log's last Config marker recorded (its `detail.planner`, as
+    /// JSON text), if any: the configuration in force, for a reader that did not see the marker.
+    pub fn planner_settings(&self) -> Option<&Json> {
+        self.planner.as_ref()
     }
 
     /// The target of the pending action `action_id`, if it is pending.
@@ -168,6 +182,19 @@ impl Fold {
 
     /// Folds one entry. Returns the key of the object whose observed state changed, if any.
     pub fn apply(&mut self, seq: u64, at: DateTime<Utc>, body: &Body) -> Option<ObjKey> {
+        self.apply_prepared(seq, at, body, None)
+    }
+
+    /// [`Fold::apply`], given the object of an upsert already parsed (`prepared`: what the
+    /// controller observed and recorded as the event's JSON text), so it is not parsed again.
+    /// It is used only when its uid and resourceVersion are the event's; else the text is.
+    pub fn apply_prepared(
+        &mut self,
+        seq: u64,
+        at: DateTime<Utc>,
+        body: &Body,
+        prepared: Option<Observed>,
+    ) -> Option<ObjKey> {
         self.last_seq = seq;
         self.world
             .set_now(Some(at.to_rfc3339_opts(SecondsFormat::Secs, true)));
@@ -179,19 +206,24 @@ impl Fold {
                             .push((seq, format!("{}: an upsert without an object", e.key)));
                         return None;
                     };
-                    let observed = match json.parse() {
-                        Ok(v) => match Observed::from_value(v) {
-                            Ok((_, o)) => o,
+                    let prepared = prepared
+                        .filter(|o| o.uid == e.uid && o.resource_version == e.resource_version);
+                    let observed = match prepared {
+                        Some(o) => o,
+                        None => match json.parse() {
+                            Ok(v) => match Observed::from_value(v) {
+                                Ok((_, o)) => o,
+                                Err(err) => {
+                                    self.rejected.push((seq, format!("{}: {err}", e.key)));
+                                    return None;
+                                }
+                            },
                             Err(err) => {
-                                self.rejected.push((seq, format!("{}: {err}", e.key)));
+                                self.rejected
+                                    .push((seq, format!("{}: object is not JSON: {err}", e.key)));
                                 return None;
                             }
                         },
-                        Err(err) => {
-                            self.rejected
-                                .push((seq, format!("{}: object is not JSON: {err}", e.key)));
-                            return None;
-                        }
                     };
                     if let Err(err) = self.world.observe(e.key.clone(), observed) {
                         self.rejected.push((seq, err));
@@ -253,6 +285,9 @@ impl Fold {
                     .detail
                     .get(ANSWER_DEADLINE_KEY)
                     .and_then(serde_json::Value::as_u64);
+                if let Some(planner) = m.detail.get("planner") {
+                    self.planner = Some(Json::from_value(planner));
+                }
             }
             MarkerKind::Redrive => {
                 let Some(r) = Redrive::of(m) else { return };
@@ -536,6 +571,7 @@ mod tests {
         Body::Marker(MarkerRecord {
             marker: MarkerKind::Config,
             detail: json!({ANSWER_DEADLINE_KEY: deadline_ms}),
+            state: None,
         })
     }
 
@@ -549,6 +585,7 @@ mod tests {
                 due: String::new(),
             })
             .unwrap_or_default(),
+            state: None,
         })
     }
 

@@ -1,12 +1,17 @@
 //! The world view the planner reads: Applications and managed objects as last observed.
 //!
 //! Owns the indexes that keep planning incremental (host claims, children by application,
-//! applications by namespace). It is pure data, changed only by [`World::observe`] and
-//! [`World::forget`]; it never reads the API server and never looks at a clock.
+//! applications by namespace, and a journal of which Applications changed, so a planner can
+//! keep what it derived from the others). It is pure data, changed only by [`World::observe`]
+//! and [`World::forget`]; it never reads the API server and never looks at a clock.
 
 mod fold;
 
-pub use fold::{ANSWER_DEADLINE_KEY, DEFAULT_ANSWER_DEADLINE_MS, Fold, Overdue};
+pub use fold::checkpoint::{
+    CHECKPOINT_FORMAT, CHECKPOINT_KIND, CHECKPOINT_NAME, Checkpoint, CheckpointDetail,
+    checkpoint_key,
+};
+pub use fold::{ANSWER_DEADLINE_KEY, DEFAULT_ANSWER_DEADLINE_MS, Fold, Overdue, checkpoint};
 
 use crate::model::{
     ACTION_ID_ANNOTATION, Application, INSTANCE_LABEL, MANAGED_BY, MANAGER, PLAN_SEQ_ANNOTATION,
@@ -15,6 +20,14 @@ use crate::model::{
 use crate::record::{Action, ObjKey};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The source of [`World::id`]s and revisions: unique in the process, never reused.
+static STAMPS: AtomicU64 = AtomicU64::new(1);
+
+fn stamp() -> u64 {
+    STAMPS.fetch_add(1, Ordering::Relaxed)
+}
 
 /// The kind name of [`Application`].
 pub const APPLICATION: &str = "Application";
@@ -126,8 +139,20 @@ pub struct HostClaim {
 }
 
 /// The world as the controller knows it: the input of the planner.
-#[derive(Clone, Debug, Default)]
+///
+/// Besides what was observed it keeps *revisions*: every change of an object (and, for an
+/// Application, every change of the claims on its host) gets a number unique in the process.
+/// Revisions say nothing about content and never reach a plan; they let a planner keep what it
+/// derived from an object until the object changes ([`World::revision`],
+/// [`World::apps_changed_since`]). A clone is another world with its own [`World::id`].
+#[derive(Debug)]
 pub struct World {
+    id: u64,
+    /// key → revision of its last change (for Applications, kept after they are gone).
+    revs: BTreeMap<ObjKey, u64>,
+    /// namespace → revision → name: every Application that ever was in the namespace, by the
+    /// revision of its last change (a removal included).
+    app_changes: BTreeMap<String, BTreeMap<u64, String>>,
     apps: BTreeMap<ObjKey, Application>,
     objects: BTreeMap<ObjKey, Observed>,
     pending: BTreeMap<ObjKey, Action>,
@@ -141,10 +166,106 @@ pub struct World {
     now: Option<String>,
 }
 
+impl Default for World {
+    fn default() -> Self {
+        World {
+            id: stamp(),
+            revs: BTreeMap::new(),
+            app_changes: BTreeMap::new(),
+            apps: BTreeMap::new(),
+            objects: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            issued: BTreeMap::new(),
+            hosts: BTreeMap::new(),
+            apps_by_ns: BTreeMap::new(),
+            children: BTreeMap::new(),
+            now: None,
+        }
+    }
+}
+
+impl Clone for World {
+    /// The same view, as another world: it gets its own [`World::id`], so what a planner
+    /// derived from one is not taken for the other's once they go separate ways.
+    fn clone(&self) -> Self {
+        World {
+            id: stamp(),
+            revs: self.revs.clone(),
+            app_changes: self.app_changes.clone(),
+            apps: self.apps.clone(),
+            objects: self.objects.clone(),
+            pending: self.pending.clone(),
+            issued: self.issued.clone(),
+            hosts: self.hosts.clone(),
+            apps_by_ns: self.apps_by_ns.clone(),
+            children: self.children.clone(),
+            now: self.now.clone(),
+        }
+    }
+}
+
 impl World {
     /// An empty world.
     pub fn new() -> Self {
         World::default()
+    }
+
+    /// This world's identity: unique in the process, and new for every clone.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The revision of the last change of `key` (see [`World`]); for an Application, also
+    /// bumped when the claims on its host change, and kept after it is gone.
+    pub fn revision(&self, key: &ObjKey) -> Option<u64> {
+        self.revs.get(key).copied()
+    }
+
+    /// The Applications of `namespace` that changed (appeared, changed, went away, or saw the
+    /// claims on their host change) at a revision above `since`, oldest change first, with
+    /// that revision. Each name appears once, at its last change.
+    pub fn apps_changed_since(
+        &self,
+        namespace: &str,
+        since: u64,
+    ) -> impl Iterator<Item = (u64, &String)> {
+        self.app_changes
+            .get(namespace)
+            .into_iter()
+            .flat_map(move |m| m.range(since.saturating_add(1)..))
+            .map(|(rev, name)| (*rev, name))
+    }
+
+    /// The highest revision of any Application change in `namespace` (0 when none).
+    pub fn last_app_change(&self, namespace: &str) -> u64 {
+        self.app_changes
+            .get(namespace)
+            .and_then(|m| m.last_key_value())
+            .map_or(0, |(rev, _)| *rev)
+    }
+
+    /// Stamps a change of `key`: a new revision, and for an Application its journal entry.
+    fn touch(&mut self, key: &ObjKey) {
+        let rev = stamp();
+        let old = self.revs.insert(key.clone(), rev);
+        if key.kind == APPLICATION {
+            let journal = self.app_changes.entry(key.namespace.clone()).or_default();
+            if let Some(old) = old {
+                journal.remove(&old);
+            }
+            journal.insert(rev, key.name.clone());
+        }
+    }
+
+    /// Stamps every Application claiming `host`: who holds it may have changed.
+    fn touch_claimants(&mut self, host: &str) {
+        let claimants: Vec<ObjKey> = self
+            .host_claims(host)
+            .map(|c| ObjKey::new(APPLICATION, &c.namespace, &c.name))
+            .collect();
+        for key in claimants {
+            self.touch(&key);
+        }
     }
 
     /// Records an observed object (an Application or anything else), replacing what was known.
@@ -164,12 +285,18 @@ impl World {
                     .insert(key.clone());
             }
         }
+        self.touch(&key);
         self.objects.insert(key, observed);
         Ok(())
     }
 
     /// Forgets an object (it was deleted). Unknown keys are ignored.
     pub fn forget(&mut self, key: &ObjKey) {
+        if key.kind == APPLICATION {
+            self.touch(key);
+        } else {
+            self.revs.remove(key);
+        }
         if let Some(old) = self.objects.remove(key)
             && let Some(app) = instance_of(&old)
         {
@@ -189,6 +316,8 @@ impl World {
                 if claims.is_empty() {
                     self.hosts.remove(host);
                 }
+                let host = host.to_string();
+                self.touch_claimants(&host);
             }
             if let Some(names) = self.apps_by_ns.get_mut(&key.namespace) {
                 names.remove(&key.name);
@@ -207,12 +336,16 @@ impl World {
                 .as_ref()
                 .map(|t| t.0.to_string())
                 .unwrap_or_default();
-            self.hosts.entry(host).or_default().insert(HostClaim {
-                undated: created.is_empty(),
-                created,
-                namespace: key.namespace.clone(),
-                name: key.name.clone(),
-            });
+            self.hosts
+                .entry(host.clone())
+                .or_default()
+                .insert(HostClaim {
+                    undated: created.is_empty(),
+                    created,
+                    namespace: key.namespace.clone(),
+                    name: key.name.clone(),
+                });
+            self.touch_claimants(&host);
         }
         self.apps_by_ns
             .entry(key.namespace.clone())

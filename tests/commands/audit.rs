@@ -1235,3 +1235,54 @@ fn reads_never_block_the_writer() {
     let last = format!("\"seq\":{}", appended.last().copied().unwrap_or_default());
     wait_for_line(&rx, &deadline, "the appended events", |l| l.contains(&last));
 }
+
+// ---------------------------------------------------------------------------------------------
+// A log of what changed
+
+#[test]
+fn why_and_log_show_whole_objects_of_a_log_of_what_changed() {
+    // The shared Ingress of `shop` is recorded as patches once it is large.
+    let (h, before) = logbook_testkit::history::shared_ingress();
+    let log = h.path.to_str().unwrap_or_else(|| panic!("a UTF-8 path"));
+    // `why` reads the last action's basis, which the log stores inside its patch.
+    let run = audit(&["why", "ing/shop/logbook", "--log", log, "-o", "json"]);
+    run.ok();
+    let v: Value = serde_json::from_str(&run.out).unwrap_or_else(|e| panic!("{e}: {}", run.out));
+    assert!(v["action"]["seq"].as_u64() > Some(before), "{v}");
+    let basis: Vec<&str> = v["basis"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no basis: {v}"))
+        .iter()
+        .filter_map(|b| b["key"].as_str())
+        .collect();
+    assert!(basis.len() > 200, "{basis:?}");
+    assert!(basis.contains(&"Application/shop/app-201"), "{basis:?}");
+    // `log -o json`: whole bodies, and how a patched entry is stored.
+    let run = audit(&[
+        "log",
+        "--object",
+        "ing/shop/logbook",
+        "--log",
+        log,
+        "-o",
+        "json",
+    ]);
+    run.ok();
+    let mut patched = 0;
+    for line in run.out.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let object = match v["kind"].as_str() {
+            Some("event") => &v["body"]["object"],
+            Some("action") => &v["body"]["action"]["object"],
+            _ => continue,
+        };
+        assert!(
+            object["spec"]["rules"]
+                .as_array()
+                .is_some_and(|r| r.len() >= 200),
+            "{line}"
+        );
+        patched += usize::from(v["delta"]["base_seq"].is_u64());
+    }
+    assert!(patched >= 2, "{}", run.out);
+}

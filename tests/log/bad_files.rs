@@ -153,11 +153,11 @@ fn a_log_from_a_newer_logbook_is_refused() {
 fn an_entry_in_a_newer_payload_format_names_the_file_and_seq() {
     let d = dir();
     let path = log_with(d.path(), "future.db", 4);
-    // A newer logbook appended entry 5 in payload format 2.
+    // A newer logbook appended entry 5 in payload format 3.
     exec(
         &raw(&path),
         "INSERT INTO entries SELECT 5, randomblob(16), at_ns, kind, namespace, application, object_kind, \
-         object_name, 2, x'c1c1', hash, randomblob(32) FROM entries WHERE seq = 4;",
+         object_name, 3, x'c1c1', hash, randomblob(32) FROM entries WHERE seq = 4;",
     );
     let reader = LogReader::open(&path).unwrap_or_else(|e| panic!("{e}"));
     let results: Vec<_> = reader.range(..).collect();
@@ -171,8 +171,8 @@ fn an_entry_in_a_newer_payload_format_names_the_file_and_seq() {
             e,
             LogError::NewerEntryFormat {
                 seq: 5,
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
                 ..
             }
         ),
@@ -180,7 +180,7 @@ fn an_entry_in_a_newer_payload_format_names_the_file_and_seq() {
     );
     let msg = e.to_string();
     assert!(
-        msg.contains("future.db") && msg.contains("entry 5") && msg.contains("format 2"),
+        msg.contains("future.db") && msg.contains("entry 5") && msg.contains("format 3"),
         "{msg}"
     );
     assert_eq!(e.seq(), Some(5));

@@ -279,6 +279,35 @@ fn both_layouts_answer_every_filter_as_a_scan_of_all_entries_does() {
             let want = expected(&all, &f);
             assert_eq!(seqs(&reader, &f), want, "{} with {f:?}", path.display());
         }
+        // `last_about` (how replay finds the checkpoint nearest a seq): the last entry about an
+        // object at or before a seq, across spans, as a scan of all entries finds it.
+        for object in [
+            ObjKey::new("Deployment", "shop", "app-3"),
+            ObjKey::new("Namespace", "", "shop"),
+            ObjKey::new("Deployment", "shop", "nobody"),
+        ] {
+            for upto in [0, 1, 4095, 4096, 4097, 8191, 9000, n, n + 50] {
+                let want = all
+                    .iter()
+                    .rev()
+                    .find(|e| {
+                        let o = Keys::for_object(&object, None);
+                        e.seq <= upto
+                            && (&o.object_kind, &o.object_name, &o.namespace)
+                                == (&e.keys.object_kind, &e.keys.object_name, &e.keys.namespace)
+                    })
+                    .map(|e| e.seq);
+                let got = reader
+                    .last_about(&object, upto)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(
+                    got,
+                    want,
+                    "{}: last about {object} up to {upto}",
+                    path.display()
+                );
+            }
+        }
         // Enough matches to take several chunks of 1024, across every span.
         let busy = Filter::new().kinds(&[EntryKind::Outcome]);
         assert_eq!(seqs(&reader, &busy), expected(&all, &busy));

@@ -3,7 +3,9 @@
 //!
 //! Properties: applying the plan with a model applier reaches the desired state and a fixed
 //! point; unmanaged objects are never touched; the output does not depend on input order and is
-//! the same bytes run after run; invalid Applications never get children.
+//! the same bytes run after run; invalid Applications never get children; a planner that keeps
+//! what it derived (over a random history of changes, with actions pending or applied) plans
+//! exactly what a fresh planner plans.
 
 use logbook::model::{Application, SHARED_INGRESS};
 use logbook::reconcile::{ApplicationReconciler, Planner, PlannerConfig, covers, validate};
@@ -45,6 +47,8 @@ enum Stray {
     Foreign(&'static str, &'static str, String),
     /// A managed shared Ingress in a namespace without hosts.
     StaleIngress(&'static str),
+    /// A managed Deployment that names an Application as its instance but is not its child.
+    Extra(&'static str, &'static str),
 }
 
 fn app_case() -> impl Strategy<Value = AppCase> {
@@ -108,6 +112,11 @@ fn stray() -> impl Strategy<Value = Stray> {
         )
             .prop_map(|(ns, kind, n)| Stray::Foreign(ns, kind, n.to_string())),
         prop::sample::select(vec!["a", "b", "c"]).prop_map(Stray::StaleIngress),
+        (
+            prop::sample::select(vec!["a", "b", "c"]),
+            prop::sample::select(vec!["web", "api", "shop"])
+        )
+            .prop_map(|(ns, app)| Stray::Extra(ns, app)),
     ]
 }
 
@@ -189,6 +198,10 @@ fn build_entries(apps: &[AppCase], strays: &[Stray]) -> Vec<(ObjKey, Observed)> 
                 "kind": kind, "metadata": {"name": name, "namespace": ns, "labels": {"team": "other"}},
                 "spec": {"replicas": 9}})
             }
+            Stray::Extra(ns, app) => json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": format!("{app}-old"), "namespace": ns, "labels": {
+                    "app.kubernetes.io/managed-by": "logbook", "app.kubernetes.io/instance": app}},
+                "spec": {"replicas": 1}}),
             Stray::StaleIngress(ns) => {
                 json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
                 "metadata": {"name": SHARED_INGRESS, "namespace": ns, "labels": {"app.kubernetes.io/managed-by": "logbook"}},
@@ -342,4 +355,98 @@ proptest! {
         full.sort_by(|a, b| a.id.cmp(&b.id));
         prop_assert_eq!(incremental, full);
     }
+
+    #[test]
+    fn a_planner_that_keeps_what_it_derived_plans_as_a_fresh_one(
+        steps in prop::collection::vec(step(), 1..24),
+        coalesce in any::<bool>(),
+    ) {
+        let config = PlannerConfig { coalesce_shared_writes: coalesce, ..PlannerConfig::default() };
+        let warm = Planner::new(config.clone());
+        let mut world = World::new();
+        let mut rv = 100;
+        for step in steps {
+            let before = world.clone();
+            let mut touched = Vec::new();
+            match step {
+                Step::Upsert(c) => {
+                    // the Application, and its children as the case has them (missing,
+                    // matching, or edited by hand)
+                    for (k, o) in build_entries(&[c], &[]) {
+                        touched.push(k.clone());
+                        world.observe(k, o).expect("valid");
+                    }
+                }
+                Step::Stray(stray) => {
+                    for (k, o) in build_entries(&[], &[stray]) {
+                        touched.push(k.clone());
+                        world.observe(k, o).expect("valid");
+                    }
+                }
+                Step::Delete(pick) => {
+                    let keys: Vec<ObjKey> = world.apps().map(|(k, _)| k.clone()).collect();
+                    if !keys.is_empty() {
+                        let k = keys[pick.index(keys.len())].clone();
+                        world.forget(&k);
+                        touched.push(k);
+                    }
+                }
+                Step::Apply => {
+                    let actions = warm.plan_all(&world);
+                    touched.extend(actions.iter().map(|a| a.target.clone()));
+                    rv = model_apply(&mut world, &actions, rv);
+                }
+                Step::Pend => {
+                    for a in warm.plan_all(&world) {
+                        rv += 1;
+                        world.set_issued(&a.target, rv, &a.id);
+                        world.set_pending(a);
+                    }
+                }
+                Step::Lose => {
+                    let pending: Vec<(ObjKey, String)> =
+                        world.pending_actions().map(|a| (a.target.clone(), a.id.clone())).collect();
+                    for (target, id) in pending {
+                        world.clear_pending(&target, &id);
+                    }
+                }
+            }
+            let fresh = Planner::new(config.clone());
+            prop_assert_eq!(bytes(&warm.plan_all(&world)), bytes(&fresh.plan_all(&world)));
+            let mut scopes = warm.scopes_for(&before, touched.iter());
+            scopes.extend(warm.scopes_for(&world, touched.iter()));
+            let fresh = Planner::new(config.clone());
+            prop_assert_eq!(
+                bytes(&warm.plan_scopes(&world, &scopes)),
+                bytes(&fresh.plan_scopes(&world, &scopes))
+            );
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// An Application appears or changes, with its children in some state.
+    Upsert(AppCase),
+    /// An orphan, a foreign object, or a stale shared Ingress appears.
+    Stray(Stray),
+    /// One of the Applications goes away.
+    Delete(prop::sample::Index),
+    /// The plan is applied (model server-side apply).
+    Apply,
+    /// The plan is on its way: its actions are issued and pending.
+    Pend,
+    /// Every pending action is answered without a change (e.g. failed).
+    Lose,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => app_case().prop_map(Step::Upsert),
+        1 => stray().prop_map(Step::Stray),
+        1 => any::<prop::sample::Index>().prop_map(Step::Delete),
+        2 => Just(Step::Apply),
+        1 => Just(Step::Pend),
+        1 => Just(Step::Lose),
+    ]
 }

@@ -362,3 +362,51 @@ fn incremental_planning_matches_the_full_plan_for_the_touched_scopes() {
         ["Deployment/ns/app7", "Service/ns/app7"]
     );
 }
+
+#[test]
+fn with_coalescing_a_burst_of_applications_waits_for_the_ingress_write_on_its_way() {
+    let planner = Planner::new(PlannerConfig {
+        coalesce_shared_writes: true,
+        ..PlannerConfig::default()
+    });
+    let ingress = ObjKey::new("Ingress", "shop", SHARED_INGRESS);
+    let ingress_actions = |world: &World| -> Vec<Action> {
+        planner
+            .plan_all(world)
+            .into_iter()
+            .filter(|a| a.target == ingress)
+            .collect()
+    };
+    let mut world = world_of([Application::test("shop", "app0")
+        .host("app0.example.com")
+        .observed()]);
+    // The first version of the Ingress is asked for, and is on its way.
+    let first = ingress_actions(&world);
+    assert_eq!(targets(&first, Verb::Create), vec![ingress.to_string()]);
+    world.set_pending(first[0].clone());
+    // A burst of new Applications: no second write while the first is pending.
+    for i in 1..=5 {
+        let (k, o) = Application::test("shop", &format!("app{i}"))
+            .host(&format!("app{i}.example.com"))
+            .observed();
+        world.observe(k, o).unwrap();
+        assert_eq!(ingress_actions(&world), vec![], "after app{i}");
+    }
+    // Without coalescing, each would have asked for a write of its own.
+    let eager = Planner::new(PlannerConfig::default()).plan_all(&world);
+    assert_eq!(
+        eager.iter().filter(|a| a.target == ingress).count(),
+        1,
+        "{eager:#?}"
+    );
+    // Once the first is observed, one write asks for all six rules.
+    model_apply(&mut world, &first, 100);
+    world.clear_pending(&ingress, &first[0].id);
+    let next = ingress_actions(&world);
+    assert_eq!(next.len(), 1, "{next:#?}");
+    let rules = next[0].object.as_ref().unwrap()["spec"]["rules"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(rules, 6);
+}

@@ -25,7 +25,9 @@ pub(crate) async fn send(addr: SocketAddr, request: &[u8]) -> (u16, String) {
         let _ = s.read_to_end(&mut out).await;
         Some(out)
     };
-    let out = tokio::time::timeout(Duration::from_secs(10), exchange)
+    // A wedged connection never ends; 30 s leaves room for a busy machine (the sandbox's own
+    // header timeout is 10 s, and a full run once took longer than 10 s for one of these).
+    let out = tokio::time::timeout(Duration::from_secs(30), exchange)
         .await
         .expect("the server answered or closed in time")
         .unwrap_or_default();

@@ -7,18 +7,23 @@
 //! shared parts ([`crate::reconcile::covers`]). Pure: no I/O, no clock.
 
 mod desired;
+mod memo;
 mod status;
 mod validate;
 
 pub use validate::{Invalid, host_holder, validate};
+
+use super::converge::PENDING;
 
 use super::converge::{basis_of, converge, delete, forged};
 use super::{PlannerConfig, Reconciler};
 use crate::model::{ApplicationStatus, SHARED_INGRESS, condition};
 use crate::record::{Action, FENCE_OVERRIDE, ObjKey, Verb};
 use crate::world::{APPLICATION, Observed, World};
+use memo::{AppInputs, IngressInputs, Memo};
 use status::same_but_times;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 
 const DEPLOYMENT: &str = "Deployment";
 const SERVICE: &str = "Service";
@@ -26,19 +31,40 @@ const INGRESS: &str = "Ingress";
 const APP_API_VERSION: &str = "logbook.dev/v1alpha1";
 
 /// Plans Deployments, Services, shared Ingresses and statuses for Applications.
+///
+/// It keeps what it derived from each Application until the Application changes, and each
+/// namespace's Ingress rules up to date from the Applications that changed (see `memo`), so a
+/// plan costs what changed rather than what the namespace holds. What it keeps is exactly what
+/// it would compute again: plans are the same with it as without it.
 #[derive(Clone, Debug, Default)]
 pub struct ApplicationReconciler {
     config: PlannerConfig,
+    memo: Arc<Mutex<Memo>>,
 }
 
 impl ApplicationReconciler {
     /// A reconciler with `config`.
     pub fn new(config: PlannerConfig) -> Self {
-        ApplicationReconciler { config }
+        ApplicationReconciler {
+            config,
+            memo: Arc::default(),
+        }
     }
 
-    /// Plans one Application: its Deployment, Service, stray children and status.
+    /// Plans one Application: its Deployment, Service, stray children and status. When
+    /// nothing it reads changed since its last plan asked for nothing, it asks for nothing.
     fn plan_app(&self, world: &World, key: &ObjKey, out: &mut Vec<Action>) {
+        let inputs = AppInputs::of(world, key);
+        if Memo::lock(&self.memo).app_is_quiet(key, &inputs) {
+            return;
+        }
+        let before = out.len();
+        self.plan_app_again(world, key, out);
+        Memo::lock(&self.memo).app_planned(world, key, inputs, out.len() == before);
+    }
+
+    /// [`Self::plan_app`], computed.
+    fn plan_app_again(&self, world: &World, key: &ObjKey, out: &mut Vec<Action>) {
         let (ns, name) = (key.namespace.as_str(), key.name.as_str());
         let app_ref = format!("{ns}/{name}");
         let Some(app) = world.app(key) else {
@@ -61,11 +87,13 @@ impl ApplicationReconciler {
             return;
         }
         let app_obs = world.object(key);
-        let invalid = validate(world, ns, name, app).err();
+        let derived = Memo::lock(&self.memo).derived(self, world, key, app);
+        let invalid = validate::validate_with(world, ns, name, app, &derived.problems).err();
         let dep_key = ObjKey::new(DEPLOYMENT, ns, name);
         let mut deployment_current = false;
-        if invalid.is_none() {
-            let dep = self.desired_deployment(ns, name, app);
+        if invalid.is_none()
+            && let (Some(dep), Some(svc)) = (&derived.deployment, &derived.service)
+        {
             let basis = basis_of(key, app_obs);
             deployment_current = converge(
                 world,
@@ -76,7 +104,6 @@ impl ApplicationReconciler {
                 Some(app_ref.clone()),
                 out,
             );
-            let svc = self.desired_service(ns, name, app);
             converge(
                 world,
                 basis,
@@ -157,29 +184,39 @@ impl ApplicationReconciler {
     }
 
     /// Plans a namespace's shared Ingress: one rule per valid Application holding its host.
+    ///
+    /// The rules come from the memo, updated from the Applications that changed; when nothing
+    /// the plan reads changed since it last asked for nothing, it asks for nothing again
+    /// without comparing the rules. With `coalesceSharedWrites`, a new version is not asked for
+    /// while the last one is on its way: the next plan after it is observed asks for all
+    /// that changed meanwhile at once.
     fn plan_ingress(&self, world: &World, ns: &str, out: &mut Vec<Action>) {
-        let mut rules = Vec::new();
-        let mut basis = BTreeMap::new();
-        for name in world.app_names_in(ns) {
-            let key = ObjKey::new(APPLICATION, ns, name);
-            let Some(app) = world.app(&key) else { continue };
-            let Some(host) = app.spec.host.as_deref() else {
-                continue;
-            };
-            if app.metadata.deletion_timestamp.is_some() || validate(world, ns, name, app).is_err()
-            {
-                continue;
-            }
-            if host_holder(world, host).is_some_and(|h| h.namespace == ns && &h.name == name) {
-                rules.push(self.ingress_rule(name, host, app));
-                basis.extend(basis_of(&key, world.object(&key)));
-            }
-        }
-        rules.sort_by(|a, b| a.host.cmp(&b.host));
         let key = ObjKey::new(INGRESS, ns, SHARED_INGRESS);
-        match self.desired_ingress(ns, rules) {
+        let mut memo = Memo::lock(&self.memo);
+        let rules = memo.rules(self, world, ns);
+        let inputs = IngressInputs::of(world, &key, rules.version);
+        if rules.quiet.as_ref() == Some(&inputs) {
+            return;
+        }
+        let mut basis = BTreeMap::new();
+        let mut list = Vec::with_capacity(rules.rules.len());
+        for (name, rule) in rules.rules.values() {
+            let app = ObjKey::new(APPLICATION, ns, name);
+            basis.extend(basis_of(&app, world.object(&app)));
+            list.push(rule.clone());
+        }
+        let mut actions = Vec::new();
+        match self.desired_ingress(ns, list) {
             Some(ing) => {
-                converge(world, basis, &key, "networking.k8s.io/v1", ing, None, out);
+                converge(
+                    world,
+                    basis,
+                    &key,
+                    "networking.k8s.io/v1",
+                    &ing,
+                    None,
+                    &mut actions,
+                );
             }
             None => {
                 if world.object(&key).is_some_and(Observed::is_managed) {
@@ -188,11 +225,17 @@ impl ApplicationReconciler {
                         &key,
                         None,
                         "no Application in the namespace has a host",
-                        out,
+                        &mut actions,
                     );
                 }
             }
         }
+        if self.config.coalesce_shared_writes {
+            // One write in flight: a new version waits while the last is on its way.
+            actions.retain(|a| !a.basis.contains_key(PENDING));
+        }
+        memo.planned(ns, inputs, &actions);
+        out.extend(actions);
     }
 }
 

@@ -50,6 +50,38 @@ pub fn validate(
     name: &str,
     app: &Application,
 ) -> Result<(), Invalid> {
+    let problems = spec_problems(name, app);
+    validate_with(world, namespace, name, app, &problems)
+}
+
+/// [`validate`], given the [`spec_problems`] of `app` (which depend on nothing else, so a
+/// planner can keep them until the Application changes).
+pub(super) fn validate_with(
+    world: &World,
+    namespace: &str,
+    name: &str,
+    app: &Application,
+    problems: &[String],
+) -> Result<(), Invalid> {
+    if !problems.is_empty() {
+        return Err(Invalid::Spec(problems.to_vec()));
+    }
+    let spec = &app.spec;
+    if let Some(host) = &spec.host
+        && let Some(holder) = host_holder(world, host)
+        && (holder.namespace != namespace || holder.name != name)
+    {
+        return Err(Invalid::HostConflict {
+            host: host.clone(),
+            holder: format!("{}/{}", holder.namespace, holder.name),
+        });
+    }
+    Ok(())
+}
+
+/// What is wrong with the spec of `app` (named `name`) on its own, field by field; empty when
+/// nothing is. Host conflicts, which depend on other Applications, are [`validate`]'s.
+pub(super) fn spec_problems(name: &str, app: &Application) -> Vec<String> {
     let mut problems = Vec::new();
     let spec = &app.spec;
     if !is_dns1035_label(name) {
@@ -143,19 +175,7 @@ pub fn validate(
             }
         }
     }
-    if !problems.is_empty() {
-        return Err(Invalid::Spec(problems));
-    }
-    if let Some(host) = &spec.host
-        && let Some(holder) = host_holder(world, host)
-        && (holder.namespace != namespace || holder.name != name)
-    {
-        return Err(Invalid::HostConflict {
-            host: host.clone(),
-            holder: format!("{}/{}", holder.namespace, holder.name),
-        });
-    }
-    Ok(())
+    problems
 }
 
 /// The Application that holds `host`: the oldest claimant (ties and missing timestamps broken

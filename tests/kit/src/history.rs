@@ -48,12 +48,13 @@ impl Cluster {
 }
 
 /// The real controller core writing a new log at `path` under `config`, started with `detail` in
-/// its start marker.
-fn start_core(path: &Path, config: PlannerConfig, detail: Value) -> Core {
+/// its start marker, recording a checkpoint every `checkpoint_every` entries (0: never).
+fn start_core(path: &Path, config: PlannerConfig, detail: Value, checkpoint_every: u64) -> Core {
     let log = Log::open(path).expect("a new log");
     let (notify, _) = tokio::sync::watch::channel(0);
     let mut core =
         Core::new(log, config, KINDS.to_vec(), Duration::ZERO, notify).expect("the core starts");
+    core.checkpoint_every(checkpoint_every);
     core.start(detail).expect("start markers");
     core
 }
@@ -78,11 +79,17 @@ pub struct History {
 }
 
 impl History {
-    /// An empty cluster, every watch listed, under `config`.
+    /// An empty cluster, every watch listed, under `config`; no checkpoints (a log as
+    /// builds before checkpoints wrote them).
     pub fn new(config: PlannerConfig) -> History {
+        History::with_checkpoints(config, 0)
+    }
+
+    /// [`History::new`], the core recording a checkpoint every `every` entries.
+    pub fn with_checkpoints(config: PlannerConfig, every: u64) -> History {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("log.db");
-        let core = start_core(&path, config, json!({"version": "test"}));
+        let core = start_core(&path, config, json!({"version": "test"}), every);
         let mut h = History {
             dir,
             path,
@@ -190,6 +197,21 @@ impl History {
     /// A periodic resync.
     pub fn resync(&mut self) {
         self.feed(vec![Input::Resync]);
+    }
+
+    /// Asks the core for a checkpoint, as `POST /checkpoint` does; its answer.
+    pub fn checkpoint(&mut self) -> logbook::controller::core::CheckpointTaken {
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        self.feed(vec![Input::Checkpoint(reply)]);
+        answer
+            .try_recv()
+            .expect("the core answers within the batch")
+            .expect("the checkpoint is taken")
+    }
+
+    /// The real core writing this history (to feed it by hand).
+    pub fn core(&mut self) -> &mut Core {
+        &mut self.core
     }
 
     /// Carries out every recorded action not yet carried out, as executors and the API server
@@ -337,7 +359,11 @@ impl History {
 /// namespace's Ingress, one with requests set, one with a health check), an image change, a
 /// hand edit put back, a delete, and a resync.
 pub fn standard(config: PlannerConfig) -> History {
-    let mut h = History::new(config);
+    standard_with(History::new(config))
+}
+
+/// [`standard`], written by the core of `h` (e.g. [`History::with_checkpoints`]).
+pub fn standard_with(mut h: History) -> History {
     let web = Application::test("shop", "web")
         .host("shop.example.com")
         .health_check("/healthz");
@@ -368,6 +394,34 @@ pub fn standard(config: PlannerConfig) -> History {
     h
 }
 
+/// Application `shop/app-NNN` with host `app-NNN.shop.example.com` (one rule in the shared
+/// Ingress of `shop`).
+pub fn app_with_host(i: u32) -> Application {
+    Application::test("shop", &format!("app-{i:03}"))
+        .host(&format!("app-{i:03}.shop.example.com"))
+        .build()
+}
+
+/// A history whose shared Ingress is large (about 30 KiB of JSON), so that its events and
+/// actions are recorded as patches: 200 Applications with hosts in namespace `shop` (even
+/// numbers), settled; then, one at a time, `shop/app-101` and `shop/app-201`, whose rules land
+/// in the middle of the sorted rules, each settled. Returns the history and the last seq before
+/// `shop/app-201` was applied.
+pub fn shared_ingress() -> (History, u64) {
+    let mut h = History::new(PlannerConfig::default());
+    let apps: Vec<_> = (0..400).step_by(2).map(app_with_host).collect();
+    h.apply_all(&apps);
+    h.settle();
+    h.apply(&app_with_host(101));
+    h.settle();
+    let before = LogReader::open(&h.path)
+        .and_then(|r| r.last_seq())
+        .expect("the log reads");
+    h.apply(&app_with_host(201));
+    h.settle();
+    (h, before)
+}
+
 /// The scale and speed of a generated history: how many Applications in how many namespaces,
 /// how often users act and executors meet conflicts, how often the controller resyncs. Given the
 /// same `Load`, [`generate`] feeds the core the same inputs.
@@ -384,18 +438,23 @@ pub struct Load {
     pub user_p: f64,
     /// Per attempt: the chance that an executor's write meets a (retried) conflict.
     pub conflict_p: f64,
+    /// The core records a checkpoint every this many entries (0: never).
+    pub checkpoint_every: u64,
 }
 
 impl Load {
-    /// The replay bench's load: 1,000 Applications in 10 namespaces.
+    /// The replay bench's load: 1,000 Applications in 10 namespaces, a checkpoint every
+    /// 10,000 entries.
     pub const BENCH: Load = Load {
         apps: 1_000,
         namespaces: 10,
         seed: 0x1095_b00c,
-        generator: "replay-bench-3",
+        // 4: large objects (the shared Ingresses) are recorded as patches.
+        generator: "replay-bench-5",
         resync_every: 50_000,
         user_p: 0.2,
         conflict_p: 0.01,
+        checkpoint_every: 10_000,
     };
 }
 
@@ -407,14 +466,17 @@ impl Load {
 /// as the outbox would), stamping the action-id and plan-seq annotations, and reports outcomes
 /// (transient conflicts are retried); Deployments finish their rollouts later, and pods
 /// sometimes flap; the controller resyncs every `load.resync_every` entries and relists
-/// Deployments twice. Watch events reach the core in small batches, each with the outcomes that
-/// arrived meanwhile. What is fed is deterministic given the load (the core stamps entries with
-/// its own clock; an outcome is stamped 1 ms per attempt after its action).
+/// Deployments twice, and records a checkpoint every `load.checkpoint_every` entries (none in
+/// the last few dozen, where the log must land on `entries` exactly). Watch events reach the
+/// core in small batches, each with the outcomes that arrived meanwhile. What is fed is
+/// deterministic given the load (the core stamps entries with its own clock; an outcome is
+/// stamped 1 ms per attempt after its action).
 pub fn generate(path: &Path, load: &Load, entries: u64) -> Stats {
     let mut core = start_core(
         path,
         PlannerConfig::default(),
         json!({"bench": "replay", "generator": load.generator, "seed": load.seed}),
+        load.checkpoint_every,
     );
     let reader = LogReader::open(path).unwrap_or_else(|e| panic!("{e}"));
     let mut sim = Sim::new(load.clone());
@@ -1071,6 +1133,8 @@ impl Sim {
             let batch = self.batch(max_watch);
             self.feed(core, reader, batch);
         }
+        // A checkpoint due at `target` would land one entry past it.
+        core.checkpoint_every(0);
         while self.last_seq() < target {
             if self.outcomes.is_empty() {
                 match self.exec.pop_front() {
