@@ -1,4 +1,5 @@
-//! Log benchmarks: durable batched append, sequential read and decode, and verify.
+//! Log benchmarks: durable batched append (beside plain inserts of the same rows, and the
+//! version-1 layout), sequential read and decode, and verify.
 //! Results and the machine they ran on are recorded in benches/README.md.
 
 use chrono::{TimeZone, Utc};
@@ -6,8 +7,9 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use logbook::log::{Log, LogReader};
 use logbook::record::{
     Action, Change, Json, Keys, NewEntry, ObjKey, ObservedEvent, OutcomeRecord, OutcomeResult,
-    PlanRecord, Verb, entry_uuid,
+    PAYLOAD_FORMAT, PlanRecord, Verb, entry_uuid,
 };
+use rusqlite::{Connection, params};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -121,25 +123,142 @@ fn tempdir() -> tempfile::TempDir {
     }
 }
 
+/// A log of the version-1 layout (the schema logbook wrote before version 2, kept as a test
+/// fixture), for the same-run comparison of `append_1000_durable_v1`.
+const V1_SCHEMA: &str = include_str!("../tests/log/fixtures/log_v1.sql");
+
+fn create_v1(path: &std::path::Path) {
+    let conn = Connection::open(path).unwrap_or_else(|e| panic!("{e}"));
+    conn.execute_batch(&format!("BEGIN IMMEDIATE;\n{V1_SCHEMA}\nCOMMIT;"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The table of `plain_insert_1000_durable`: the columns (and checks) of the log's `entries`,
+/// no `UNIQUE` on id, no other index, no triggers.
+const PLAIN_SCHEMA: &str = "CREATE TABLE entries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id BLOB NOT NULL CHECK (length(id) = 16),
+    at_ns INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind = 'event' OR kind = 'plan' OR kind = 'action'
+        OR kind = 'outcome' OR kind = 'marker'),
+    namespace TEXT, application TEXT, object_kind TEXT, object_name TEXT,
+    format INTEGER NOT NULL CHECK (format > 0),
+    payload BLOB NOT NULL,
+    prev_hash BLOB NOT NULL CHECK (length(prev_hash) = 32),
+    hash BLOB NOT NULL CHECK (length(hash) = 32)
+) STRICT";
+
+/// A connection for plain inserts, set up as the log's writer sets up its own (src/log/store.rs):
+/// WAL, `synchronous = FULL`, the same checkpoint interval and page cache.
+fn plain_table(path: &std::path::Path) -> Connection {
+    let conn = Connection::open(path).unwrap_or_else(|e| panic!("{e}"));
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY; \
+         PRAGMA wal_autocheckpoint = 16384; PRAGMA journal_size_limit = 67108864; \
+         PRAGMA cache_size = -65536; {PLAIN_SCHEMA};"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    conn
+}
+
+/// The rows of `batch` inserted in one transaction: each payload encoded as `Log::append`
+/// encodes it, no hash (zero bytes in the hash columns), no id lookup.
+fn plain_insert(conn: &mut Connection, next_seq: &mut i64, batch: &[NewEntry]) {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap_or_else(|e| panic!("{e}"));
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO entries (seq, id, at_ns, kind, namespace, application, object_kind, \
+                 object_name, format, payload, prev_hash, hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        let zero = [0u8; 32];
+        for e in batch {
+            *next_seq += 1;
+            let payload = e.body.encode().unwrap_or_else(|e| panic!("{e}"));
+            insert
+                .execute(params![
+                    *next_seq,
+                    e.id.as_bytes().as_slice(),
+                    e.at.timestamp_nanos_opt().unwrap_or_default(),
+                    e.kind().as_str(),
+                    e.keys.namespace.as_deref(),
+                    e.keys.application.as_deref(),
+                    e.keys.object_kind.as_deref(),
+                    e.keys.object_name.as_deref(),
+                    i64::from(PAYLOAD_FORMAT),
+                    payload,
+                    zero.as_slice(),
+                    zero.as_slice(),
+                ])
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    tx.commit().unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Durable batched append, next to what the same rows cost without the log's work (hashing,
+/// id lookups, audit keys) and what they cost in the version-1 layout: one group, one run, so
+/// the machine's load is alike for all three. Each writes its own file, removed before the
+/// next starts (a run appends close to a million entries to each).
 fn append(c: &mut Criterion) {
-    let dir = tempdir();
-    let mut log = Log::open(&dir.path().join("bench.db")).unwrap_or_else(|e| panic!("{e}"));
-    let mut next = 0u64;
     let mut group = c.benchmark_group("log");
     group.throughput(Throughput::Elements(BATCH));
     group
         .sample_size(30)
         .measurement_time(Duration::from_secs(15));
-    group.bench_function("append_1000_durable", |b| {
-        b.iter_batched(
-            || {
-                next += BATCH;
-                batch(next)
-            },
-            |batch| black_box(log.append(&batch).unwrap_or_else(|e| panic!("{e}"))),
-            BatchSize::PerIteration,
-        )
-    });
+    {
+        let dir = tempdir();
+        let mut log = Log::open(&dir.path().join("bench.db")).unwrap_or_else(|e| panic!("{e}"));
+        let mut next = 0u64;
+        group.bench_function("append_1000_durable", |b| {
+            b.iter_batched(
+                || {
+                    next += BATCH;
+                    batch(next)
+                },
+                |batch| black_box(log.append(&batch).unwrap_or_else(|e| panic!("{e}"))),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    {
+        let dir = tempdir();
+        let mut plain = plain_table(&dir.path().join("plain.db"));
+        let (mut next, mut seq) = (0u64, 0i64);
+        group.bench_function("plain_insert_1000_durable", |b| {
+            b.iter_batched(
+                || {
+                    next += BATCH;
+                    batch(next)
+                },
+                |batch| plain_insert(&mut plain, &mut seq, &batch),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    {
+        let dir = tempdir();
+        let path = dir.path().join("bench-v1.db");
+        create_v1(&path);
+        let mut v1 = Log::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let mut next = 0u64;
+        group.bench_function("append_1000_durable_v1", |b| {
+            b.iter_batched(
+                || {
+                    next += BATCH;
+                    batch(next)
+                },
+                |batch| black_box(v1.append(&batch).unwrap_or_else(|e| panic!("{e}"))),
+                BatchSize::PerIteration,
+            )
+        });
+    }
     group.finish();
 }
 

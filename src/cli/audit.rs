@@ -90,12 +90,12 @@ enum AuditCommand {
         logbook audit why Ingress/shop/logbook --at 2025-03-14T03:12:00Z -o json")]
     Why(WhyArgs),
     /// Check the hash chain from the first entry; name the first entry edited, removed or
-    /// moved. Then check the file with SQLite's integrity check (its pages, and the audit
-    /// indexes against the entries). Exit 0 when intact, 1 when not.
+    /// moved. Then check the file: SQLite's integrity check (its pages, and a version-1 log's
+    /// audit indexes), and the audit keys against the entries. Exit 0 when intact, 1 when not.
     ///
     /// -o json prints {"ok": bool, "checked": n, "last_good_seq": n, "head": "<hex hash of the
     /// last intact entry>", "problem": null | {"seq": n, "description": "..."},
-    /// "structure": null | "what SQLite found", "append_only_guard": bool, "path": "..."}.
+    /// "structure": null | "what is damaged", "append_only_guard": bool, "path": "..."}.
     #[command(after_help = "Examples:\n  \
         logbook audit verify\n  \
         logbook audit verify --log /backup/log.db -o json")]
@@ -693,7 +693,7 @@ struct VerifyJson {
     last_good_seq: u64,
     head: String,
     problem: Option<ProblemJson>,
-    /// What SQLite's integrity check found wrong with the file, if anything.
+    /// What the file's checks (SQLite's integrity check, the audit keys) found, if anything.
     structure: Option<String>,
     append_only_guard: bool,
     path: String,

@@ -3,14 +3,20 @@
 //!
 //! The entry types it stores are the vocabulary's ([`crate::record`]).
 //!
-//! - [`store`] creates and recognises log files (`schema/log.sql`).
+//! - [`store`] creates and recognises log files (`schema/log.sql`): schema version 2, and
+//!   version 1 (older logs, which keep their indexes).
 //! - [`writer`] holds [`Log`]: batched durable appends with id deduplication, cursors.
-//! - [`reader`] holds [`LogReader`]: ranges and filtered queries streamed in chunks.
+//! - `audit` keeps the audit keys of version-2 logs: the `audit` table the writer fills in the
+//!   same transaction as a batch (one row per key per batch, not an index entry per entry),
+//!   which the reader searches and `verify` checks against the entries.
+//! - [`reader`] holds [`LogReader`]: ranges and filtered queries streamed in chunks, each query
+//!   through the audit keys (or a version-1 index) that fit it best, or the seq range.
 //! - [`chain`] defines the hash input, [`verify`] walks the chain.
 //! - [`error`] holds [`LogError`].
 //!
 //! The wire format of an entry is documented in `schema/entries.md`.
 
+pub(crate) mod audit;
 pub mod chain;
 pub mod error;
 pub mod reader;

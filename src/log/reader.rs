@@ -3,8 +3,9 @@
 //! Entries come out whole: an object stored as a patch is rebuilt ([`Rebuild`]) unless the
 //! filter asks for entries as stored ([`Filter::stored`]).
 
+use super::audit::{self, AuditKey};
 use super::error::{LogError, LogResult};
-use super::store::{self, Db, ENTRY_COLUMNS, Mode};
+use super::store::{self, Db, ENTRY_COLUMNS, Layout, Mode};
 use super::verify::{self, VerifyReport};
 use crate::record::delta::RebuildError;
 use crate::record::entry::decode_stored;
@@ -137,6 +138,14 @@ impl LogReader {
         };
         let path = &self.db.path;
         let fail = |e| LogError::sqlite(path, "search the object index of", e);
+        if matches!(self.db.layout, Layout::AuditTable) {
+            let key = AuditKey::Object {
+                kind: &kind,
+                namespace: keys.namespace.as_deref(),
+                name: keys.object_name.as_deref(),
+            };
+            return self.last_in_audit(&key.text(), upto);
+        }
         let mut stmt = self
             .db
             .conn
@@ -164,16 +173,114 @@ impl LogReader {
         }
     }
 
+    /// The last seq at or before `upto` that the audit key `key` lists (schema version 2): the
+    /// key's rows of each span, from `upto`'s span down, one seek a span.
+    fn last_in_audit(&self, key: &str, upto: u64) -> LogResult<Option<u64>> {
+        let path = &self.db.path;
+        let fail = |e| LogError::sqlite(path, "search the audit keys of", e);
+        let upto = upto.min(self.last_seq()?);
+        let mut stmt = self
+            .db
+            .conn
+            .prepare_cached(
+                "SELECT first, last, seqs FROM audit WHERE span = ?1 AND key = ?2 \
+                 AND first <= ?3 ORDER BY first DESC",
+            )
+            .map_err(fail)?;
+        let mut span = audit::span(upto);
+        loop {
+            let mut rows = stmt
+                .query(rusqlite::params![clamp(span), key, clamp(upto)])
+                .map_err(fail)?;
+            while let Some(row) = rows.next().map_err(fail)? {
+                let first: i64 = row.get(0).map_err(fail)?;
+                let last: i64 = row.get(1).map_err(fail)?;
+                let listed = row
+                    .get_ref(2)
+                    .ok()
+                    .and_then(|v| v.as_blob().ok())
+                    .ok_or_else(|| "its seqs are not a blob".to_string())
+                    .and_then(|b| audit::decode_seqs(first, last, b))
+                    .map_err(|problem| LogError::Corrupt {
+                        path: path.clone(),
+                        problem: format!(
+                            "the audit row for {key} from seq {first} is malformed: {problem} \
+                             (`logbook audit verify` checks every audit row)"
+                        ),
+                    })?;
+                if let Some(seq) = listed.into_iter().rev().find(|s| *s <= upto) {
+                    return Ok(Some(seq));
+                }
+            }
+            if span == 0 {
+                return Ok(None);
+            }
+            span -= 1;
+        }
+    }
+
     /// The seq stored under cursor `name`, if it was ever set.
     pub fn cursor(&self, name: &str) -> LogResult<Option<u64>> {
         self.db.cursor(name)
     }
 
+    /// How SQLite runs [`LogReader::query`] with `filter`: the lines of `EXPLAIN QUERY PLAN`
+    /// for the SQL behind it. Through an audit key (schema version 2), first the reading of
+    /// the key's rows (`SEARCH audit USING PRIMARY KEY (span=? AND key=? ...)`), then of the
+    /// entries they list (`SEARCH entries USING INTEGER PRIMARY KEY (rowid=?)`); through a
+    /// version-1 index, `SEARCH entries USING INDEX ...`; by seq range, `SEARCH entries USING
+    /// INTEGER PRIMARY KEY (rowid>? AND rowid<?)`. For tests and for finding out why an audit
+    /// is slow.
+    pub fn query_plan(&self, filter: &Filter) -> LogResult<Vec<String>> {
+        let plan = Plan::new(&self.db.layout, filter);
+        let mut lines = Vec::new();
+        if let Some(key) = &plan.audit {
+            let args = [
+                Value::Integer(1),
+                Value::Integer(i64::MAX),
+                Value::Integer(1),
+                Value::Text(key.clone()),
+            ];
+            lines.extend(self.explain(AUDIT_ROWS_SQL, &args)?);
+        }
+        let mut args = vec![
+            if plan.audit.is_some() {
+                Value::Text("[1]".into())
+            } else {
+                Value::Integer(1)
+            },
+            Value::Integer(i64::MAX),
+            Value::Integer(1),
+        ];
+        args.extend(plan.params.iter().cloned());
+        lines.extend(self.explain(&plan.sql, &args)?);
+        Ok(lines)
+    }
+
+    fn explain(&self, sql: &str, args: &[Value]) -> LogResult<Vec<String>> {
+        let path = &self.db.path;
+        let fail = |e| LogError::sqlite(path, "explain a query of", e);
+        let mut stmt = self
+            .db
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .map_err(fail)?;
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(args.iter()))
+            .map_err(fail)?;
+        let mut lines = Vec::new();
+        while let Some(row) = rows.next().map_err(fail)? {
+            lines.push(row.get::<_, String>(3).map_err(fail)?);
+        }
+        Ok(lines)
+    }
+
     /// Walks the hash chain from the first entry and reports the first entry that was edited,
     /// removed or reordered (see [`VerifyReport`]), then runs SQLite's `integrity_check` over
-    /// the whole file: damaged pages, and an audit index that disagrees with the entries (which
-    /// would hide entries from filtered queries), are reported as
-    /// [`VerifyReport::structure`]. Memory does not grow with the log.
+    /// the whole file and compares the audit keys with the entries: damaged pages, and audit
+    /// keys or a version-1 audit index that disagree with the entries (which would hide entries
+    /// from filtered queries), are reported as [`VerifyReport::structure`]. Memory does not
+    /// grow with the log.
     pub fn verify(&self) -> LogResult<VerifyReport> {
         verify::verify(&self.db)
     }
@@ -287,10 +394,9 @@ impl Filter {
 /// Yields `Err` at most once (the first entry or read that failed) and then ends.
 pub struct Entries<'a> {
     db: &'a Db,
+    plan: Plan,
     /// Where objects stored as patches are rebuilt; `None`: entries as stored.
     rebuild: Option<&'a RefCell<Rebuild>>,
-    sql: String,
-    params: Vec<Value>,
     next_seq: u64,
     last_seq: u64,
     remaining: Option<usize>,
@@ -301,95 +407,12 @@ pub struct Entries<'a> {
 
 impl<'a> Entries<'a> {
     fn new(db: &'a Db, rebuild: Option<&'a RefCell<Rebuild>>, f: &Filter) -> Entries<'a> {
-        let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE seq >= ?1 AND seq <= ?2");
-        let mut params: Vec<Value> = Vec::new();
-        fn cond(sql: &mut String, params: &mut Vec<Value>, clause: &str, value: Value) {
-            params.push(value);
-            sql.push_str(&clause.replace('?', &format!("?{}", params.len() + 3)));
-        }
-        if let Some(app) = &f.application {
-            cond(
-                &mut sql,
-                &mut params,
-                " AND application = ?",
-                Value::Text(app.clone()),
-            );
-        }
-        if let Some(ns) = f.namespace.as_ref().filter(|s| !s.is_empty()) {
-            cond(
-                &mut sql,
-                &mut params,
-                " AND namespace = ?",
-                Value::Text(ns.clone()),
-            );
-        }
-        if let Some(obj) = &f.object {
-            let keys = Keys::for_object(obj, None);
-            let text = |v: Option<String>| v.map_or(Value::Null, Value::Text);
-            cond(
-                &mut sql,
-                &mut params,
-                " AND object_kind IS ?",
-                text(keys.object_kind),
-            );
-            cond(
-                &mut sql,
-                &mut params,
-                " AND object_name IS ?",
-                text(keys.object_name),
-            );
-            cond(
-                &mut sql,
-                &mut params,
-                " AND namespace IS ?",
-                text(keys.namespace),
-            );
-        }
-        if !f.kinds.is_empty() {
-            let mut kinds: Vec<&str> = f.kinds.iter().map(|k| k.as_str()).collect();
-            kinds.sort_unstable();
-            kinds.dedup();
-            sql.push_str(" AND kind IN (");
-            for (i, k) in kinds.iter().enumerate() {
-                params.push(Value::Text((*k).to_string()));
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!("?{}", params.len() + 3));
-            }
-            sql.push(')');
-        }
-        let ns = |t: &DateTime<Utc>| {
-            t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
-                i64::MIN
-            } else {
-                i64::MAX
-            })
-        };
-        if let Some(since) = &f.since {
-            cond(
-                &mut sql,
-                &mut params,
-                " AND at_ns >= ?",
-                Value::Integer(ns(since)),
-            );
-        }
-        if let Some(until) = &f.until {
-            cond(
-                &mut sql,
-                &mut params,
-                " AND at_ns < ?",
-                Value::Integer(ns(until)),
-            );
-        }
-        sql.push_str(" ORDER BY seq LIMIT ?3");
         let next_seq = f.from_seq.unwrap_or(1).max(1);
         let last_seq = f.to_seq.unwrap_or(u64::MAX);
         Entries {
             db,
+            plan: Plan::new(&db.layout, f),
             rebuild,
-            sql,
-            params,
             next_seq,
             last_seq,
             remaining: f.limit,
@@ -405,62 +428,347 @@ impl<'a> Entries<'a> {
             self.exhausted = true;
             return;
         }
-        let path = &self.db.path;
-        let fail = |e| LogError::sqlite(path, "read entries of", e);
-        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        let mut args = Vec::with_capacity(self.params.len() + 3);
-        args.push(Value::Integer(clamp(self.next_seq)));
-        args.push(Value::Integer(clamp(self.last_seq)));
-        args.push(Value::Integer(clamp(want as u64)));
-        args.extend(self.params.iter().cloned());
-        let result = (|| -> LogResult<usize> {
-            let mut stmt = self.db.conn.prepare_cached(&self.sql).map_err(fail)?;
-            let mut rows = stmt
-                .query(rusqlite::params_from_iter(args.iter()))
-                .map_err(fail)?;
-            let mut count = 0;
-            while let Some(row) = rows.next().map_err(fail)? {
-                count += 1;
-                let entry = decode_row(path, row)?;
-                self.next_seq = entry.seq.saturating_add(1);
-                self.buf.push_back(entry);
-            }
-            Ok(count)
-        })();
-        // Rebuilt once the chunk's statement is done (rebuilding may read earlier entries); an
-        // entry that cannot be made whole ends the scan there, like one that cannot be decoded.
-        let result = match self.rebuild {
-            None => result,
-            Some(rebuild) => {
-                let db = self.db;
-                let mut failed = None;
-                for (i, entry) in self.buf.iter_mut().enumerate() {
-                    if let Err(e) = make_whole(db, rebuild, entry) {
-                        failed = Some((i, e));
-                        break;
-                    }
-                }
-                match failed {
-                    None => result,
-                    Some((i, e)) => {
-                        self.buf.truncate(i);
-                        Err(e)
-                    }
-                }
+        let fresh = self.buf.len();
+        let mut result = match &self.plan.audit {
+            None => self.refill_from_entries(want),
+            Some(key) => {
+                let key = key.clone();
+                self.refill_from_audit(&key, want)
             }
         };
-        match result {
-            Ok(count) if count < want => self.exhausted = true,
-            Ok(_) => {}
-            Err(e) => {
-                self.error = Some(e);
-                self.exhausted = true;
+        // Rebuilt once the chunk's statement is done (rebuilding may read earlier entries); an
+        // entry that cannot be made whole ends the scan there, like one that cannot be decoded.
+        if let Some(rebuild) = self.rebuild {
+            let db = self.db;
+            let failed = self
+                .buf
+                .iter_mut()
+                .enumerate()
+                .skip(fresh)
+                .find_map(|(i, entry)| make_whole(db, rebuild, entry).err().map(|e| (i, e)));
+            if let Some((i, e)) = failed {
+                self.buf.truncate(i);
+                if result.is_ok() {
+                    result = Err(e);
+                }
             }
+        }
+        if let Err(e) = result {
+            self.error = Some(e);
+            self.exhausted = true;
         }
         if let Some(r) = self.remaining.as_mut() {
             *r = r.saturating_sub(self.buf.len());
         }
     }
+
+    /// The next `want` matches, read from `entries` (through a version-1 index or by seq).
+    fn refill_from_entries(&mut self, want: usize) -> LogResult<()> {
+        let path = &self.db.path;
+        let fail = |e| LogError::sqlite(path, "read entries of", e);
+        let mut args = Vec::with_capacity(self.plan.params.len() + 3);
+        args.push(Value::Integer(clamp(self.next_seq)));
+        args.push(Value::Integer(clamp(self.last_seq)));
+        args.push(Value::Integer(clamp(want as u64)));
+        args.extend(self.plan.params.iter().cloned());
+        let mut stmt = self.db.conn.prepare_cached(&self.plan.sql).map_err(fail)?;
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(args.iter()))
+            .map_err(fail)?;
+        let mut count = 0;
+        while let Some(row) = rows.next().map_err(fail)? {
+            count += 1;
+            let entry = decode_row(path, row)?;
+            self.next_seq = entry.seq.saturating_add(1);
+            self.buf.push_back(entry);
+        }
+        if count < want {
+            self.exhausted = true;
+        }
+        Ok(())
+    }
+
+    /// The next matches (up to `want`) of an audit key (schema version 2): the seqs its rows in
+    /// `audit` list, up to a chunk of them, then those entries (checked against the filter).
+    /// Repeats until something matched or the rows run out.
+    fn refill_from_audit(&mut self, key: &str, want: usize) -> LogResult<()> {
+        let path = &self.db.path;
+        let fail = |e| LogError::sqlite(path, "read entries of", e);
+        while self.buf.is_empty() {
+            if self.next_seq > self.last_seq {
+                self.exhausted = true;
+                return Ok(());
+            }
+            // The seqs, in order, from the rows of each span of the range.
+            let mut seqs: Vec<u64> = Vec::new();
+            let mut rows_left = false;
+            {
+                let mut stmt = self.db.conn.prepare_cached(AUDIT_ROWS_SQL).map_err(fail)?;
+                let mut rows = stmt
+                    .query(rusqlite::params![
+                        clamp(self.next_seq),
+                        clamp(self.last_seq),
+                        clamp(AUDIT_ROWS as u64),
+                        key
+                    ])
+                    .map_err(fail)?;
+                let mut count = 0;
+                'rows: while let Some(row) = rows.next().map_err(fail)? {
+                    count += 1;
+                    let first: i64 = row.get(0).map_err(fail)?;
+                    let last: i64 = row.get(1).map_err(fail)?;
+                    let listed = row
+                        .get_ref(2)
+                        .ok()
+                        .and_then(|v| v.as_blob().ok())
+                        .ok_or_else(|| "its seqs are not a blob".to_string())
+                        .and_then(|b| audit::decode_seqs(first, last, b))
+                        .map_err(|problem| LogError::Corrupt {
+                            path: path.clone(),
+                            problem: format!(
+                                "the audit row for {key} from seq {first} is malformed: {problem} \
+                                 (`logbook audit verify` checks every audit row)"
+                            ),
+                        })?;
+                    for seq in listed {
+                        if seq < self.next_seq || seqs.last().is_some_and(|l| seq <= *l) {
+                            continue;
+                        }
+                        if seq > self.last_seq {
+                            break 'rows;
+                        }
+                        if seqs.len() == CHUNK {
+                            rows_left = true;
+                            break 'rows;
+                        }
+                        seqs.push(seq);
+                    }
+                }
+                if count == AUDIT_ROWS {
+                    rows_left = true;
+                }
+            }
+            let Some(&last) = seqs.last() else {
+                self.exhausted = true;
+                return Ok(());
+            };
+            // The entries themselves, with every condition of the filter.
+            let mut list = String::with_capacity(seqs.len() * 8);
+            list.push('[');
+            for (i, seq) in seqs.iter().enumerate() {
+                if i > 0 {
+                    list.push(',');
+                }
+                list.push_str(&seq.to_string());
+            }
+            list.push(']');
+            let mut args = Vec::with_capacity(self.plan.params.len() + 3);
+            args.push(Value::Text(list));
+            args.push(Value::Integer(clamp(seqs[0])));
+            args.push(Value::Integer(clamp(last)));
+            args.extend(self.plan.params.iter().cloned());
+            let mut stmt = self.db.conn.prepare_cached(&self.plan.sql).map_err(fail)?;
+            let mut rows = stmt
+                .query(rusqlite::params_from_iter(args.iter()))
+                .map_err(fail)?;
+            while let Some(row) = rows.next().map_err(fail)? {
+                if self.buf.len() == want {
+                    break;
+                }
+                self.buf.push_back(decode_row(path, row)?);
+            }
+            self.next_seq = match self.buf.back() {
+                // Stopped at `want` (a limit): the scan ends with the limit anyway.
+                Some(e) if self.buf.len() == want => e.seq.saturating_add(1),
+                _ => last.saturating_add(1),
+            };
+            if !rows_left {
+                self.exhausted = true;
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How many rows of `audit` one step of a keyed scan reads.
+const AUDIT_ROWS: usize = 256;
+
+/// The rows of an audit key (`?4`) that list seqs in `?1..=?2`, in seq order, at most `?3`:
+/// for each span of the range (up to the last entry's), a seek to the key's rows in it.
+const AUDIT_ROWS_SQL: &str = "WITH RECURSIVE spans(s) AS (SELECT ?1 >> 12 UNION ALL \
+    SELECT s + 1 FROM spans WHERE s < (min(?2, (SELECT max(seq) FROM entries)) >> 12)) \
+    SELECT first, last, seqs FROM audit WHERE span IN spans AND key = ?4 AND last >= ?1 \
+    AND first <= ?2 ORDER BY span, first LIMIT ?3";
+
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// How a query with a given filter reads the log: the SELECT of its entries and the parameters
+/// of its conditions (from `?4` on), and the audit key whose rows it follows (schema version 2),
+/// if any.
+///
+/// Without an audit key, `sql` reads a seq range (`?1..=?2`, at most `?3` rows), through the
+/// version-1 index it names (`INDEXED BY`: without statistics SQLite's planner would rather
+/// take the kind index for an object's events and sort them) or through the table. With one,
+/// `sql` reads the entries whose seqs are in the JSON array `?1` (and in `?2..=?3`).
+struct Plan {
+    sql: String,
+    params: Vec<Value>,
+    audit: Option<String>,
+}
+
+impl Plan {
+    /// The best way to `f`'s entries: the object's audit key or index (the fewest entries),
+    /// else the Application's, else (version 2) the namespace's, else the kind's when one kind
+    /// is asked for; otherwise the seq range. A key that is NULL in the filter is no key.
+    fn new(layout: &Layout, f: &Filter) -> Plan {
+        let object = f.object.as_ref().map(|o| Keys::for_object(o, None));
+        let object_kind = object.as_ref().and_then(|k| k.object_kind.as_deref());
+        let namespace = f.namespace.as_deref().filter(|s| !s.is_empty());
+        let one_kind = match f.kinds.as_slice() {
+            [k] => Some(k.as_str()),
+            _ => None,
+        };
+        let (from, audit) = match layout {
+            Layout::AuditTable => {
+                let key = match (object_kind, &object) {
+                    (Some(kind), Some(o)) => Some(AuditKey::Object {
+                        kind,
+                        namespace: o.namespace.as_deref(),
+                        name: o.object_name.as_deref(),
+                    }),
+                    _ => f
+                        .application
+                        .as_deref()
+                        .map(AuditKey::Application)
+                        .or(namespace.map(AuditKey::Namespace))
+                        .or(one_kind.map(AuditKey::Kind)),
+                };
+                match key {
+                    Some(key) => (
+                        "NOT INDEXED WHERE seq IN (SELECT value FROM json_each(?1)) AND seq >= ?2 \
+                         AND seq <= ?3"
+                            .to_string(),
+                        Some(key.text()),
+                    ),
+                    None => (
+                        "NOT INDEXED WHERE seq >= ?1 AND seq <= ?2".to_string(),
+                        None,
+                    ),
+                }
+            }
+            Layout::Indexes(ix) => {
+                let index = ix
+                    .object
+                    .filter(|_| object_kind.is_some())
+                    .or(ix.application.filter(|_| f.application.is_some()))
+                    .or(ix.kind.filter(|_| one_kind.is_some()));
+                let from = match index {
+                    Some(name) => format!("INDEXED BY {name} WHERE seq >= ?1 AND seq <= ?2"),
+                    None => "NOT INDEXED WHERE seq >= ?1 AND seq <= ?2".to_string(),
+                };
+                (from, None)
+            }
+        };
+        let (conditions, params) = conditions(f);
+        let tail = if audit.is_some() {
+            " ORDER BY seq"
+        } else {
+            " ORDER BY seq LIMIT ?3"
+        };
+        Plan {
+            sql: format!("SELECT {ENTRY_COLUMNS} FROM entries {from}{conditions}{tail}"),
+            params,
+            audit,
+        }
+    }
+}
+
+/// The conditions of `f` other than its seq range, as ` AND ...` clauses with parameters from
+/// `?4` on.
+fn conditions(f: &Filter) -> (String, Vec<Value>) {
+    let mut sql = String::new();
+    let mut params: Vec<Value> = Vec::new();
+    fn cond(sql: &mut String, params: &mut Vec<Value>, clause: &str, value: Value) {
+        params.push(value);
+        sql.push_str(&clause.replace('?', &format!("?{}", params.len() + 3)));
+    }
+    if let Some(app) = &f.application {
+        cond(
+            &mut sql,
+            &mut params,
+            " AND application = ?",
+            Value::Text(app.clone()),
+        );
+    }
+    if let Some(ns) = f.namespace.as_ref().filter(|s| !s.is_empty()) {
+        cond(
+            &mut sql,
+            &mut params,
+            " AND namespace = ?",
+            Value::Text(ns.clone()),
+        );
+    }
+    if let Some(obj) = &f.object {
+        // `=` for a key, `IS NULL` for none: an index that leaves NULL keys out can serve
+        // `object_kind = ?` but not `object_kind IS ?`.
+        let keys = Keys::for_object(obj, None);
+        for (column, value) in [
+            ("object_kind", keys.object_kind),
+            ("object_name", keys.object_name),
+            ("namespace", keys.namespace),
+        ] {
+            match value {
+                Some(v) => cond(
+                    &mut sql,
+                    &mut params,
+                    &format!(" AND {column} = ?"),
+                    Value::Text(v),
+                ),
+                None => sql.push_str(&format!(" AND {column} IS NULL")),
+            }
+        }
+    }
+    if !f.kinds.is_empty() {
+        let mut kinds: Vec<&str> = f.kinds.iter().map(|k| k.as_str()).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        sql.push_str(" AND kind IN (");
+        for (i, k) in kinds.iter().enumerate() {
+            params.push(Value::Text((*k).to_string()));
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("?{}", params.len() + 3));
+        }
+        sql.push(')');
+    }
+    let ns = |t: &DateTime<Utc>| {
+        t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+            i64::MIN
+        } else {
+            i64::MAX
+        })
+    };
+    if let Some(since) = &f.since {
+        cond(
+            &mut sql,
+            &mut params,
+            " AND at_ns >= ?",
+            Value::Integer(ns(since)),
+        );
+    }
+    if let Some(until) = &f.until {
+        cond(
+            &mut sql,
+            &mut params,
+            " AND at_ns < ?",
+            Value::Integer(ns(until)),
+        );
+    }
+    (sql, params)
 }
 
 impl Iterator for Entries<'_> {

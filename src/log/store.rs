@@ -16,7 +16,12 @@ pub const SCHEMA_SQL: &str = include_str!("../../schema/log.sql");
 pub const APPLICATION_ID: i64 = 0x4C4F_4742;
 
 /// The schema version this build writes and the newest it opens.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// The oldest schema version this build opens (and appends to, as it is): version 1 keeps audit
+/// keys in indexes on `entries` rather than in the `audit` table; its entries and hash chain
+/// are those of version 2 (see `schema/log.sql`).
+pub const OLDEST_SCHEMA_VERSION: i64 = 1;
 
 /// The columns of `entries` in the order every reader selects them.
 pub(crate) const ENTRY_COLUMNS: &str = "seq, id, at_ns, kind, namespace, application, object_kind, object_name, format, payload, prev_hash, hash";
@@ -27,6 +32,67 @@ const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 pub(crate) struct Db {
     pub(crate) conn: Connection,
     pub(crate) path: PathBuf,
+    /// How the file keeps its audit keys, found when it was opened.
+    pub(crate) layout: Layout,
+}
+
+/// How a log keeps its audit keys: the `audit` table (schema version 2), or indexes on
+/// `entries` (version 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// The `audit` table, filled by the writer (see `schema/log.sql` and [`super::audit`]).
+    AuditTable,
+    /// Indexes on `entries`, maintained by SQLite.
+    Indexes(AuditIndexes),
+}
+
+/// The audit indexes of a version-1 log: what its queries can search by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct AuditIndexes {
+    /// `entries_by_application (application, seq)`.
+    pub(crate) application: Option<&'static str>,
+    /// `entries_by_object (object_kind, object_name, namespace, seq)`.
+    pub(crate) object: Option<&'static str>,
+    /// `entries_by_kind (kind, seq)`.
+    pub(crate) kind: Option<&'static str>,
+}
+
+impl Layout {
+    /// The layout of the file `conn` is open on. The `audit` table is required from version 2
+    /// on; the indexes of version 1 are used when present (an index that someone dropped is not
+    /// used, so queries read the entries in seq order instead).
+    fn find(conn: &Connection, path: &Path, version: i64) -> LogResult<Layout> {
+        let fail = |e| LogError::sqlite(path, "read the schema of", e);
+        let mut stmt = conn
+            .prepare(
+                "SELECT type, name FROM sqlite_schema WHERE (type = 'index' AND tbl_name = 'entries') \
+                 OR (type = 'table' AND name = 'audit')",
+            )
+            .map_err(fail)?;
+        let mut rows = stmt.query([]).map_err(fail)?;
+        let mut names = Vec::new();
+        while let Some(row) = rows.next().map_err(fail)? {
+            let kind: String = row.get(0).map_err(fail)?;
+            let name: String = row.get(1).map_err(fail)?;
+            names.push((kind, name));
+        }
+        let has = |kind: &str, name: &str| names.iter().any(|(k, n)| k == kind && n == name);
+        if version >= 2 {
+            if !has("table", "audit") {
+                return Err(LogError::Corrupt {
+                    path: path.to_path_buf(),
+                    problem: "the `audit` table is missing".into(),
+                });
+            }
+            return Ok(Layout::AuditTable);
+        }
+        let index = |name: &'static str| has("index", name).then_some(name);
+        Ok(Layout::Indexes(AuditIndexes {
+            application: index("entries_by_application"),
+            object: index("entries_by_object"),
+            kind: index("entries_by_kind"),
+        }))
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -319,9 +385,10 @@ fn connect(path: &Path, mode: Mode, immutable: bool) -> LogResult<Db> {
         Connection::open_with_flags(path, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)
     }
     .map_err(|e| LogError::sqlite(path, "open the log", e))?;
-    let db = Db {
+    let mut db = Db {
         conn,
         path: path.to_path_buf(),
+        layout: Layout::AuditTable,
     };
     db.conn
         .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
@@ -334,7 +401,8 @@ fn connect(path: &Path, mode: Mode, immutable: bool) -> LogResult<Db> {
         // Until the file is known to be a log this connection may not write.
         db.pragma("query_only", "ON")?;
     }
-    check_identity(&db)?;
+    let version = check_identity(&db)?;
+    db.layout = Layout::find(&db.conn, path, version)?;
     if mode == Mode::ReadWrite {
         db.pragma("query_only", "OFF")?;
         let journal: String = db
@@ -360,8 +428,8 @@ fn connect(path: &Path, mode: Mode, immutable: bool) -> LogResult<Db> {
     Ok(db)
 }
 
-/// Checks `application_id`, `user_version` and the `meta` rows.
-fn check_identity(db: &Db) -> LogResult<()> {
+/// Checks `application_id`, `user_version` and the `meta` rows; returns the schema version.
+fn check_identity(db: &Db) -> LogResult<i64> {
     let path = &db.path;
     let read_i64 = |sql: &str, what: &str| -> LogResult<i64> {
         db.conn
@@ -430,7 +498,7 @@ fn check_identity(db: &Db) -> LogResult<()> {
             supported: SCHEMA_VERSION,
         });
     }
-    if version != SCHEMA_VERSION || user_version != SCHEMA_VERSION {
+    if version != user_version || version < OLDEST_SCHEMA_VERSION {
         return Err(LogError::Corrupt {
             path: path.clone(),
             problem: format!(
@@ -454,7 +522,7 @@ fn check_identity(db: &Db) -> LogResult<()> {
             });
         }
     }
-    Ok(())
+    Ok(version)
 }
 
 fn missing_schema(path: &Path, what: &str, e: rusqlite::Error) -> LogError {

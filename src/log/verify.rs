@@ -1,9 +1,10 @@
 //! `verify`: walks the hash chain and names the first entry that was edited, removed or moved.
 //! Owns the diagnosis of a broken chain; reads only, and never decodes payloads.
 
+use super::audit;
 use super::chain::{self, GENESIS, HashInput};
 use super::error::{LogError, LogResult};
-use super::store::{Db, ENTRY_COLUMNS};
+use super::store::{Db, ENTRY_COLUMNS, Layout};
 use rusqlite::Row;
 use std::fmt;
 use std::path::PathBuf;
@@ -31,9 +32,11 @@ pub struct VerifyReport {
     pub problem: Option<Problem>,
     /// Whether the triggers that refuse UPDATE and DELETE of entries are in place.
     pub append_only_guard: bool,
-    /// What SQLite's `integrity_check` found wrong with the file itself (damaged pages, an
-    /// audit index that disagrees with the entries, so filtered queries miss entries), or
-    /// `None` when it found nothing or was not run ([`super::LogReader::verify_from`]).
+    /// What is wrong with the file where the chain does not look: what SQLite's
+    /// `integrity_check` found (damaged pages, a version-1 audit index that disagrees with the
+    /// entries), and audit keys that disagree with the entries (schema version 2), either of
+    /// which makes filtered queries miss entries; `None` when nothing was found or the checks
+    /// were not run ([`super::LogReader::verify_from`]).
     pub structure: Option<String>,
 }
 
@@ -70,11 +73,15 @@ impl fmt::Display for VerifyReport {
             )?,
         }
         if let Some(damage) = &self.structure {
+            let repair = if damage.contains(INTEGRITY) {
+                ", or run `REINDEX` on a copy with sqlite3 and verify that"
+            } else {
+                ""
+            };
             write!(
                 f,
-                "; but the file is damaged where the chain does not look: SQLite's integrity \
-                 check says {damage} (audit queries may miss entries); restore the log from a \
-                 copy, or run `REINDEX` on a copy with sqlite3 and verify that"
+                "; but the file is damaged where the chain does not look: {damage} (audit \
+                 queries may miss entries); restore the log from a copy{repair}"
             )?;
         }
         if !self.append_only_guard {
@@ -307,9 +314,25 @@ const STRUCTURE_SHOWN: usize = 3;
 
 pub(crate) fn verify(db: &Db) -> LogResult<VerifyReport> {
     let mut report = walk(db, 0)?;
-    report.structure = structure(db)?;
+    let mut found = Vec::new();
+    found.extend(structure(db)?);
+    if db.layout == Layout::AuditTable {
+        // One read transaction: the entries and the audit rows of the same snapshot.
+        let tx = db
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| LogError::sqlite(&db.path, "verify", e))?;
+        found.extend(
+            audit::check(&tx, &db.path)?
+                .map(|p| format!("the audit keys disagree with the entries: {p}")),
+        );
+    }
+    report.structure = (!found.is_empty()).then(|| found.join("; "));
     Ok(report)
 }
+
+/// How a finding of SQLite's `integrity_check` starts.
+const INTEGRITY: &str = "SQLite's integrity check says";
 
 pub(crate) fn verify_from(db: &Db, from: u64) -> LogResult<VerifyReport> {
     walk(db, from)
@@ -343,7 +366,8 @@ fn structure(db: &Db) -> LogResult<Option<String>> {
     if found.is_empty() {
         return Ok(None);
     }
-    let mut text = found
+    let mut text = format!("{INTEGRITY} ");
+    text += &found
         .iter()
         .take(STRUCTURE_SHOWN)
         .map(|m| format!("\"{m}\""))

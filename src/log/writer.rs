@@ -1,10 +1,12 @@
 //! The writer: appends batches of entries in one durable transaction, and keeps cursors.
-//! Owns seq assignment, hashing at append time and id deduplication; never changes an entry.
+//! Owns seq assignment, hashing at append time and id deduplication, and (schema version 2)
+//! adds the batch's audit keys in the same transaction; never changes an entry.
 
+use super::audit;
 use super::chain::{self, HashInput};
 use super::error::{BUSY_TIMEOUT_MS, LogError, LogResult};
 use super::reader::{Entries, Filter, LogReader};
-use super::store::{self, Mode};
+use super::store::{self, Layout, Mode};
 use super::verify::VerifyReport;
 use crate::record::{Appended, Entry, NewEntry};
 use rusqlite::{TransactionBehavior, params};
@@ -114,11 +116,13 @@ impl Log {
             .map(|e| prepare(&path, e))
             .collect::<LogResult<Vec<_>>>()?;
         let db = self.reader.db_mut();
+        let audit_table = db.layout == Layout::AuditTable;
         let tx = db
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| LogError::sqlite(&path, "start an append transaction on", e))?;
         let mut results = Vec::with_capacity(prepared.len());
+        let mut keys = audit::Batch::default();
         {
             let head = store::head(&tx, &path)?;
             let (mut seq, mut prev) = head.unwrap_or((0, chain::GENESIS));
@@ -197,7 +201,31 @@ impl Log {
                         LogError::sqlite(&path, &format!("append entry {seq} ({}) to", p.id), e)
                     })?;
                 prev = hash;
+                if audit_table {
+                    keys.add(seq, p.kind, p.keys);
+                }
                 results.push(Appended::Added { seq, id: p.id });
+            }
+            if audit_table {
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT INTO audit (span, key, first, last, seqs) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )
+                    .map_err(|e| LogError::sqlite(&path, "prepare to append to", e))?;
+                for row in keys.rows() {
+                    insert
+                        .execute(params![row.span, row.key, row.first, row.last, row.seqs])
+                        .map_err(|e| {
+                            LogError::sqlite(
+                                &path,
+                                &format!(
+                                    "add the audit key {} from entry {} to",
+                                    row.key, row.first
+                                ),
+                                e,
+                            )
+                        })?;
+                }
             }
         }
         tx.commit()

@@ -1,7 +1,7 @@
 //! "Nothing stuck, nothing forged": the log is checked before it is extended, and its files are
 //! clean. A writer leaves a self-contained `log.db` behind; a log in a read-only place can be
 //! read; a FIFO or a directory given as the log is refused at once; the controller refuses a
-//! log whose chain is broken; and `verify` checks SQLite's own structure and the audit indexes.
+//! log whose chain is broken; and `verify` checks SQLite's own structure and the audit keys.
 //!
 //! Self-contained on purpose (no shared test helpers).
 
@@ -467,15 +467,16 @@ fn an_intact_log_opens_and_is_verified_once() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 5. verify checks SQLite's structure and the audit indexes
+// 5. verify checks SQLite's structure and the audit keys
 
-/// Rewrites the root page of index `index` as an empty leaf: a well-formed page, so SQLite
-/// reads it without complaint, and every query through the index finds nothing.
+/// Rewrites the root page of index `index` (or of WITHOUT ROWID table `index`, the same kind
+/// of B-tree) as an empty leaf: a well-formed page, so SQLite reads it without complaint, and
+/// every query through it finds nothing.
 fn empty_index(path: &Path, index: &str) {
     let conn = raw(path);
     let root: i64 = conn
         .query_row(
-            "SELECT rootpage FROM sqlite_schema WHERE type = 'index' AND name = ?1",
+            "SELECT rootpage FROM sqlite_schema WHERE name = ?1",
             [index],
             |r| r.get(0),
         )
@@ -495,15 +496,31 @@ fn empty_index(path: &Path, index: &str) {
     std::fs::write(path, bytes).unwrap_or_else(|e| panic!("{e}"));
 }
 
-#[test]
-fn verify_catches_an_audit_index_that_disagrees_with_the_entries() {
+/// Empties `index` of a log of 20 events and checks that audits by Application then miss
+/// shop/web's entries, and that `verify` (and `audit verify`) says so, naming `expect`.
+fn audit_keys_that_disagree_with_the_entries_are_caught(
+    version_1: bool,
+    index: &str,
+    expect: &str,
+) {
     let dir = tempdir();
     let path = dir.path().join("log.db");
+    if version_1 {
+        // A log as logbook created them before schema version 2.
+        let conn = raw(&path);
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE;\n{}\nCOMMIT;",
+            include_str!("fixtures/log_v1.sql")
+        ))
+        .unwrap_or_else(|e| panic!("the version-1 schema: {e}"));
+        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+            .unwrap_or_else(|e| panic!("WAL mode: {e}"));
+    }
     let mut log = Log::open(&path).unwrap_or_else(|e| panic!("{e}"));
     log.append(&events(20)).unwrap_or_else(|e| panic!("{e}"));
     drop(log);
     checkpoint(&path);
-    empty_index(&path, "entries_by_application");
+    empty_index(&path, index);
 
     let reader = LogReader::open(&path).unwrap_or_else(|e| panic!("{e}"));
     let through_index = reader
@@ -524,10 +541,7 @@ fn verify_catches_an_audit_index_that_disagrees_with_the_entries() {
     let report = reader.verify().unwrap_or_else(|e| panic!("{e}"));
     assert!(!report.is_ok(), "verify says intact: {report}");
     let text = report.to_string();
-    assert!(
-        text.contains("entries_by_application") && !text.contains('\n'),
-        "{text}"
-    );
+    assert!(text.contains(expect) && !text.contains('\n'), "{text}");
     drop(reader);
 
     let out = Command::new(env!("CARGO_BIN_EXE_logbook"))
@@ -539,5 +553,23 @@ fn verify_catches_an_audit_index_that_disagrees_with_the_entries() {
         .unwrap_or_else(|e| panic!("run logbook audit verify: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("entries_by_application"), "{stdout}");
+    assert!(stdout.contains(expect), "{stdout}");
+}
+
+#[test]
+fn verify_catches_audit_keys_that_disagree_with_the_entries() {
+    audit_keys_that_disagree_with_the_entries_are_caught(
+        false,
+        "audit",
+        r#"the audit keys disagree with the entries: entry 1 is missing from the audit rows for ["application","shop/api"]"#,
+    );
+}
+
+#[test]
+fn verify_catches_a_version_1_audit_index_that_disagrees_with_the_entries() {
+    audit_keys_that_disagree_with_the_entries_are_caught(
+        true,
+        "entries_by_application",
+        "entries_by_application",
+    );
 }

@@ -1,9 +1,11 @@
 //! The log's integration tests, one binary: round trips, tampering, bad files, crashes of a
 //! writer killed at random points (`crash` re-runs this binary as its child writer), and the
-//! hardening of its files (`hardening` re-runs it as `nobody` to read a read-only place).
+//! hardening of its files (`hardening` re-runs it as `nobody` to read a read-only place), and
+//! the schema layouts (`layouts`: version-1 logs still work; audits search an index).
 
 mod bad_files;
 mod crash;
 mod hardening;
+mod layouts;
 mod roundtrip;
 mod tamper;
