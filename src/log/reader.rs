@@ -128,9 +128,10 @@ impl LogReader {
     }
 
     /// The seq of the last entry at or before `upto` whose audit keys name `object` (its
-    /// kind, name and namespace, matched as [`Filter::object`] matches them), if any. One
-    /// descending step through the object index: no other entry is read, however many
-    /// there are before it. (How readers find the nearest checkpoint.)
+    /// kind, name and namespace, matched as [`Filter::object`] matches them), if any: the
+    /// object's audit rows span by span back from `upto` (schema version 2), or one descending
+    /// step through the object index (version 1); no entry is read. (How readers find the
+    /// nearest checkpoint.)
     pub fn last_about(&self, object: &ObjKey, upto: u64) -> LogResult<Option<u64>> {
         let keys = Keys::for_object(object, None);
         let Some(kind) = keys.object_kind else {

@@ -1,10 +1,10 @@
 //! Where a replay starts: the nearest usable checkpoint at or before a seq (`--from`), or the
 //! start of the log.
 //!
-//! The nearest checkpoint is found through the object index (checkpoints are keyed
-//! `Checkpoint/world`), one lookup, without reading the entries before it. It is loaded only
-//! if its state matches its own digest, holds the entry right before it and is in a format
-//! this build reads; otherwise the reason is noted and the next earlier one is tried, down to
+//! The nearest checkpoint is found through its object key (checkpoints are keyed
+//! `Checkpoint/world`; `LogReader::last_about`), without reading the entries before it. It is
+//! loaded only if its state matches its own digest, holds the entry right before it and is in
+//! a format this build reads; otherwise the reason is noted and the next earlier one is tried, down to
 //! the start of the log (a log written before checkpoints existed has none, and replays from
 //! its start as it always did). Loading a checkpoint trusts it: `verify` over a range that
 //! contains one compares it with the fold, so a full `verify` checks them all.

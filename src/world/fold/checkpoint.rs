@@ -51,7 +51,7 @@ use std::collections::BTreeMap;
 pub const CHECKPOINT_FORMAT: u32 = 1;
 
 /// The `object_kind` audit key of checkpoint entries (with [`CHECKPOINT_NAME`]), so the nearest
-/// one is found through the object index.
+/// one is found through the object's audit key ([`crate::log::LogReader::last_about`]).
 pub const CHECKPOINT_KIND: &str = "Checkpoint";
 
 /// The `object_name` audit key of checkpoint entries.
