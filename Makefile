@@ -4,6 +4,8 @@
 #               (sandbox + nats-server + controller + 2 executors, the examples applied)
 #   make test   install the test tools, then fmt, clippy and the whole test suite
 #   make bench  run the criterion benches (results go in benches/README.md by hand)
+#   make completions          regenerate share/ (completions, man pages) from the clap definitions
+#   make install-completions  install them under PREFIX (default ~/.local)
 
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -14,7 +16,7 @@ NATS_SERVER_VERSION ?= 2.15.1
 PY_SCRIPTS := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)
 export PATH := $(PY_SCRIPTS):$(PATH)
 
-.PHONY: dev test tools fmt clippy unit bench crd clean
+.PHONY: dev test tools fmt clippy unit bench crd completions install-completions clean
 
 # `cargo run` finds the binary wherever CARGO_TARGET_DIR puts it; the examples are built in.
 dev: tools
@@ -51,6 +53,26 @@ bench:
 crd:
 	$(CARGO) run --quiet -- crd > schema/application.crd.yaml
 	cp schema/application.crd.yaml deploy/base/application.crd.yaml
+
+## completions: shell completions and man pages of logbook and logbook-replay, generated from
+## their clap definitions into share/ (a test fails when share/ is out of date)
+completions:
+	rm -rf share/completions share/man
+	$(CARGO) run --quiet --bin logbook -- completions --dir share/completions
+	$(CARGO) run --quiet -p logbook-replay -- completions --dir share/completions
+	$(CARGO) run --quiet --bin logbook -- man --dir share/man/man1
+	$(CARGO) run --quiet -p logbook-replay -- man --dir share/man/man1
+
+PREFIX ?= $(HOME)/.local
+install-completions:
+	for bin in logbook logbook-replay; do \
+		install -Dm644 share/completions/$$bin.bash $(PREFIX)/share/bash-completion/completions/$$bin && \
+		install -Dm644 share/completions/_$$bin $(PREFIX)/share/zsh/site-functions/_$$bin && \
+		install -Dm644 share/completions/$$bin.fish $(PREFIX)/share/fish/vendor_completions.d/$$bin.fish || exit 1; \
+	done
+	install -d $(PREFIX)/share/man/man1
+	install -m644 share/man/man1/*.1 $(PREFIX)/share/man/man1/
+	@echo "installed under $(PREFIX): bash, zsh and fish completions and man pages"
 
 clean:
 	$(CARGO) clean

@@ -4,8 +4,9 @@
 //! Parsing and printing only; the work is `logbook::replay`. It never writes to the log, so it
 //! can run on the live file while the controller appends (or, better, on a copy).
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use logbook::cli::docs;
 use logbook::log::{Filter, LogReader};
 use logbook::record::{EntryKind, ObjKey};
 use logbook::replay::{
@@ -97,6 +98,16 @@ enum Command {
         logbook-replay export --log log.db --from 1000 --until 2000 > slice.jsonl\n  \
         logbook-replay export --log log.db --app shop/storefront --kind outcome | jq .body.result")]
     Export(ExportArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Examples:\n  \
+        source <(logbook-replay completions bash)\n  \
+        logbook-replay completions fish > ~/.config/fish/completions/logbook-replay.fish")]
+    Completions(docs::CompletionsArgs),
+    /// Write the man pages of logbook-replay and of each of its subcommands.
+    #[command(after_help = "Examples:\n  \
+        logbook-replay man | man -l -\n  \
+        logbook-replay man --dir ~/.local/share/man/man1")]
+    Man(docs::ManArgs),
 }
 
 #[derive(Args, Debug)]
@@ -212,6 +223,12 @@ struct ExportArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // These two read no log.
+    match &cli.command {
+        Command::Completions(a) => return docs::run_completions(Cli::command(), a),
+        Command::Man(a) => return docs::run_man(Cli::command(), a),
+        _ => {}
+    }
     let result = match LogReader::open(&cli.log) {
         Err(e) => Err(Failure::Cannot(e.to_string())),
         Ok(reader) => run(&cli, &reader),
@@ -265,6 +282,7 @@ fn run(cli: &Cli, reader: &LogReader) -> Result<ExitCode, Failure> {
         Command::Timeline(a) => timeline(reader, a, &mut out)?,
         Command::WhatIf(a) => what_if(cli, reader, a, &mut out)?,
         Command::Export(a) => export(reader, a, &mut out)?,
+        Command::Completions(_) | Command::Man(_) => ExitCode::SUCCESS,
     };
     out.flush()?;
     Ok(code)

@@ -6,12 +6,13 @@ mod audit;
 pub mod common;
 pub mod controller;
 mod dev;
+pub mod docs;
 mod executor;
 mod keys;
 mod plan;
 pub mod sandbox;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// logbook: a Kubernetes controller in which nothing is lost.
@@ -60,6 +61,19 @@ enum Command {
     Crd,
     /// Run the Kubernetes API emulator standalone and write a kubeconfig for it.
     Sandbox(sandbox::SandboxArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Examples:\n  \
+        source <(logbook completions bash)\n  \
+        logbook completions zsh > ~/.zfunc/_logbook\n  \
+        logbook completions --dir ~/.local/share/logbook/completions\n\n\
+        `make install-completions` installs those of logbook and logbook-replay for bash, zsh\n\
+        and fish under ~/.local (PREFIX=... to change).")]
+    Completions(docs::CompletionsArgs),
+    /// Write the man pages of logbook and of each of its subcommands.
+    #[command(after_help = "Examples:\n  \
+        logbook man | man -l -\n  \
+        logbook man --dir ~/.local/share/man/man1")]
+    Man(docs::ManArgs),
 }
 
 /// Entry point of the `logbook` binary.
@@ -91,6 +105,8 @@ pub fn main() -> ExitCode {
         Command::Dev(args) => dev::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Keys(args) => keys::run(args),
+        Command::Completions(args) => docs::run_completions(Cli::command(), &args),
+        Command::Man(args) => docs::run_man(Cli::command(), &args),
     }
 }
 

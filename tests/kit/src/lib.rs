@@ -2,6 +2,7 @@
 //! history, shared by the tests, `replay/tests` and the benches; never shipped (`publish = false`).
 
 pub mod app;
+pub mod docs;
 pub mod e2e;
 pub mod history;
 pub mod log;
