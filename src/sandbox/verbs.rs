@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{Value, json};
 
+use super::convert;
 use super::gc;
 use super::meta;
 use super::patch::{self, PatchType};
@@ -142,15 +143,28 @@ fn require_object(v: Value) -> Result<Value, ApiError> {
     }
 }
 
-/// The stored object as seen through `version` (`apiVersion` rewritten, no other conversion).
+/// The stored object as the target serves it: `apiVersion` rewritten, and converted when the
+/// resource is a view of another's objects (see [`convert`]).
 fn at_version(t: &Target, s: &Stored) -> Bytes {
     let want = t.api_version();
-    if s.obj.get("apiVersion").and_then(|v| v.as_str()) == Some(want.as_str()) {
+    if !convert::needs_conversion(&t.rtype, &want, &s.obj) {
         return s.json.clone();
     }
-    let mut o = (*s.obj).clone();
-    o["apiVersion"] = json!(want);
+    let o = convert::to_served(&t.rtype, &want, &s.obj);
     Bytes::from(serde_json::to_vec(&o).unwrap_or_default())
+}
+
+/// A stored object as the target serves it, as a value.
+fn served(t: &Target, obj: &Value) -> Value {
+    convert::to_served(&t.rtype, &t.api_version(), obj)
+}
+
+/// Objects for a table, as the target serves them.
+fn served_all(t: &Target, objs: Vec<Arc<Value>>) -> Vec<Arc<Value>> {
+    if convert::view(&t.rtype) == convert::View::Same {
+        return objs;
+    }
+    objs.iter().map(|o| Arc::new(served(t, o))).collect()
 }
 
 /// Whether the client asked for a `meta.k8s.io` Table (kubectl get).
@@ -167,7 +181,7 @@ pub fn get(store: &Store, t: &Target, accept: &str) -> Result<Reply, ApiError> {
         .get(&t.key(), &t.namespace, t.name())
         .ok_or_else(|| ApiError::not_found(t.group(), t.plural(), t.name()))?;
     if wants_table(accept) {
-        let v = table::table(&t.rtype, &t.version, &[s.obj], "", "");
+        let v = table::table(&t.rtype, &t.version, &served_all(t, vec![s.obj]), "", "");
         return Ok(table_reply(v));
     }
     Ok(Reply::json(200, at_version(t, &s)))
@@ -181,12 +195,15 @@ fn table_reply(v: Value) -> Reply {
     }
 }
 
-/// Label and field selectors of a list or watch.
-pub fn selectors(p: &Params) -> Result<(LabelSelector, FieldSelector), ApiError> {
+/// Label and field selectors of a list or watch (matched against stored objects).
+pub fn selectors(t: &Target, p: &Params) -> Result<(LabelSelector, FieldSelector), ApiError> {
     let l = LabelSelector::parse(p.get("labelSelector").map(String::as_str).unwrap_or(""))
         .map_err(ApiError::bad_request)?;
-    let f = FieldSelector::parse(p.get("fieldSelector").map(String::as_str).unwrap_or(""))
-        .map_err(ApiError::bad_request)?;
+    let f = FieldSelector::parse(
+        p.get("fieldSelector").map(String::as_str).unwrap_or(""),
+        convert::field_labels(&t.rtype),
+    )
+    .map_err(ApiError::bad_request)?;
     Ok((l, f))
 }
 
@@ -215,7 +232,7 @@ fn decode_continue(s: &str) -> Result<ContinueToken, ApiError> {
 
 /// GET a collection.
 pub fn list(store: &Store, t: &Target, p: &Params, accept: &str) -> Result<Reply, ApiError> {
-    let (labels, fields) = selectors(p)?;
+    let (labels, fields) = selectors(t, p)?;
     let limit: usize = match p.get("limit").map(String::as_str) {
         None | Some("") => 0,
         Some(l) => l
@@ -235,7 +252,7 @@ pub fn list(store: &Store, t: &Target, p: &Params, accept: &str) -> Result<Reply
     let rv = cont.as_ref().map(|c| c.rv).unwrap_or(page.rv);
     let next = page.next.as_ref().map(|n| encode_continue(rv, n));
     if wants_table(accept) {
-        let objs: Vec<Arc<Value>> = page.items.iter().map(|s| s.obj.clone()).collect();
+        let objs = served_all(t, page.items.iter().map(|s| s.obj.clone()).collect());
         let v = table::table(
             &t.rtype,
             &t.version,
@@ -345,7 +362,7 @@ fn check_identity(t: &Target, obj: &mut Value, url_name: Option<&str>) -> Result
             .collect();
         name = format!("{generate}{suffix}");
     }
-    let bad = if t.rtype.key() == "/namespaces" || t.rtype.key() == "/services" {
+    let bad = if t.rtype.id() == "/namespaces" || t.rtype.id() == "/services" {
         meta::check_label(&name)
     } else {
         meta::check_subdomain(&name)
@@ -365,7 +382,7 @@ fn check_identity(t: &Target, obj: &mut Value, url_name: Option<&str>) -> Result
 /// Defaults and derived fields the API server adds to built-in kinds, and the CRD schema's
 /// defaults and checks for custom resources.
 fn admit(t: &Target, obj: &mut Value, name: &str) -> Result<(), ApiError> {
-    match t.rtype.key().as_str() {
+    match t.rtype.id().as_str() {
         "/namespaces" => {
             obj["spec"] = json!({ "finalizers": ["kubernetes"] });
             if obj.pointer("/metadata/deletionTimestamp").is_none() {
@@ -408,7 +425,7 @@ fn admit(t: &Target, obj: &mut Value, name: &str) -> Result<(), ApiError> {
             }
         }
         "coordination.k8s.io/leases" | "/events" | "events.k8s.io/events" => {
-            let causes = match t.rtype.key().as_str() {
+            let causes = match t.rtype.id().as_str() {
                 "/events" => validation::core_event(obj),
                 "events.k8s.io/events" => validation::events_v1_event(obj),
                 _ => validation::lease(obj),
@@ -426,6 +443,14 @@ fn admit(t: &Target, obj: &mut Value, name: &str) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// An admitted object of the target, as it is stored.
+fn stored(t: &Target, obj: Value) -> Value {
+    if convert::view(&t.rtype) == convert::View::Same {
+        return obj;
+    }
+    convert::to_stored(&t.rtype, &obj)
 }
 
 fn created_reply(t: &Target, w: &Written) -> Reply {
@@ -451,12 +476,13 @@ pub fn create(store: &Store, t: &Target, p: &Params, body: Value) -> Result<Repl
     check_type(t, &mut obj)?;
     let name = check_identity(t, &mut obj, None)?;
     if t.has_status()
-        && t.rtype.key() != "/namespaces"
+        && t.rtype.id() != "/namespaces"
         && let Some(o) = obj.as_object_mut()
     {
         o.remove("status");
     }
     admit(t, &mut obj, &name)?;
+    let obj = stored(t, obj);
     let w = store.write(&t.key(), &t.namespace, &name, move |_| Ok(Op::Create(obj)))?;
     Ok(created_reply(t, &w))
 }
@@ -527,10 +553,11 @@ pub fn update(store: &Store, t: &Target, p: &Params, body: Value) -> Result<Repl
         let current = ctx
             .current
             .ok_or_else(|| ApiError::not_found(t2.group(), t2.plural(), t2.name()))?;
-        let mut new = restrict(&t2, &current.obj, obj);
-        check_preconditions(&t2, &current.obj, &new)?;
+        let current = served(&t2, &current.obj);
+        let mut new = restrict(&t2, &current, obj);
+        check_preconditions(&t2, &current, &new)?;
         admit(&t2, &mut new, &n2)?;
-        Ok(Op::Replace(new))
+        Ok(Op::Replace(stored(&t2, new)))
     })?;
     Ok(Reply::json(200, at_version(t, &w.stored)))
 }
@@ -564,8 +591,8 @@ pub fn patch(
         let current = ctx
             .current
             .ok_or_else(|| ApiError::not_found(t2.group(), t2.plural(), t2.name()))?;
-        let mut base = (*current.obj).clone();
-        base["apiVersion"] = json!(t2.api_version());
+        let current = served(&t2, &current.obj);
+        let base = current.clone();
         let patched = match ptype {
             PatchType::Json => patch::json_patch(&base, &patch_body)?,
             PatchType::Merge => patch::merge_patch(&base, &patch_body)?,
@@ -584,10 +611,10 @@ pub fn patch(
             ));
         }
         check_type(&t2, &mut patched)?;
-        let mut new = restrict(&t2, &current.obj, patched);
-        check_preconditions(&t2, &current.obj, &new)?;
+        let mut new = restrict(&t2, &current, patched);
+        check_preconditions(&t2, &current, &new)?;
         admit(&t2, &mut new, t2.name())?;
-        Ok(Op::Replace(new))
+        Ok(Op::Replace(stored(&t2, new)))
     })?;
     Ok(Reply::json(200, at_version(t, &w.stored)))
 }
@@ -656,23 +683,22 @@ fn apply(store: &Store, t: &Target, p: &Params, body: &[u8]) -> Result<Reply, Ap
                 }
                 admit(&t2, &mut obj, t2.name())?;
                 ctx.applied.insert(manager, config);
-                Ok(Op::Create(obj))
+                Ok(Op::Create(stored(&t2, obj)))
             }
             Some(current) => {
                 if !want_rv.is_empty() && want_rv != meta::resource_version(&current.obj) {
                     return Err(ApiError::conflict(t2.group(), t2.plural(), t2.name()));
                 }
                 let previous = ctx.applied.get(&manager);
-                let mut base = (*current.obj).clone();
-                base["apiVersion"] = json!(t2.api_version());
-                let merged = patch::apply(&base, &config, previous);
-                let mut new = restrict(&t2, &current.obj, merged);
+                let current = served(&t2, &current.obj);
+                let merged = patch::apply(&current, &config, previous);
+                let mut new = restrict(&t2, &current, merged);
                 if let Some(m) = new.get_mut("metadata").and_then(|m| m.as_object_mut()) {
                     m.remove("resourceVersion");
                 }
                 admit(&t2, &mut new, t2.name())?;
                 ctx.applied.insert(manager, config);
-                Ok(Op::Replace(new))
+                Ok(Op::Replace(stored(&t2, new)))
             }
         }
     })?;
@@ -811,7 +837,7 @@ pub fn delete_collection(
 ) -> Result<Reply, ApiError> {
     reject_dry_run(p)?;
     let opts = delete_options(p, body)?;
-    let (labels, fields) = selectors(p)?;
+    let (labels, fields) = selectors(t, p)?;
     let ns = (!t.namespace.is_empty()).then_some(t.namespace.as_str());
     let page = store.list(&t.key(), ns, None, 0, &|o| {
         labels.matches(o) && fields.matches(o)
@@ -830,7 +856,7 @@ pub fn delete_collection(
         "apiVersion": t.api_version(),
         "kind": t.rtype.list_kind,
         "metadata": { "resourceVersion": store.resource_version().to_string() },
-        "items": items.iter().map(|o| (**o).clone()).collect::<Vec<_>>(),
+        "items": items.iter().map(|o| served(t, o)).collect::<Vec<_>>(),
     });
     Ok(Reply::json(
         200,

