@@ -94,11 +94,13 @@ pub enum BodyFormat {
 /// The media types a POST or PUT body may have.
 pub const BODY_TYPES: [&str; 2] = ["application/json", "application/yaml"];
 
-/// The body format for a Content-Type of POST or PUT, or 415.
+/// The body format for a Content-Type of POST or PUT, or 415. No Content-Type (or an empty
+/// one) is JSON, as the real API server takes it (its first supported media type); the
+/// official Python client sends none on create.
 pub fn body_format(ct: Option<&str>) -> Result<BodyFormat, ApiError> {
     let raw = ct.unwrap_or("");
     match patch::media_type(raw).as_str() {
-        "application/json" => Ok(BodyFormat::Json),
+        "" | "application/json" => Ok(BodyFormat::Json),
         "application/yaml" | "application/x-yaml" | "text/yaml" => Ok(BodyFormat::Yaml),
         _ => Err(ApiError::unsupported_media_type(raw, &BODY_TYPES)),
     }

@@ -195,3 +195,82 @@ async fn one_event_through_both_groups() {
     })
     .await;
 }
+
+/// The `kubernetes` package's version `make tools` installs.
+const PYTHON_CLIENT: &str = "kubernetes==37.0.2";
+
+/// Whether python3 can import the official client. Without it the test fails, saying how to
+/// install it, unless `LOGBOOK_SKIP_PYTHON_CLIENT=1` says it cannot be installed here; then it
+/// is skipped, loudly.
+async fn python_client_available() -> bool {
+    let probe = tokio::process::Command::new("python3")
+        .args(["-c", "import kubernetes"])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let ok = matches!(
+        tokio::time::timeout(Duration::from_secs(30), probe).await,
+        Ok(Ok(out)) if out.status.success()
+    );
+    if ok {
+        return true;
+    }
+    if std::env::var("LOGBOOK_SKIP_PYTHON_CLIENT").as_deref() == Ok("1") {
+        eprintln!(
+            "\n*** SKIPPED: the official Python client is not installed and \
+             LOGBOOK_SKIP_PYTHON_CLIENT=1 says it cannot be; nothing about it was tested ***\n"
+        );
+        return false;
+    }
+    panic!(
+        "python3 cannot import the official Kubernetes client; `make tools` installs it \
+         (python3 -m pip install {PYTHON_CLIENT}), or set LOGBOOK_SKIP_PYTHON_CLIENT=1 where it \
+         truly cannot be installed"
+    );
+}
+
+/// The official Python client creates and replaces objects without a Content-Type; the real
+/// API server takes such a body as JSON, and so must the sandbox.
+#[tokio::test]
+async fn the_python_client_creates_without_a_content_type() {
+    bounded(async {
+        if !python_client_available().await {
+            return;
+        }
+        let sandbox = start().await;
+        install_crd(&sandbox.client()).await;
+        let k = Kubectl::for_sandbox(&sandbox);
+        let script = repo_file("tests/sandbox/clients/python_client.py");
+        let run = tokio::process::Command::new("python3")
+            .arg(&script)
+            .arg(&k.kubeconfig)
+            .arg("py")
+            .env("HOME", k.home.path())
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(40), run)
+            .await
+            .expect("the Python client finishes within 40 s")
+            .expect("python3 runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "the Python client failed:\n{stdout}\n{stderr}");
+        let seen: serde_json::Value = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("the script's output is not JSON ({e}):\n{stdout}"));
+        assert_eq!(
+            seen,
+            json!({
+                "namespace": "Active",
+                "configmap": { "greeting": "hi" },
+                "replicas": 1,
+                "application": { "image": "ghcr.io/acme/storefront:1", "port": 8080, "replicas": 1, "path": "/" },
+            })
+        );
+        // And the objects are there for any client.
+        let apps: Api<Application> = Api::namespaced(sandbox.client(), "py");
+        assert!(apps.get("storefront").await.is_ok());
+        sandbox.shutdown().await;
+    })
+    .await;
+}
