@@ -23,7 +23,8 @@
 //! Modules, one job each: [`store`] (objects, resourceVersion, history), [`resources`] (what
 //! is served), [`serve`] (connections and their timeouts), [`guard`] (foreign Host and
 //! browser-sent writes refused), [`routes`] (HTTP), [`discovery`], [`openapi`] (what kubectl needs of it), [`verbs`],
-//! [`convert`] (one object served by two groups: Events), [`patch`] (patch types and apply),
+//! [`convert`] (one object served by two groups: Events), [`fields`] (unknown fields and
+//! `fieldValidation`), [`patch`] (patch types and apply),
 //! [`watch`], [`schema`] (CRD schemas), [`table`] (kubectl tables), [`selectors`], [`meta`],
 //! [`status`] (errors), [`faults`], [`workloads`], [`gc`], [`kubeconfig`], [`admin`],
 //! [`persist`] (`--state`).
@@ -32,6 +33,7 @@ pub mod admin;
 pub mod convert;
 pub mod discovery;
 pub mod faults;
+pub mod fields;
 pub mod gc;
 pub mod guard;
 pub mod kubeconfig;

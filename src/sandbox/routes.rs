@@ -428,7 +428,13 @@ async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
             }
         }
     };
-    Ok(respond(reply.code, reply.content_type, reply.body))
+    let mut response = respond(reply.code, reply.content_type, reply.body);
+    for w in &reply.warnings {
+        if let Ok(v) = HeaderValue::from_str(&super::fields::warning_header(w)) {
+            response.headers_mut().append(http::header::WARNING, v);
+        }
+    }
+    Ok(response)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{Value, json};
 
 use super::convert;
+use super::fields::{self, FieldValidation};
 use super::gc;
 use super::meta;
 use super::patch::{self, PatchType};
@@ -68,6 +69,8 @@ pub struct Reply {
     pub body: Bytes,
     /// Content-Type of the body.
     pub content_type: &'static str,
+    /// Warnings for the client (`Warning: 299` headers), such as unknown fields dropped.
+    pub warnings: Vec<String>,
 }
 
 impl Reply {
@@ -76,7 +79,13 @@ impl Reply {
             code,
             body,
             content_type: "application/json",
+            warnings: Vec::new(),
         }
+    }
+
+    fn warning(mut self, warnings: Vec<String>) -> Reply {
+        self.warnings = warnings;
+        self
     }
 }
 
@@ -194,6 +203,7 @@ fn table_reply(v: Value) -> Reply {
         code: 200,
         body: Bytes::from(serde_json::to_vec(&v).unwrap_or_default()),
         content_type: "application/json;as=Table;v=v1;g=meta.k8s.io",
+        warnings: Vec::new(),
     }
 }
 
@@ -381,9 +391,36 @@ fn check_identity(t: &Target, obj: &mut Value, url_name: Option<&str>) -> Result
     Ok(name)
 }
 
+/// How a write treats unknown fields, from its `fieldValidation` parameter.
+fn field_validation(p: &Params, options: &str) -> Result<FieldValidation, ApiError> {
+    FieldValidation::parse(p.get("fieldValidation").map(String::as_str), options)
+}
+
 /// Defaults and derived fields the API server adds to built-in kinds, and the CRD schema's
-/// defaults and checks for custom resources.
-fn admit(t: &Target, obj: &mut Value, name: &str) -> Result<(), ApiError> {
+/// defaults and checks for custom resources; unknown fields dropped and judged by `fv`
+/// (`apply`: the write is a server-side apply). Returns the warnings for the client.
+fn admit(
+    t: &Target,
+    obj: &mut Value,
+    name: &str,
+    fv: FieldValidation,
+    apply: bool,
+) -> Result<Vec<String>, ApiError> {
+    let mut unknown = if t.rtype.crd.is_some() {
+        fields::prune_metadata(obj)
+    } else {
+        fields::prune_builtin(&t.rtype.id(), obj)
+    };
+    let api_version = t.api_version();
+    let judge = |unknown: &[String]| {
+        fv.judge(
+            unknown,
+            &t.rtype.kind,
+            &t.version,
+            apply.then_some((t.namespace.as_str(), name, api_version.as_str())),
+        )
+    };
+    let mut warnings = judge(&unknown)?;
     match t.rtype.id().as_str() {
         "/namespaces" => {
             obj["spec"] = json!({ "finalizers": ["kubernetes"] });
@@ -439,12 +476,15 @@ fn admit(t: &Target, obj: &mut Value, name: &str) -> Result<(), ApiError> {
         _ => {}
     }
     if let Some(s) = t.rtype.version(&t.version).and_then(|v| v.schema.as_ref()) {
-        let causes = schema::admit(s, obj, t.has_status());
+        let before = unknown.len();
+        let causes = schema::admit(s, obj, &mut unknown);
+        // Decoding comes first on the real server: a strict error wins over invalid values.
+        warnings.extend(judge(&unknown[before..])?);
         if !causes.is_empty() {
             return Err(ApiError::invalid(&t.rtype.kind, t.group(), name, causes));
         }
     }
-    Ok(())
+    Ok(warnings)
 }
 
 /// An admitted object of the target, as it is stored.
@@ -471,6 +511,7 @@ fn reject_dry_run(p: &Params) -> Result<(), ApiError> {
 /// POST to a collection.
 pub fn create(store: &Store, t: &Target, p: &Params, body: Value) -> Result<Reply, ApiError> {
     reject_dry_run(p)?;
+    let fv = field_validation(p, "CreateOptions")?;
     if t.status {
         return Err(ApiError::method_not_allowed("POST"));
     }
@@ -483,10 +524,10 @@ pub fn create(store: &Store, t: &Target, p: &Params, body: Value) -> Result<Repl
     {
         o.remove("status");
     }
-    admit(t, &mut obj, &name)?;
+    let warnings = admit(t, &mut obj, &name, fv, false)?;
     let obj = stored(t, obj);
     let w = store.write(&t.key(), &t.namespace, &name, move |_| Ok(Op::Create(obj)))?;
-    Ok(created_reply(t, &w))
+    Ok(created_reply(t, &w).warning(warnings))
 }
 
 /// Keep what the target may not change: `status` through the main resource, everything but
@@ -546,6 +587,9 @@ fn check_preconditions(t: &Target, current: &Value, new: &Value) -> Result<(), A
 /// PUT an object (or its status).
 pub fn update(store: &Store, t: &Target, p: &Params, body: Value) -> Result<Reply, ApiError> {
     reject_dry_run(p)?;
+    let fv = field_validation(p, "UpdateOptions")?;
+    let mut warnings = Vec::new();
+    let warned = &mut warnings;
     let mut obj = require_object(body)?;
     check_type(t, &mut obj)?;
     let name = check_identity(t, &mut obj, t.name.as_deref())?;
@@ -558,10 +602,10 @@ pub fn update(store: &Store, t: &Target, p: &Params, body: Value) -> Result<Repl
         let current = served(&t2, &current.obj);
         let mut new = restrict(&t2, &current, obj);
         check_preconditions(&t2, &current, &new)?;
-        admit(&t2, &mut new, &n2)?;
+        *warned = admit(&t2, &mut new, &n2, fv, false)?;
         Ok(Op::Replace(stored(&t2, new)))
     })?;
-    Ok(Reply::json(200, at_version(t, &w.stored)))
+    Ok(Reply::json(200, at_version(t, &w.stored)).warning(warnings))
 }
 
 /// PATCH an object (or its status) with any patch type, server-side apply included.
@@ -583,10 +627,13 @@ pub fn patch(
             ],
         ));
     }
+    let fv = field_validation(p, "PatchOptions")?;
     if ptype == PatchType::Apply {
-        return apply(store, t, p, body);
+        return apply(store, t, p, body, fv);
     }
     let patch_body = decode(body, BodyFormat::Json)?;
+    let mut warnings = Vec::new();
+    let warned = &mut warnings;
     let t2 = t.clone();
     let name = t.name().to_string();
     let w = store.write(&t.key(), &t.namespace, &name, move |ctx| {
@@ -615,14 +662,20 @@ pub fn patch(
         check_type(&t2, &mut patched)?;
         let mut new = restrict(&t2, &current, patched);
         check_preconditions(&t2, &current, &new)?;
-        admit(&t2, &mut new, t2.name())?;
+        *warned = admit(&t2, &mut new, t2.name(), fv, false)?;
         Ok(Op::Replace(stored(&t2, new)))
     })?;
-    Ok(Reply::json(200, at_version(t, &w.stored)))
+    Ok(Reply::json(200, at_version(t, &w.stored)).warning(warnings))
 }
 
 /// Server-side apply: create or merge, per field manager (see [`patch::apply`]).
-fn apply(store: &Store, t: &Target, p: &Params, body: &[u8]) -> Result<Reply, ApiError> {
+fn apply(
+    store: &Store,
+    t: &Target,
+    p: &Params,
+    body: &[u8],
+    fv: FieldValidation,
+) -> Result<Reply, ApiError> {
     let manager = p.get("fieldManager").cloned().unwrap_or_default();
     if manager.is_empty() {
         return Err(ApiError::invalid(
@@ -662,6 +715,8 @@ fn apply(store: &Store, t: &Target, p: &Params, body: &[u8]) -> Result<Reply, Ap
     check_type(t, &mut applied)?;
     let name = check_identity(t, &mut applied, t.name.as_deref())?;
     let t2 = t.clone();
+    let mut warnings = Vec::new();
+    let warned = &mut warnings;
     let w = store.write(&t.key(), &t.namespace, &name, move |ctx| {
         let want_rv = meta::resource_version(&applied).to_string();
         let mut config = applied.clone();
@@ -683,7 +738,7 @@ fn apply(store: &Store, t: &Target, p: &Params, body: &[u8]) -> Result<Reply, Ap
                 {
                     o.remove("status");
                 }
-                admit(&t2, &mut obj, t2.name())?;
+                *warned = admit(&t2, &mut obj, t2.name(), fv, true)?;
                 ctx.applied.insert(manager, config);
                 Ok(Op::Create(stored(&t2, obj)))
             }
@@ -698,13 +753,13 @@ fn apply(store: &Store, t: &Target, p: &Params, body: &[u8]) -> Result<Reply, Ap
                 if let Some(m) = new.get_mut("metadata").and_then(|m| m.as_object_mut()) {
                     m.remove("resourceVersion");
                 }
-                admit(&t2, &mut new, t2.name())?;
+                *warned = admit(&t2, &mut new, t2.name(), fv, true)?;
                 ctx.applied.insert(manager, config);
                 Ok(Op::Replace(stored(&t2, new)))
             }
         }
     })?;
-    Ok(created_reply(t, &w))
+    Ok(created_reply(t, &w).warning(warnings))
 }
 
 /// The options of a delete, from the body (`DeleteOptions`) and the query.

@@ -274,3 +274,130 @@ async fn the_python_client_creates_without_a_content_type() {
     })
     .await;
 }
+
+/// Unknown fields: kubectl sends `fieldValidation=Strict` on apply and create, and the server
+/// refuses the object naming the field; `--validate=warn` gets a warning and the field
+/// dropped; `--validate=false` drops it silently. Custom resources are judged by their CRD
+/// schema, built-in kinds by their type, metadata by ObjectMeta.
+#[tokio::test]
+async fn unknown_fields_are_refused_warned_or_dropped() {
+    bounded(async {
+        let sandbox = start().await;
+        let client = sandbox.client();
+        install_crd(&client).await;
+        let k = Kubectl::for_sandbox(&sandbox);
+        let write = |name: &str, text: &str| {
+            let path = k.home.path().join(name);
+            std::fs::write(&path, text).expect("write a manifest");
+            path.display().to_string()
+        };
+        let app = write(
+            "app.yaml",
+            "apiVersion: logbook.dev/v1alpha1\nkind: Application\nmetadata:\n  name: storefront\n  namespace: default\nspec:\n  image: ghcr.io/acme/storefront:1\n  foo: bar\n",
+        );
+        for args in [
+            vec!["apply", "-f", &app],
+            vec!["create", "-f", &app],
+            vec!["apply", "--server-side", "-f", &app],
+        ] {
+            let out = k.run(&args).await;
+            assert!(!out.ok, "kubectl {args:?} accepted an unknown field:\n{}", out.stdout);
+            assert!(
+                out.stderr.contains("unknown field \"spec.foo\"")
+                    || out.stderr.contains(".spec.foo: field not declared in schema"),
+                "kubectl {args:?}: the error names the field:\n{}",
+                out.stderr
+            );
+        }
+        let apps: Api<Application> = Api::namespaced(client.clone(), "default");
+        assert_eq!(support::api_error(apps.get("storefront").await).0, 404);
+
+        let out = k.run(&["apply", "--validate=warn", "-f", &app]).await;
+        assert!(out.ok, "{}\n{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains("Warning: unknown field \"spec.foo\""),
+            "{}",
+            out.stderr
+        );
+        let raw = k
+            .ok(&["get", "app", "storefront", "-o", "json"])
+            .await;
+        let stored: serde_json::Value = serde_json::from_str(&raw).expect("kubectl JSON");
+        assert!(stored["spec"].get("foo").is_none(), "{stored}");
+        assert_eq!(stored["spec"]["image"], "ghcr.io/acme/storefront:1");
+
+        let out = k.run(&["apply", "--validate=false", "-f", &app]).await;
+        assert!(out.ok && !out.stderr.contains("Warning"), "{}\n{}", out.stdout, out.stderr);
+
+        // Metadata is ObjectMeta, for every kind.
+        let typo = write(
+            "typo.yaml",
+            "apiVersion: logbook.dev/v1alpha1\nkind: Application\nmetadata:\n  name: other\n  namespace: default\n  lables:\n    a: b\nspec:\n  image: x\n",
+        );
+        let out = k.run(&["apply", "-f", &typo]).await;
+        assert!(
+            !out.ok && out.stderr.contains("metadata.lables"),
+            "{}\n{}",
+            out.stdout,
+            out.stderr
+        );
+
+        // Built-in kinds: a Deployment and a ConfigMap.
+        let deploy = write(
+            "deploy.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: default\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: nginx\n        imagePolicy: Always\n",
+        );
+        let out = k.run(&["apply", "-f", &deploy]).await;
+        assert!(
+            !out.ok
+                && out
+                    .stderr
+                    .contains("unknown field \"spec.template.spec.containers[0].imagePolicy\""),
+            "{}\n{}",
+            out.stdout,
+            out.stderr
+        );
+        let cm = write(
+            "cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: default\ndata:\n  a: b\nspec:\n  x: 1\n",
+        );
+        let out = k.run(&["create", "-f", &cm]).await;
+        assert!(
+            !out.ok && out.stderr.contains("unknown field \"spec\""),
+            "{}\n{}",
+            out.stdout,
+            out.stderr
+        );
+        // Known fields pass strict validation.
+        k.ok(&["apply", "-f", &repo_file("examples/sandbox-app.yaml")])
+            .await;
+
+        // kube sends no fieldValidation: the server's default, Warn, drops the field.
+        let dynamic = support::dynamic(&client, "default", "logbook.dev", "v1alpha1", "Application", "applications");
+        let obj: kube::core::DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "logbook.dev/v1alpha1", "kind": "Application",
+            "metadata": { "name": "from-kube" },
+            "spec": { "image": "x", "foo": 1 }
+        }))
+        .expect("literal");
+        let made = dynamic
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect("created with a warning");
+        assert!(made.data["spec"].get("foo").is_none(), "{:?}", made.data);
+
+        // An unsupported directive is a 422, as on the real server.
+        let (code, status) = support::raw(
+            &client,
+            "POST",
+            "/api/v1/namespaces/default/configmaps?fieldValidation=Sometimes",
+            Some("application/json"),
+            br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"z"}}"#.to_vec(),
+        )
+        .await;
+        assert_eq!(code, 422, "{status}");
+        assert!(status["message"].as_str().unwrap_or_default().contains("fieldValidation"), "{status}");
+        sandbox.shutdown().await;
+    })
+    .await;
+}
