@@ -289,6 +289,10 @@ async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
             let v = discovery::resources(&reg, g, v).ok_or_else(ApiError::no_such_path)?;
             return Ok(json_response(200, "application/json", &v));
         }
+        ["openapi", "v2"] if get => {
+            let (content_type, body) = openapi::v2(&accept);
+            return Ok(respond(200, content_type, Bytes::from(body)));
+        }
         ["openapi", "v3"] if get => {
             let v = openapi::index(&app.store.registry(), app.store.resource_version());
             return Ok(json_response(200, "application/json", &v));

@@ -401,3 +401,76 @@ async fn unknown_fields_are_refused_warned_or_dropped() {
     })
     .await;
 }
+
+/// `kubectl apply -f` of a `kind: List` validates on the client against OpenAPI v2 (which
+/// has no definitions here, so the server's strict validation does the checking), and
+/// `kubectl explain` reads the kinds' schemas from OpenAPI v3.
+#[tokio::test]
+async fn kubectl_applies_lists_and_explains() {
+    bounded(async {
+        let sandbox = start().await;
+        install_crd(&sandbox.client()).await;
+        let k = Kubectl::for_sandbox(&sandbox);
+        let list = |extra: &str| {
+            json!({
+                "apiVersion": "v1",
+                "kind": "List",
+                "items": [
+                    { "apiVersion": "v1", "kind": "ConfigMap",
+                      "metadata": { "name": "settings", "namespace": "default" },
+                      "data": { "greeting": "hello" } },
+                    { "apiVersion": "logbook.dev/v1alpha1", "kind": "Application",
+                      "metadata": { "name": "storefront", "namespace": "default" },
+                      "spec": { "image": format!("ghcr.io/acme/storefront:1{extra}") } },
+                ],
+            })
+        };
+        let path = k.home.path().join("list.json");
+        std::fs::write(&path, list("").to_string()).expect("write list.json");
+        let file = path.display().to_string();
+        let out = k.ok(&["apply", "-f", &file]).await;
+        assert!(
+            out.contains("configmap/settings created")
+                && out.contains("application.logbook.dev/storefront created"),
+            "{out}"
+        );
+        // An unknown field in an item is still refused, by the server, naming it.
+        let mut bad = list("");
+        bad["items"][1]["spec"]["foo"] = json!(1);
+        std::fs::write(&path, bad.to_string()).expect("write list.json");
+        let out = k.run(&["apply", "-f", &file]).await;
+        assert!(
+            !out.ok && out.stderr.contains("unknown field \"spec.foo\""),
+            "{}\n{}",
+            out.stdout,
+            out.stderr
+        );
+
+        let explained = k.ok(&["explain", "app.spec"]).await;
+        for want in [
+            "KIND:       Application",
+            "FIELD: spec",
+            "image",
+            "replicas",
+            "port",
+            "host",
+        ] {
+            assert!(explained.contains(want), "no {want:?} in:\n{explained}");
+        }
+        let explained = k.ok(&["explain", "app.spec.replicas"]).await;
+        assert!(explained.contains("integer"), "{explained}");
+        let explained = k.ok(&["explain", "app.metadata.labels"]).await;
+        assert!(explained.contains("map[string]string"), "{explained}");
+        let explained = k.ok(&["explain", "deployment.spec.strategy"]).await;
+        assert!(explained.contains("rollingUpdate"), "{explained}");
+        let out = k.run(&["explain", "app.spec.nothing"]).await;
+        assert!(
+            !out.ok && out.stderr.contains("nothing"),
+            "{}\n{}",
+            out.stdout,
+            out.stderr
+        );
+        sandbox.shutdown().await;
+    })
+    .await;
+}
