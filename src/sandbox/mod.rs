@@ -24,7 +24,7 @@
 //! is served), [`serve`] (connections and their timeouts), [`guard`] (foreign Host and
 //! browser-sent writes refused), [`routes`] (HTTP), [`discovery`], [`openapi`] (what kubectl needs of it), [`verbs`],
 //! [`convert`] (one object served by two groups: Events), [`fields`] (unknown fields and
-//! `fieldValidation`), [`patch`] (patch types and apply),
+//! `fieldValidation`), [`protobuf`] (protobuf request bodies), [`patch`] (patch types and apply),
 //! [`watch`], [`schema`] (CRD schemas), [`table`] (kubectl tables), [`selectors`], [`meta`],
 //! [`status`] (errors), [`faults`], [`workloads`], [`gc`], [`kubeconfig`], [`admin`],
 //! [`persist`] (`--state`).
@@ -41,6 +41,7 @@ pub mod meta;
 pub mod openapi;
 pub mod patch;
 pub mod persist;
+pub mod protobuf;
 pub mod resources;
 pub mod routes;
 pub mod schema;

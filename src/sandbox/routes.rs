@@ -400,7 +400,7 @@ async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         Verb::Create | Verb::Update => {
             let format = verbs::body_format((!ct.is_empty()).then_some(ct.as_str()))?;
             let bytes = read_body(&app, &parts, body).await?;
-            let obj = verbs::decode(&bytes, format)?;
+            let obj = verbs::decode_for(&target.rtype.id(), &bytes, format)?;
             if verb == Verb::Create {
                 verbs::create(store, &target, &params, obj)?
             } else {
@@ -463,6 +463,9 @@ mod tests {
         ));
         assert!(acceptable("*/*"));
         assert!(!acceptable("application/vnd.kubernetes.protobuf"));
+        assert!(acceptable(
+            "application/vnd.kubernetes.protobuf,application/json"
+        ));
         assert!(!acceptable("text/html"));
     }
 }

@@ -98,10 +98,16 @@ pub enum BodyFormat {
     Yaml,
     /// YAML, without trying JSON first.
     YamlOnly,
+    /// Kubernetes protobuf (`k8s\0` + `runtime.Unknown`); see [`super::protobuf`].
+    Protobuf,
 }
 
 /// The media types a POST or PUT body may have.
-pub const BODY_TYPES: [&str; 2] = ["application/json", "application/yaml"];
+pub const BODY_TYPES: [&str; 3] = [
+    "application/json",
+    "application/yaml",
+    "application/vnd.kubernetes.protobuf",
+];
 
 /// The body format for a Content-Type of POST or PUT, or 415. No Content-Type (or an empty
 /// one) is JSON, as the real API server takes it (its first supported media type); the
@@ -111,13 +117,29 @@ pub fn body_format(ct: Option<&str>) -> Result<BodyFormat, ApiError> {
     match patch::media_type(raw).as_str() {
         "" | "application/json" => Ok(BodyFormat::Json),
         "application/yaml" | "application/x-yaml" | "text/yaml" => Ok(BodyFormat::Yaml),
+        "application/vnd.kubernetes.protobuf" => Ok(BodyFormat::Protobuf),
         _ => Err(ApiError::unsupported_media_type(raw, &BODY_TYPES)),
     }
 }
 
-/// Decode a request body into one JSON object, or 400.
+/// Decode a request body of a resource (`id`: `group/plural`) into one JSON object, or 400.
+pub fn decode_for(id: &str, body: &[u8], format: BodyFormat) -> Result<Value, ApiError> {
+    match format {
+        BodyFormat::Protobuf => super::protobuf::decode(id, body),
+        _ => decode(body, format),
+    }
+}
+
+/// Decode a JSON or YAML request body into one JSON object, or 400 (415 for protobuf, which
+/// only [`decode_for`] knows the type of).
 pub fn decode(body: &[u8], format: BodyFormat) -> Result<Value, ApiError> {
     let v: Value = match format {
+        BodyFormat::Protobuf => {
+            return Err(ApiError::unsupported_media_type(
+                "application/vnd.kubernetes.protobuf",
+                &BODY_TYPES[..2],
+            ));
+        }
         BodyFormat::Json => serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!(
                 "the body of the request could not be decoded as JSON: {e}"
