@@ -2,13 +2,17 @@
 //! commands send them for built-in kinds (`kubectl create namespace`, `create configmap`,
 //! `create secret`): the `k8s\0` magic, then a `runtime.Unknown` envelope (type meta and the
 //! typed message's bytes), decoded with `k8s-pb`'s generated types and turned into the JSON
-//! object the verbs take. Kinds are converted field by field, completely: Namespaces,
-//! ConfigMaps and Secrets, with ObjectMeta. Another kind in protobuf is a 415 that says to send
-//! JSON; a body that does not decode is a 400. Owns the envelope and these conversions; it must
-//! not store or validate anything (the verbs do, as for JSON).
+//! object the verbs take. Namespaces, ConfigMaps and Secrets (with ObjectMeta) are converted
+//! field by field, completely. Deployments are converted with the Pod template fields
+//! `kubectl create deployment` and common manifests use (containers with image, command, args,
+//! ports, env, resources...); a Pod template that sets any other field (volumes, probes,
+//! affinity...) is refused with a 415 rather than stored without it. Another kind in protobuf
+//! is a 415 that says to send JSON; a body that does not decode is a 400. Owns the envelope and
+//! these conversions; it must not store or validate anything (the verbs do, as for JSON).
 
 use std::collections::BTreeMap;
 
+use k8s_pb::api::apps::v1 as apps;
 use k8s_pb::api::core::v1 as core;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta_pb;
 use k8s_pb::apimachinery::pkg::runtime::Unknown;
@@ -25,7 +29,7 @@ pub const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
 const MAGIC: &[u8; 4] = b"k8s\0";
 
 /// The kinds whose protobuf bodies are understood, by resource id (`group/plural`).
-pub const KINDS: [&str; 3] = ["/namespaces", "/configmaps", "/secrets"];
+pub const KINDS: [&str; 4] = ["/namespaces", "/configmaps", "/secrets", "apps/deployments"];
 
 fn bad(why: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(format!(
@@ -54,12 +58,13 @@ pub fn decode(id: &str, body: &[u8]) -> Result<Value, ApiError> {
         "/namespaces" => namespace(core::Namespace::decode(raw.as_slice()).map_err(bad)?),
         "/configmaps" => config_map(core::ConfigMap::decode(raw.as_slice()).map_err(bad)?),
         "/secrets" => secret(core::Secret::decode(raw.as_slice()).map_err(bad)?),
+        "apps/deployments" => deployment(apps::Deployment::decode(raw.as_slice()).map_err(bad)?)?,
         _ => {
             return Err(ApiError::new(
                 415,
                 "UnsupportedMediaType",
-                "the logbook sandbox takes protobuf bodies only for Namespaces, ConfigMaps \
-                 and Secrets; send this one as JSON or YAML (for example `kubectl create ... \
+                "the logbook sandbox takes protobuf bodies only for Namespaces, ConfigMaps, \
+                 Secrets and Deployments; send this one as JSON or YAML (for example `kubectl create ... \
                  --dry-run=client -o yaml | kubectl apply -f -`), with \"application/json\" \
                  as its content type",
             ));
@@ -240,6 +245,344 @@ fn secret(s: core::Secret) -> Value {
     Value::Object(o)
 }
 
+/// Whether an encoded message sets nothing: every field zero, empty or itself such a message
+/// (the Go client encodes unset non-pointer fields as zeros). Read with prost's wire-format
+/// primitives; anything it cannot read counts as set.
+fn blank(mut buf: &[u8]) -> bool {
+    use prost::encoding::{WireType, decode_key, decode_varint};
+    while !buf.is_empty() {
+        let Ok((_, wire)) = decode_key(&mut buf) else {
+            return false;
+        };
+        match wire {
+            WireType::Varint => {
+                if !matches!(decode_varint(&mut buf), Ok(0)) {
+                    return false;
+                }
+            }
+            WireType::LengthDelimited => {
+                let Ok(len) = decode_varint(&mut buf) else {
+                    return false;
+                };
+                let Ok(len) = usize::try_from(len) else {
+                    return false;
+                };
+                if len > buf.len() {
+                    return false;
+                }
+                let (inner, rest) = buf.split_at(len);
+                if !inner.is_empty() && !blank(inner) {
+                    return false;
+                }
+                buf = rest;
+            }
+            WireType::SixtyFourBit | WireType::ThirtyTwoBit => {
+                let n = if wire == WireType::SixtyFourBit { 8 } else { 4 };
+                if buf.len() < n || buf[..n].iter().any(|b| *b != 0) {
+                    return false;
+                }
+                buf = &buf[n..];
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Refuse a message of which fields not converted (`what` names where) are set.
+fn nothing_else<M: Message>(rest: &M, what: &str) -> Result<(), ApiError> {
+    if blank(&rest.encode_to_vec()) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        415,
+        "UnsupportedMediaType",
+        format!(
+            "the logbook sandbox does not convert every field of {what} from protobuf, and this \
+             one sets such a field; send it as JSON or YAML (for example with kubectl apply -f)"
+        ),
+    ))
+}
+
+fn opt<T: Into<Value>>(m: &mut Map<String, Value>, k: &str, v: Option<T>) {
+    if let Some(v) = v {
+        m.insert(k.into(), v.into());
+    }
+}
+
+fn flag(m: &mut Map<String, Value>, k: &str, v: Option<bool>) {
+    if v == Some(true) {
+        m.insert(k.into(), json!(true));
+    }
+}
+
+fn int_or_string(v: Option<k8s_pb::apimachinery::pkg::util::intstr::IntOrString>) -> Value {
+    match v {
+        None => Value::Null,
+        Some(v) if v.r#type == Some(1) => json!(v.str_val.unwrap_or_default()),
+        Some(v) => json!(v.int_val.unwrap_or(0)),
+    }
+}
+
+fn label_selector(s: Option<meta_pb::LabelSelector>) -> Value {
+    let Some(s) = s else {
+        return Value::Null;
+    };
+    let mut o = Map::new();
+    put(&mut o, "matchLabels", string_map(s.match_labels));
+    let exprs: Vec<Value> = s
+        .match_expressions
+        .into_iter()
+        .map(|e| {
+            let mut x = Map::new();
+            put(&mut x, "key", json!(e.key));
+            put(&mut x, "operator", json!(e.operator));
+            put(&mut x, "values", json!(e.values));
+            Value::Object(x)
+        })
+        .collect();
+    put(&mut o, "matchExpressions", json!(exprs));
+    Value::Object(o)
+}
+
+fn quantities(m: BTreeMap<String, k8s_pb::apimachinery::pkg::api::resource::Quantity>) -> Value {
+    Value::Object(
+        m.into_iter()
+            .map(|(k, q)| (k, json!(q.string.unwrap_or_default())))
+            .collect(),
+    )
+}
+
+fn key_selector(
+    r: Option<core::LocalObjectReference>,
+    key: Option<String>,
+    optional: Option<bool>,
+) -> Value {
+    let mut x = Map::new();
+    put(&mut x, "name", json!(r.and_then(|r| r.name)));
+    put(&mut x, "key", json!(key));
+    opt(&mut x, "optional", optional);
+    Value::Object(x)
+}
+
+fn env_source(mut v: core::EnvVarSource) -> Result<Value, ApiError> {
+    let mut o = Map::new();
+    if let Some(c) = v.config_map_key_ref.take() {
+        o.insert(
+            "configMapKeyRef".into(),
+            key_selector(c.local_object_reference, c.key, c.optional),
+        );
+    }
+    if let Some(c) = v.secret_key_ref.take() {
+        o.insert(
+            "secretKeyRef".into(),
+            key_selector(c.local_object_reference, c.key, c.optional),
+        );
+    }
+    if let Some(f) = v.field_ref.take() {
+        let mut x = Map::new();
+        put(&mut x, "apiVersion", json!(f.api_version));
+        put(&mut x, "fieldPath", json!(f.field_path));
+        o.insert("fieldRef".into(), Value::Object(x));
+    }
+    nothing_else(&v, "an environment variable's valueFrom")?;
+    Ok(Value::Object(o))
+}
+
+fn container(mut c: core::Container) -> Result<Value, ApiError> {
+    let mut o = Map::new();
+    put(&mut o, "name", json!(c.name.take()));
+    put(&mut o, "image", json!(c.image.take()));
+    put(&mut o, "command", json!(std::mem::take(&mut c.command)));
+    put(&mut o, "args", json!(std::mem::take(&mut c.args)));
+    put(&mut o, "workingDir", json!(c.working_dir.take()));
+    let ports: Vec<Value> = std::mem::take(&mut c.ports)
+        .into_iter()
+        .map(|p| {
+            let mut x = Map::new();
+            put(&mut x, "name", json!(p.name));
+            if let Some(h) = p.host_port.filter(|h| *h != 0) {
+                x.insert("hostPort".into(), json!(h));
+            }
+            opt(&mut x, "containerPort", p.container_port);
+            put(&mut x, "protocol", json!(p.protocol));
+            put(&mut x, "hostIP", json!(p.host_ip));
+            Value::Object(x)
+        })
+        .collect();
+    put(&mut o, "ports", json!(ports));
+    let mut env = Vec::new();
+    for e in std::mem::take(&mut c.env) {
+        let mut x = Map::new();
+        put(&mut x, "name", json!(e.name));
+        put(&mut x, "value", json!(e.value));
+        if let Some(from) = e.value_from {
+            x.insert("valueFrom".into(), env_source(from)?);
+        }
+        env.push(Value::Object(x));
+    }
+    put(&mut o, "env", json!(env));
+    if let Some(mut r) = c.resources.take() {
+        let mut x = Map::new();
+        put(&mut x, "limits", quantities(std::mem::take(&mut r.limits)));
+        put(
+            &mut x,
+            "requests",
+            quantities(std::mem::take(&mut r.requests)),
+        );
+        nothing_else(&r, "a container's resources")?;
+        o.insert("resources".into(), Value::Object(x));
+    }
+    put(
+        &mut o,
+        "terminationMessagePath",
+        json!(c.termination_message_path.take()),
+    );
+    put(
+        &mut o,
+        "terminationMessagePolicy",
+        json!(c.termination_message_policy.take()),
+    );
+    put(&mut o, "imagePullPolicy", json!(c.image_pull_policy.take()));
+    flag(&mut o, "stdin", c.stdin.take());
+    flag(&mut o, "stdinOnce", c.stdin_once.take());
+    flag(&mut o, "tty", c.tty.take());
+    nothing_else(&c, "a container")?;
+    Ok(Value::Object(o))
+}
+
+fn pod_spec(mut p: core::PodSpec) -> Result<Value, ApiError> {
+    let mut o = Map::new();
+    let list = |items: Vec<core::Container>| -> Result<Value, ApiError> {
+        Ok(Value::Array(
+            items
+                .into_iter()
+                .map(container)
+                .collect::<Result<Vec<_>, _>>()?,
+        ))
+    };
+    put(
+        &mut o,
+        "initContainers",
+        list(std::mem::take(&mut p.init_containers))?,
+    );
+    // Required, so present even when empty.
+    o.insert(
+        "containers".into(),
+        list(std::mem::take(&mut p.containers))?,
+    );
+    put(&mut o, "restartPolicy", json!(p.restart_policy.take()));
+    opt(
+        &mut o,
+        "terminationGracePeriodSeconds",
+        p.termination_grace_period_seconds.take(),
+    );
+    opt(
+        &mut o,
+        "activeDeadlineSeconds",
+        p.active_deadline_seconds.take(),
+    );
+    put(&mut o, "dnsPolicy", json!(p.dns_policy.take()));
+    put(
+        &mut o,
+        "nodeSelector",
+        string_map(std::mem::take(&mut p.node_selector)),
+    );
+    put(
+        &mut o,
+        "serviceAccountName",
+        json!(p.service_account_name.take()),
+    );
+    put(&mut o, "serviceAccount", json!(p.service_account.take()));
+    opt(
+        &mut o,
+        "automountServiceAccountToken",
+        p.automount_service_account_token.take(),
+    );
+    put(&mut o, "nodeName", json!(p.node_name.take()));
+    flag(&mut o, "hostNetwork", p.host_network.take());
+    flag(&mut o, "hostPID", p.host_pid.take());
+    flag(&mut o, "hostIPC", p.host_ipc.take());
+    opt(
+        &mut o,
+        "shareProcessNamespace",
+        p.share_process_namespace.take(),
+    );
+    let secrets: Vec<Value> = std::mem::take(&mut p.image_pull_secrets)
+        .into_iter()
+        .map(|r| json!({ "name": r.name.unwrap_or_default() }))
+        .collect();
+    put(&mut o, "imagePullSecrets", json!(secrets));
+    put(&mut o, "hostname", json!(p.hostname.take()));
+    put(&mut o, "subdomain", json!(p.subdomain.take()));
+    put(&mut o, "schedulerName", json!(p.scheduler_name.take()));
+    put(
+        &mut o,
+        "priorityClassName",
+        json!(p.priority_class_name.take()),
+    );
+    opt(&mut o, "priority", p.priority.take());
+    put(
+        &mut o,
+        "runtimeClassName",
+        json!(p.runtime_class_name.take()),
+    );
+    opt(&mut o, "enableServiceLinks", p.enable_service_links.take());
+    put(
+        &mut o,
+        "preemptionPolicy",
+        json!(p.preemption_policy.take()),
+    );
+    opt(&mut o, "setHostnameAsFQDN", p.set_hostname_as_fqdn.take());
+    opt(&mut o, "hostUsers", p.host_users.take());
+    nothing_else(&p, "a Pod template's spec")?;
+    Ok(Value::Object(o))
+}
+
+fn deployment(d: apps::Deployment) -> Result<Value, ApiError> {
+    let mut o = Map::new();
+    o.insert("metadata".into(), object_meta(d.metadata));
+    // `status` is the server's: dropped on create, kept from the stored object on update.
+    let Some(spec) = d.spec else {
+        return Ok(Value::Object(o));
+    };
+    let mut s = Map::new();
+    opt(&mut s, "replicas", spec.replicas);
+    put(&mut s, "selector", label_selector(spec.selector));
+    if let Some(t) = spec.template {
+        let mut x = Map::new();
+        let meta = object_meta(t.metadata);
+        put(&mut x, "metadata", meta);
+        if let Some(ps) = t.spec {
+            x.insert("spec".into(), pod_spec(ps)?);
+        }
+        s.insert("template".into(), Value::Object(x));
+    }
+    if let Some(st) = spec.strategy {
+        let mut x = Map::new();
+        put(&mut x, "type", json!(st.r#type));
+        if let Some(ru) = st.rolling_update {
+            let mut r = Map::new();
+            put(&mut r, "maxUnavailable", int_or_string(ru.max_unavailable));
+            put(&mut r, "maxSurge", int_or_string(ru.max_surge));
+            x.insert("rollingUpdate".into(), Value::Object(r));
+        }
+        put(&mut s, "strategy", Value::Object(x));
+    }
+    if let Some(m) = spec.min_ready_seconds.filter(|m| *m != 0) {
+        s.insert("minReadySeconds".into(), json!(m));
+    }
+    opt(&mut s, "revisionHistoryLimit", spec.revision_history_limit);
+    flag(&mut s, "paused", spec.paused);
+    opt(
+        &mut s,
+        "progressDeadlineSeconds",
+        spec.progress_deadline_seconds,
+    );
+    o.insert("spec".into(), Value::Object(s));
+    Ok(Value::Object(o))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,7 +654,78 @@ mod tests {
             decode("/namespaces", &garbage).map_err(|e| e.code),
             Err(400)
         );
-        let d = envelope("apps/v1", "Deployment", Vec::new());
-        assert_eq!(decode("apps/deployments", &d).map_err(|e| e.code), Err(415));
+        let s = envelope("v1", "Service", Vec::new());
+        assert_eq!(decode("/services", &s).map_err(|e| e.code), Err(415));
+    }
+
+    #[test]
+    fn deployments_convert_what_they_can_and_refuse_the_rest() {
+        let container = core::Container {
+            name: Some("web".into()),
+            image: Some("nginx".into()),
+            ports: vec![core::ContainerPort {
+                container_port: Some(80),
+                protocol: Some(String::new()),
+                ..Default::default()
+            }],
+            resources: Some(core::ResourceRequirements::default()),
+            stdin: Some(false),
+            termination_message_path: Some(String::new()),
+            ..Default::default()
+        };
+        let mut d = apps::Deployment {
+            metadata: Some(meta_pb::ObjectMeta {
+                name: Some("web".into()),
+                ..Default::default()
+            }),
+            spec: Some(apps::DeploymentSpec {
+                replicas: Some(2),
+                selector: Some(meta_pb::LabelSelector {
+                    match_labels: [("app".to_string(), "web".to_string())].into(),
+                    ..Default::default()
+                }),
+                template: Some(core::PodTemplateSpec {
+                    metadata: Some(meta_pb::ObjectMeta::default()),
+                    spec: Some(core::PodSpec {
+                        containers: vec![container],
+                        host_network: Some(false),
+                        dns_policy: Some(String::new()),
+                        ..Default::default()
+                    }),
+                }),
+                strategy: Some(apps::DeploymentStrategy::default()),
+                ..Default::default()
+            }),
+            status: Some(apps::DeploymentStatus::default()),
+        };
+        let v = decode(
+            "apps/deployments",
+            &envelope("apps/v1", "Deployment", d.encode_to_vec()),
+        )
+        .expect("decodes");
+        assert_eq!(
+            v,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                    "template": {"spec": {"containers": [{"name": "web", "image": "nginx",
+                        "ports": [{"containerPort": 80}], "resources": {}}]}}}})
+        );
+        // A field not converted (a volume) is refused, not dropped.
+        if let Some(ps) = d
+            .spec
+            .as_mut()
+            .and_then(|s| s.template.as_mut())
+            .and_then(|t| t.spec.as_mut())
+        {
+            ps.volumes.push(core::Volume {
+                name: Some("data".into()),
+                ..Default::default()
+            });
+        }
+        let refused = decode(
+            "apps/deployments",
+            &envelope("apps/v1", "Deployment", d.encode_to_vec()),
+        );
+        assert_eq!(refused.map_err(|e| e.code), Err(415));
     }
 }

@@ -475,8 +475,9 @@ async fn kubectl_applies_lists_and_explains() {
     .await;
 }
 
-/// kubectl's imperative commands send built-in kinds as protobuf: Namespaces, ConfigMaps and
-/// Secrets are decoded and answered in JSON; another kind gets a 415 that says to send JSON.
+/// kubectl's imperative commands send built-in kinds as protobuf: Namespaces, ConfigMaps,
+/// Secrets and Deployments are decoded and answered in JSON; another kind gets a 415 that says
+/// to send JSON.
 #[tokio::test]
 async fn kubectl_imperative_commands_send_protobuf() {
     bounded(async {
@@ -548,9 +549,52 @@ async fn kubectl_imperative_commands_send_protobuf() {
             out.stderr
         );
 
+        // A Deployment, as `kubectl create deployment` builds it.
+        let out = k
+            .ok(&[
+                "create",
+                "deployment",
+                "web",
+                "-n",
+                "shop",
+                "--image=nginx:1.27",
+                "--port=8080",
+                "--replicas=2",
+            ])
+            .await;
+        assert!(out.contains("deployment.apps/web created"), "{out}");
+        use k8s_openapi::api::apps::v1::Deployment;
+        let d = Api::<Deployment>::namespaced(client.clone(), "shop")
+            .get("web")
+            .await
+            .expect("the Deployment");
+        let spec = d.spec;
+        assert_eq!(spec.replicas, Some(2));
+        let labels = spec.selector.match_labels.unwrap_or_default();
+        assert_eq!(labels.get("app").map(String::as_str), Some("web"));
+        let pod = spec.template.spec.expect("a pod spec");
+        assert_eq!(pod.containers[0].image.as_deref(), Some("nginx:1.27"));
+        assert_eq!(
+            pod.containers[0]
+                .ports
+                .as_ref()
+                .map(|p| p[0].container_port),
+            Some(8080)
+        );
+        let out = k.ok(&["get", "deployment", "web", "-n", "shop"]).await;
+        assert!(out.contains("web"), "{out}");
+
         // A kind whose protobuf the sandbox does not convert: a clear 415, nothing created.
         let out = k
-            .run(&["create", "deployment", "web", "-n", "shop", "--image=nginx"])
+            .run(&[
+                "create",
+                "service",
+                "clusterip",
+                "web",
+                "-n",
+                "shop",
+                "--tcp=80:8080",
+            ])
             .await;
         assert!(
             !out.ok && out.stderr.contains("send this one as JSON or YAML"),
