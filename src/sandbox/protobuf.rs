@@ -6,7 +6,8 @@
 //! field by field, completely. Deployments are converted with the Pod template fields
 //! `kubectl create deployment` and common manifests use (containers with image, command, args,
 //! ports, env, resources...); a Pod template that sets any other field (volumes, probes,
-//! affinity...) is refused with a 415 rather than stored without it. Another kind in protobuf
+//! affinity...) is refused with a 415 rather than stored without it; Services likewise, with
+//! the spec fields `kubectl create service` and common manifests set. Another kind in protobuf
 //! is a 415 that says to send JSON; a body that does not decode is a 400. Owns the envelope and
 //! these conversions; it must not store or validate anything (the verbs do, as for JSON).
 
@@ -27,9 +28,6 @@ pub const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
 
 /// What every Kubernetes protobuf body starts with.
 const MAGIC: &[u8; 4] = b"k8s\0";
-
-/// The kinds whose protobuf bodies are understood, by resource id (`group/plural`).
-pub const KINDS: [&str; 4] = ["/namespaces", "/configmaps", "/secrets", "apps/deployments"];
 
 fn bad(why: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(format!(
@@ -59,14 +57,15 @@ pub fn decode(id: &str, body: &[u8]) -> Result<Value, ApiError> {
         "/configmaps" => config_map(core::ConfigMap::decode(raw.as_slice()).map_err(bad)?),
         "/secrets" => secret(core::Secret::decode(raw.as_slice()).map_err(bad)?),
         "apps/deployments" => deployment(apps::Deployment::decode(raw.as_slice()).map_err(bad)?)?,
+        "/services" => service(core::Service::decode(raw.as_slice()).map_err(bad)?)?,
         _ => {
             return Err(ApiError::new(
                 415,
                 "UnsupportedMediaType",
                 "the logbook sandbox takes protobuf bodies only for Namespaces, ConfigMaps, \
-                 Secrets and Deployments; send this one as JSON or YAML (for example `kubectl create ... \
-                 --dry-run=client -o yaml | kubectl apply -f -`), with \"application/json\" \
-                 as its content type",
+                 Secrets, Deployments and Services; send this one as JSON or YAML (for \
+                 example `kubectl create ... --dry-run=client -o yaml | kubectl apply -f -`), \
+                 with \"application/json\" as its content type",
             ));
         }
     };
@@ -583,6 +582,99 @@ fn deployment(d: apps::Deployment) -> Result<Value, ApiError> {
     Ok(Value::Object(o))
 }
 
+fn service(sv: core::Service) -> Result<Value, ApiError> {
+    let mut o = Map::new();
+    o.insert("metadata".into(), object_meta(sv.metadata));
+    // `status` is the server's, as for Deployments.
+    let Some(mut p) = sv.spec else {
+        return Ok(Value::Object(o));
+    };
+    let mut s = Map::new();
+    let ports: Vec<Value> = std::mem::take(&mut p.ports)
+        .into_iter()
+        .map(|port| {
+            let mut x = Map::new();
+            put(&mut x, "name", json!(port.name));
+            put(&mut x, "protocol", json!(port.protocol));
+            put(&mut x, "appProtocol", json!(port.app_protocol));
+            opt(&mut x, "port", port.port);
+            put(&mut x, "targetPort", int_or_string(port.target_port));
+            if let Some(n) = port.node_port.filter(|n| *n != 0) {
+                x.insert("nodePort".into(), json!(n));
+            }
+            Value::Object(x)
+        })
+        .collect();
+    put(&mut s, "ports", json!(ports));
+    put(
+        &mut s,
+        "selector",
+        string_map(std::mem::take(&mut p.selector)),
+    );
+    put(&mut s, "clusterIP", json!(p.cluster_ip.take()));
+    put(
+        &mut s,
+        "clusterIPs",
+        json!(std::mem::take(&mut p.cluster_ips)),
+    );
+    put(&mut s, "type", json!(p.r#type.take()));
+    put(
+        &mut s,
+        "externalIPs",
+        json!(std::mem::take(&mut p.external_ips)),
+    );
+    put(&mut s, "sessionAffinity", json!(p.session_affinity.take()));
+    put(&mut s, "loadBalancerIP", json!(p.load_balancer_ip.take()));
+    put(
+        &mut s,
+        "loadBalancerSourceRanges",
+        json!(std::mem::take(&mut p.load_balancer_source_ranges)),
+    );
+    put(&mut s, "externalName", json!(p.external_name.take()));
+    put(
+        &mut s,
+        "externalTrafficPolicy",
+        json!(p.external_traffic_policy.take()),
+    );
+    if let Some(n) = p.health_check_node_port.take().filter(|n| *n != 0) {
+        s.insert("healthCheckNodePort".into(), json!(n));
+    }
+    flag(
+        &mut s,
+        "publishNotReadyAddresses",
+        p.publish_not_ready_addresses.take(),
+    );
+    put(
+        &mut s,
+        "ipFamilies",
+        json!(std::mem::take(&mut p.ip_families)),
+    );
+    put(&mut s, "ipFamilyPolicy", json!(p.ip_family_policy.take()));
+    opt(
+        &mut s,
+        "allocateLoadBalancerNodePorts",
+        p.allocate_load_balancer_node_ports.take(),
+    );
+    put(
+        &mut s,
+        "loadBalancerClass",
+        json!(p.load_balancer_class.take()),
+    );
+    put(
+        &mut s,
+        "internalTrafficPolicy",
+        json!(p.internal_traffic_policy.take()),
+    );
+    put(
+        &mut s,
+        "trafficDistribution",
+        json!(p.traffic_distribution.take()),
+    );
+    nothing_else(&p, "a Service's spec")?;
+    o.insert("spec".into(), Value::Object(s));
+    Ok(Value::Object(o))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -654,8 +746,11 @@ mod tests {
             decode("/namespaces", &garbage).map_err(|e| e.code),
             Err(400)
         );
-        let s = envelope("v1", "Service", Vec::new());
-        assert_eq!(decode("/services", &s).map_err(|e| e.code), Err(415));
+        let l = envelope("coordination.k8s.io/v1", "Lease", Vec::new());
+        assert_eq!(
+            decode("coordination.k8s.io/leases", &l).map_err(|e| e.code),
+            Err(415)
+        );
     }
 
     #[test]

@@ -476,8 +476,8 @@ async fn kubectl_applies_lists_and_explains() {
 }
 
 /// kubectl's imperative commands send built-in kinds as protobuf: Namespaces, ConfigMaps,
-/// Secrets and Deployments are decoded and answered in JSON; another kind gets a 415 that says
-/// to send JSON.
+/// Secrets, Deployments and Services are decoded and answered in JSON; another kind gets a 415
+/// that says to send JSON.
 #[tokio::test]
 async fn kubectl_imperative_commands_send_protobuf() {
     bounded(async {
@@ -584,9 +584,9 @@ async fn kubectl_imperative_commands_send_protobuf() {
         let out = k.ok(&["get", "deployment", "web", "-n", "shop"]).await;
         assert!(out.contains("web"), "{out}");
 
-        // A kind whose protobuf the sandbox does not convert: a clear 415, nothing created.
+        // A Service, as `kubectl create service` builds it.
         let out = k
-            .run(&[
+            .ok(&[
                 "create",
                 "service",
                 "clusterip",
@@ -594,6 +594,36 @@ async fn kubectl_imperative_commands_send_protobuf() {
                 "-n",
                 "shop",
                 "--tcp=80:8080",
+            ])
+            .await;
+        assert!(out.contains("service/web created"), "{out}");
+        use k8s_openapi::api::core::v1::Service;
+        use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+        let svc = Api::<Service>::namespaced(client.clone(), "shop")
+            .get("web")
+            .await
+            .expect("the Service");
+        let spec = svc.spec.expect("a spec");
+        let port = &spec.ports.expect("ports")[0];
+        assert_eq!(
+            (port.port, port.target_port.clone()),
+            (80, Some(IntOrString::Int(8080)))
+        );
+        assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+        assert!(
+            spec.cluster_ip.is_some_and(|ip| !ip.is_empty()),
+            "the server allocates one"
+        );
+
+        // A kind whose protobuf the sandbox does not convert: a clear 415, nothing created.
+        let out = k
+            .run(&[
+                "create",
+                "ingress",
+                "web",
+                "-n",
+                "shop",
+                "--rule=web.example.com/=web:80",
             ])
             .await;
         assert!(
