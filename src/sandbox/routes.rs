@@ -289,6 +289,10 @@ async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
             let v = discovery::resources(&reg, g, v).ok_or_else(ApiError::no_such_path)?;
             return Ok(json_response(200, "application/json", &v));
         }
+        ["openapi", "v2"] if get => {
+            let (content_type, body) = openapi::v2(&accept);
+            return Ok(respond(200, content_type, Bytes::from(body)));
+        }
         ["openapi", "v3"] if get => {
             let v = openapi::index(&app.store.registry(), app.store.resource_version());
             return Ok(json_response(200, "application/json", &v));
@@ -396,7 +400,7 @@ async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         Verb::Create | Verb::Update => {
             let format = verbs::body_format((!ct.is_empty()).then_some(ct.as_str()))?;
             let bytes = read_body(&app, &parts, body).await?;
-            let obj = verbs::decode(&bytes, format)?;
+            let obj = verbs::decode_for(&target.rtype.id(), &bytes, format)?;
             if verb == Verb::Create {
                 verbs::create(store, &target, &params, obj)?
             } else {
@@ -428,7 +432,13 @@ async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
             }
         }
     };
-    Ok(respond(reply.code, reply.content_type, reply.body))
+    let mut response = respond(reply.code, reply.content_type, reply.body);
+    for w in &reply.warnings {
+        if let Ok(v) = HeaderValue::from_str(&super::fields::warning_header(w)) {
+            response.headers_mut().append(http::header::WARNING, v);
+        }
+    }
+    Ok(response)
 }
 
 #[cfg(test)]
@@ -453,6 +463,9 @@ mod tests {
         ));
         assert!(acceptable("*/*"));
         assert!(!acceptable("application/vnd.kubernetes.protobuf"));
+        assert!(acceptable(
+            "application/vnd.kubernetes.protobuf,application/json"
+        ));
         assert!(!acceptable("text/html"));
     }
 }

@@ -9,8 +9,10 @@ use serde_json::{Map, Value, json};
 type Causes = Vec<(String, String)>;
 
 /// Default, prune and validate `obj` against a CRD version's schema (everything but
-/// `apiVersion`, `kind` and `metadata`). Returns the field errors, empty if it is valid.
-pub fn admit(schema: &Value, obj: &mut Value, _has_status: bool) -> Causes {
+/// `apiVersion`, `kind` and `metadata`). Returns the field errors, empty if it is valid; the
+/// paths of the fields it pruned (not declared in the schema: `spec.foo`, `spec.env[0].x`)
+/// are added to `unknown`, in the object's key order.
+pub fn admit(schema: &Value, obj: &mut Value, unknown: &mut Vec<String>) -> Causes {
     let mut causes = Vec::new();
     let Some(props) = schema.get("properties").and_then(|p| p.as_object()) else {
         return causes;
@@ -27,11 +29,12 @@ pub fn admit(schema: &Value, obj: &mut Value, _has_status: bool) -> Causes {
         match props.get(&k) {
             Some(s) => {
                 if let Some(v) = map.get_mut(&k) {
-                    walk(s, v, &k, &mut causes);
+                    walk(s, v, &k, &mut causes, unknown);
                 }
             }
             None if !preserve => {
                 map.remove(&k);
+                unknown.push(k);
             }
             None => {}
         }
@@ -42,7 +45,7 @@ pub fn admit(schema: &Value, obj: &mut Value, _has_status: bool) -> Causes {
         }
         if let Some(d) = s.get("default") {
             let mut d = d.clone();
-            walk(s, &mut d, k, &mut causes);
+            walk(s, &mut d, k, &mut causes, &mut Vec::new());
             map.insert(k.clone(), d);
         }
     }
@@ -88,7 +91,7 @@ fn pattern_matches(pattern: &str, s: &str) -> bool {
     re.as_ref().is_none_or(|re| re.is_match(s))
 }
 
-fn walk(s: &Value, v: &mut Value, path: &str, causes: &mut Causes) {
+fn walk(s: &Value, v: &mut Value, path: &str, causes: &mut Causes, unknown: &mut Vec<String>) {
     if v.is_null() {
         if s.get("nullable").and_then(|n| n.as_bool()) != Some(true) {
             causes.push((
@@ -214,7 +217,7 @@ fn walk(s: &Value, v: &mut Value, path: &str, causes: &mut Causes) {
             }
             if let Some(is) = s.get("items") {
                 for (i, item) in items.iter_mut().enumerate() {
-                    walk(is, item, &format!("{path}[{i}]"), causes);
+                    walk(is, item, &format!("{path}[{i}]"), causes, unknown);
                 }
             }
             if s.get("x-kubernetes-list-type").and_then(|t| t.as_str()) == Some("map") {
@@ -239,12 +242,18 @@ fn walk(s: &Value, v: &mut Value, path: &str, causes: &mut Causes) {
                 }
             }
         }
-        Value::Object(map) => object(s, map, path, causes),
+        Value::Object(map) => object(s, map, path, causes, unknown),
         _ => {}
     }
 }
 
-fn object(s: &Value, map: &mut Map<String, Value>, path: &str, causes: &mut Causes) {
+fn object(
+    s: &Value,
+    map: &mut Map<String, Value>,
+    path: &str,
+    causes: &mut Causes,
+    unknown: &mut Vec<String>,
+) {
     let props = s.get("properties").and_then(|p| p.as_object());
     let additional = s.get("additionalProperties");
     let keys: Vec<String> = map.keys().cloned().collect();
@@ -256,12 +265,13 @@ fn object(s: &Value, map: &mut Map<String, Value>, path: &str, causes: &mut Caus
         match sub {
             Some(sub) => {
                 if let Some(v) = map.get_mut(&k) {
-                    walk(sub, v, &child, causes);
+                    walk(sub, v, &child, causes, unknown);
                 }
             }
             None if preserves(s) || additional.and_then(|a| a.as_bool()) == Some(true) => {}
             None => {
                 map.remove(&k);
+                unknown.push(child);
             }
         }
     }
@@ -271,7 +281,7 @@ fn object(s: &Value, map: &mut Map<String, Value>, path: &str, causes: &mut Caus
                 && let Some(d) = sub.get("default")
             {
                 let mut d = d.clone();
-                walk(sub, &mut d, &format!("{path}.{k}"), causes);
+                walk(sub, &mut d, &format!("{path}.{k}"), causes, &mut Vec::new());
                 map.insert(k.clone(), d);
             }
         }
@@ -321,14 +331,16 @@ mod tests {
     fn defaults_prunes_and_validates() {
         let mut o = json!({"apiVersion":"x/v1","kind":"K","metadata":{"name":"a"},
             "spec":{"image":"i","bogus":1,"env":[{"name":"A","extra":true}]},"status":{"free":1}});
-        assert!(admit(&schema(), &mut o, true).is_empty());
+        let mut unknown = Vec::new();
+        assert!(admit(&schema(), &mut o, &mut unknown).is_empty());
+        assert_eq!(unknown, ["spec.bogus", "spec.env[0].extra"]);
         assert_eq!(o["spec"]["replicas"], json!(1));
         assert!(o["spec"].get("bogus").is_none());
         assert!(o["spec"]["env"][0].get("extra").is_none());
         assert_eq!(o["status"]["free"], json!(1));
 
         let mut bad = json!({"spec":{"replicas":"x","host":"Bad_Host"}});
-        let causes = admit(&schema(), &mut bad, true);
+        let causes = admit(&schema(), &mut bad, &mut Vec::new());
         let fields: Vec<&str> = causes.iter().map(|(f, _)| f.as_str()).collect();
         assert_eq!(fields, vec!["spec.host", "spec.replicas", "spec.image"]);
     }

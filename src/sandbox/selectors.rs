@@ -135,14 +135,16 @@ impl LabelSelector {
     }
 }
 
-/// A parsed field selector; only `metadata.name` and `metadata.namespace` are supported,
-/// with `=`, `==` and `!=`.
+/// A parsed field selector: `metadata.name`, `metadata.namespace` and the labels a resource
+/// adds (Events: `involvedObject.name`, `reason`, ...), with `=`, `==` and `!=`. Each
+/// requirement holds the JSON pointer of its value in the stored object.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FieldSelector(Vec<(String, bool, String)>);
 
 impl FieldSelector {
-    /// Parse the `fieldSelector` query parameter.
-    pub fn parse(s: &str) -> Result<FieldSelector, String> {
+    /// Parse the `fieldSelector` query parameter; `extra` are the resource's own labels and
+    /// where their values are (see [`super::convert::field_labels`]).
+    pub fn parse(s: &str, extra: &[(&str, &str)]) -> Result<FieldSelector, String> {
         let mut reqs = Vec::new();
         if s.trim().is_empty() {
             return Ok(FieldSelector(reqs));
@@ -159,21 +161,24 @@ impl FieldSelector {
                 return Err(format!("invalid selector: '{s}'; can't understand '{p}'"));
             };
             let field = field.trim();
-            if field != "metadata.name" && field != "metadata.namespace" {
-                return Err(format!("field label not supported: {field}"));
-            }
-            reqs.push((field.to_string(), eq, value.trim().to_string()));
+            let pointer = match field {
+                "metadata.name" => "/metadata/name",
+                "metadata.namespace" => "/metadata/namespace",
+                _ => extra
+                    .iter()
+                    .find(|(label, _)| *label == field)
+                    .map(|(_, pointer)| *pointer)
+                    .ok_or_else(|| format!("field label not supported: {field}"))?,
+            };
+            reqs.push((pointer.to_string(), eq, value.trim().to_string()));
         }
         Ok(FieldSelector(reqs))
     }
 
-    /// Whether an object satisfies the selector.
+    /// Whether an object satisfies the selector (an absent field is the empty string).
     pub fn matches(&self, obj: &Value) -> bool {
-        self.0.iter().all(|(f, eq, v)| {
-            let actual = match f.as_str() {
-                "metadata.name" => meta::name(obj),
-                _ => meta::namespace(obj),
-            };
+        self.0.iter().all(|(pointer, eq, v)| {
+            let actual = obj.pointer(pointer).and_then(Value::as_str).unwrap_or("");
             (actual == v) == *eq
         })
     }
@@ -215,15 +220,23 @@ mod tests {
     fn field_selectors_only_name_and_namespace() {
         let o = obj(json!({}));
         assert!(
-            FieldSelector::parse("metadata.name=a")
+            FieldSelector::parse("metadata.name=a", &[])
                 .map(|s| s.matches(&o))
                 .unwrap_or(false)
         );
         assert!(
-            FieldSelector::parse("metadata.namespace!=ns")
+            FieldSelector::parse("metadata.namespace!=ns", &[])
                 .map(|s| !s.matches(&o))
                 .unwrap_or(false)
         );
-        assert!(FieldSelector::parse("spec.x=1").is_err());
+        assert!(FieldSelector::parse("spec.x=1", &[]).is_err());
+        let extra = [("reason", "/reason")];
+        let e = json!({"metadata": {"name": "a"}, "reason": "Created"});
+        assert!(
+            FieldSelector::parse("reason=Created,metadata.name=a", &extra)
+                .map(|s| s.matches(&e))
+                .unwrap_or(false)
+        );
+        assert!(FieldSelector::parse("reason=Created", &[]).is_err());
     }
 }

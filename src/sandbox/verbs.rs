@@ -8,6 +8,8 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{Value, json};
 
+use super::convert;
+use super::fields::{self, FieldValidation};
 use super::gc;
 use super::meta;
 use super::patch::{self, PatchType};
@@ -67,6 +69,8 @@ pub struct Reply {
     pub body: Bytes,
     /// Content-Type of the body.
     pub content_type: &'static str,
+    /// Warnings for the client (`Warning: 299` headers), such as unknown fields dropped.
+    pub warnings: Vec<String>,
 }
 
 impl Reply {
@@ -75,7 +79,13 @@ impl Reply {
             code,
             body,
             content_type: "application/json",
+            warnings: Vec::new(),
         }
+    }
+
+    fn warning(mut self, warnings: Vec<String>) -> Reply {
+        self.warnings = warnings;
+        self
     }
 }
 
@@ -88,24 +98,48 @@ pub enum BodyFormat {
     Yaml,
     /// YAML, without trying JSON first.
     YamlOnly,
+    /// Kubernetes protobuf (`k8s\0` + `runtime.Unknown`); see [`super::protobuf`].
+    Protobuf,
 }
 
 /// The media types a POST or PUT body may have.
-pub const BODY_TYPES: [&str; 2] = ["application/json", "application/yaml"];
+pub const BODY_TYPES: [&str; 3] = [
+    "application/json",
+    "application/yaml",
+    "application/vnd.kubernetes.protobuf",
+];
 
-/// The body format for a Content-Type of POST or PUT, or 415.
+/// The body format for a Content-Type of POST or PUT, or 415. No Content-Type (or an empty
+/// one) is JSON, as the real API server takes it (its first supported media type); the
+/// official Python client sends none on create.
 pub fn body_format(ct: Option<&str>) -> Result<BodyFormat, ApiError> {
     let raw = ct.unwrap_or("");
     match patch::media_type(raw).as_str() {
-        "application/json" => Ok(BodyFormat::Json),
+        "" | "application/json" => Ok(BodyFormat::Json),
         "application/yaml" | "application/x-yaml" | "text/yaml" => Ok(BodyFormat::Yaml),
+        "application/vnd.kubernetes.protobuf" => Ok(BodyFormat::Protobuf),
         _ => Err(ApiError::unsupported_media_type(raw, &BODY_TYPES)),
     }
 }
 
-/// Decode a request body into one JSON object, or 400.
+/// Decode a request body of a resource (`id`: `group/plural`) into one JSON object, or 400.
+pub fn decode_for(id: &str, body: &[u8], format: BodyFormat) -> Result<Value, ApiError> {
+    match format {
+        BodyFormat::Protobuf => super::protobuf::decode(id, body),
+        _ => decode(body, format),
+    }
+}
+
+/// Decode a JSON or YAML request body into one JSON object, or 400 (415 for protobuf, which
+/// only [`decode_for`] knows the type of).
 pub fn decode(body: &[u8], format: BodyFormat) -> Result<Value, ApiError> {
     let v: Value = match format {
+        BodyFormat::Protobuf => {
+            return Err(ApiError::unsupported_media_type(
+                "application/vnd.kubernetes.protobuf",
+                &BODY_TYPES[..2],
+            ));
+        }
         BodyFormat::Json => serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!(
                 "the body of the request could not be decoded as JSON: {e}"
@@ -142,15 +176,28 @@ fn require_object(v: Value) -> Result<Value, ApiError> {
     }
 }
 
-/// The stored object as seen through `version` (`apiVersion` rewritten, no other conversion).
+/// The stored object as the target serves it: `apiVersion` rewritten, and converted when the
+/// resource is a view of another's objects (see [`convert`]).
 fn at_version(t: &Target, s: &Stored) -> Bytes {
     let want = t.api_version();
-    if s.obj.get("apiVersion").and_then(|v| v.as_str()) == Some(want.as_str()) {
+    if !convert::needs_conversion(&t.rtype, &want, &s.obj) {
         return s.json.clone();
     }
-    let mut o = (*s.obj).clone();
-    o["apiVersion"] = json!(want);
+    let o = convert::to_served(&t.rtype, &want, &s.obj);
     Bytes::from(serde_json::to_vec(&o).unwrap_or_default())
+}
+
+/// A stored object as the target serves it, as a value.
+fn served(t: &Target, obj: &Value) -> Value {
+    convert::to_served(&t.rtype, &t.api_version(), obj)
+}
+
+/// Objects for a table, as the target serves them.
+fn served_all(t: &Target, objs: Vec<Arc<Value>>) -> Vec<Arc<Value>> {
+    if convert::view(&t.rtype) == convert::View::Same {
+        return objs;
+    }
+    objs.iter().map(|o| Arc::new(served(t, o))).collect()
 }
 
 /// Whether the client asked for a `meta.k8s.io` Table (kubectl get).
@@ -167,7 +214,7 @@ pub fn get(store: &Store, t: &Target, accept: &str) -> Result<Reply, ApiError> {
         .get(&t.key(), &t.namespace, t.name())
         .ok_or_else(|| ApiError::not_found(t.group(), t.plural(), t.name()))?;
     if wants_table(accept) {
-        let v = table::table(&t.rtype, &t.version, &[s.obj], "", "");
+        let v = table::table(&t.rtype, &t.version, &served_all(t, vec![s.obj]), "", "");
         return Ok(table_reply(v));
     }
     Ok(Reply::json(200, at_version(t, &s)))
@@ -178,15 +225,19 @@ fn table_reply(v: Value) -> Reply {
         code: 200,
         body: Bytes::from(serde_json::to_vec(&v).unwrap_or_default()),
         content_type: "application/json;as=Table;v=v1;g=meta.k8s.io",
+        warnings: Vec::new(),
     }
 }
 
-/// Label and field selectors of a list or watch.
-pub fn selectors(p: &Params) -> Result<(LabelSelector, FieldSelector), ApiError> {
+/// Label and field selectors of a list or watch (matched against stored objects).
+pub fn selectors(t: &Target, p: &Params) -> Result<(LabelSelector, FieldSelector), ApiError> {
     let l = LabelSelector::parse(p.get("labelSelector").map(String::as_str).unwrap_or(""))
         .map_err(ApiError::bad_request)?;
-    let f = FieldSelector::parse(p.get("fieldSelector").map(String::as_str).unwrap_or(""))
-        .map_err(ApiError::bad_request)?;
+    let f = FieldSelector::parse(
+        p.get("fieldSelector").map(String::as_str).unwrap_or(""),
+        convert::field_labels(&t.rtype),
+    )
+    .map_err(ApiError::bad_request)?;
     Ok((l, f))
 }
 
@@ -215,7 +266,7 @@ fn decode_continue(s: &str) -> Result<ContinueToken, ApiError> {
 
 /// GET a collection.
 pub fn list(store: &Store, t: &Target, p: &Params, accept: &str) -> Result<Reply, ApiError> {
-    let (labels, fields) = selectors(p)?;
+    let (labels, fields) = selectors(t, p)?;
     let limit: usize = match p.get("limit").map(String::as_str) {
         None | Some("") => 0,
         Some(l) => l
@@ -235,7 +286,7 @@ pub fn list(store: &Store, t: &Target, p: &Params, accept: &str) -> Result<Reply
     let rv = cont.as_ref().map(|c| c.rv).unwrap_or(page.rv);
     let next = page.next.as_ref().map(|n| encode_continue(rv, n));
     if wants_table(accept) {
-        let objs: Vec<Arc<Value>> = page.items.iter().map(|s| s.obj.clone()).collect();
+        let objs = served_all(t, page.items.iter().map(|s| s.obj.clone()).collect());
         let v = table::table(
             &t.rtype,
             &t.version,
@@ -345,7 +396,7 @@ fn check_identity(t: &Target, obj: &mut Value, url_name: Option<&str>) -> Result
             .collect();
         name = format!("{generate}{suffix}");
     }
-    let bad = if t.rtype.key() == "/namespaces" || t.rtype.key() == "/services" {
+    let bad = if t.rtype.id() == "/namespaces" || t.rtype.id() == "/services" {
         meta::check_label(&name)
     } else {
         meta::check_subdomain(&name)
@@ -362,10 +413,37 @@ fn check_identity(t: &Target, obj: &mut Value, url_name: Option<&str>) -> Result
     Ok(name)
 }
 
+/// How a write treats unknown fields, from its `fieldValidation` parameter.
+fn field_validation(p: &Params, options: &str) -> Result<FieldValidation, ApiError> {
+    FieldValidation::parse(p.get("fieldValidation").map(String::as_str), options)
+}
+
 /// Defaults and derived fields the API server adds to built-in kinds, and the CRD schema's
-/// defaults and checks for custom resources.
-fn admit(t: &Target, obj: &mut Value, name: &str) -> Result<(), ApiError> {
-    match t.rtype.key().as_str() {
+/// defaults and checks for custom resources; unknown fields dropped and judged by `fv`
+/// (`apply`: the write is a server-side apply). Returns the warnings for the client.
+fn admit(
+    t: &Target,
+    obj: &mut Value,
+    name: &str,
+    fv: FieldValidation,
+    apply: bool,
+) -> Result<Vec<String>, ApiError> {
+    let mut unknown = if t.rtype.crd.is_some() {
+        fields::prune_metadata(obj)
+    } else {
+        fields::prune_builtin(&t.rtype.id(), obj)
+    };
+    let api_version = t.api_version();
+    let judge = |unknown: &[String]| {
+        fv.judge(
+            unknown,
+            &t.rtype.kind,
+            &t.version,
+            apply.then_some((t.namespace.as_str(), name, api_version.as_str())),
+        )
+    };
+    let mut warnings = judge(&unknown)?;
+    match t.rtype.id().as_str() {
         "/namespaces" => {
             obj["spec"] = json!({ "finalizers": ["kubernetes"] });
             if obj.pointer("/metadata/deletionTimestamp").is_none() {
@@ -408,7 +486,7 @@ fn admit(t: &Target, obj: &mut Value, name: &str) -> Result<(), ApiError> {
             }
         }
         "coordination.k8s.io/leases" | "/events" | "events.k8s.io/events" => {
-            let causes = match t.rtype.key().as_str() {
+            let causes = match t.rtype.id().as_str() {
                 "/events" => validation::core_event(obj),
                 "events.k8s.io/events" => validation::events_v1_event(obj),
                 _ => validation::lease(obj),
@@ -420,12 +498,23 @@ fn admit(t: &Target, obj: &mut Value, name: &str) -> Result<(), ApiError> {
         _ => {}
     }
     if let Some(s) = t.rtype.version(&t.version).and_then(|v| v.schema.as_ref()) {
-        let causes = schema::admit(s, obj, t.has_status());
+        let before = unknown.len();
+        let causes = schema::admit(s, obj, &mut unknown);
+        // Decoding comes first on the real server: a strict error wins over invalid values.
+        warnings.extend(judge(&unknown[before..])?);
         if !causes.is_empty() {
             return Err(ApiError::invalid(&t.rtype.kind, t.group(), name, causes));
         }
     }
-    Ok(())
+    Ok(warnings)
+}
+
+/// An admitted object of the target, as it is stored.
+fn stored(t: &Target, obj: Value) -> Value {
+    if convert::view(&t.rtype) == convert::View::Same {
+        return obj;
+    }
+    convert::to_stored(&t.rtype, &obj)
 }
 
 fn created_reply(t: &Target, w: &Written) -> Reply {
@@ -444,6 +533,7 @@ fn reject_dry_run(p: &Params) -> Result<(), ApiError> {
 /// POST to a collection.
 pub fn create(store: &Store, t: &Target, p: &Params, body: Value) -> Result<Reply, ApiError> {
     reject_dry_run(p)?;
+    let fv = field_validation(p, "CreateOptions")?;
     if t.status {
         return Err(ApiError::method_not_allowed("POST"));
     }
@@ -451,14 +541,15 @@ pub fn create(store: &Store, t: &Target, p: &Params, body: Value) -> Result<Repl
     check_type(t, &mut obj)?;
     let name = check_identity(t, &mut obj, None)?;
     if t.has_status()
-        && t.rtype.key() != "/namespaces"
+        && t.rtype.id() != "/namespaces"
         && let Some(o) = obj.as_object_mut()
     {
         o.remove("status");
     }
-    admit(t, &mut obj, &name)?;
+    let warnings = admit(t, &mut obj, &name, fv, false)?;
+    let obj = stored(t, obj);
     let w = store.write(&t.key(), &t.namespace, &name, move |_| Ok(Op::Create(obj)))?;
-    Ok(created_reply(t, &w))
+    Ok(created_reply(t, &w).warning(warnings))
 }
 
 /// Keep what the target may not change: `status` through the main resource, everything but
@@ -518,6 +609,9 @@ fn check_preconditions(t: &Target, current: &Value, new: &Value) -> Result<(), A
 /// PUT an object (or its status).
 pub fn update(store: &Store, t: &Target, p: &Params, body: Value) -> Result<Reply, ApiError> {
     reject_dry_run(p)?;
+    let fv = field_validation(p, "UpdateOptions")?;
+    let mut warnings = Vec::new();
+    let warned = &mut warnings;
     let mut obj = require_object(body)?;
     check_type(t, &mut obj)?;
     let name = check_identity(t, &mut obj, t.name.as_deref())?;
@@ -527,12 +621,13 @@ pub fn update(store: &Store, t: &Target, p: &Params, body: Value) -> Result<Repl
         let current = ctx
             .current
             .ok_or_else(|| ApiError::not_found(t2.group(), t2.plural(), t2.name()))?;
-        let mut new = restrict(&t2, &current.obj, obj);
-        check_preconditions(&t2, &current.obj, &new)?;
-        admit(&t2, &mut new, &n2)?;
-        Ok(Op::Replace(new))
+        let current = served(&t2, &current.obj);
+        let mut new = restrict(&t2, &current, obj);
+        check_preconditions(&t2, &current, &new)?;
+        *warned = admit(&t2, &mut new, &n2, fv, false)?;
+        Ok(Op::Replace(stored(&t2, new)))
     })?;
-    Ok(Reply::json(200, at_version(t, &w.stored)))
+    Ok(Reply::json(200, at_version(t, &w.stored)).warning(warnings))
 }
 
 /// PATCH an object (or its status) with any patch type, server-side apply included.
@@ -554,18 +649,21 @@ pub fn patch(
             ],
         ));
     }
+    let fv = field_validation(p, "PatchOptions")?;
     if ptype == PatchType::Apply {
-        return apply(store, t, p, body);
+        return apply(store, t, p, body, fv);
     }
     let patch_body = decode(body, BodyFormat::Json)?;
+    let mut warnings = Vec::new();
+    let warned = &mut warnings;
     let t2 = t.clone();
     let name = t.name().to_string();
     let w = store.write(&t.key(), &t.namespace, &name, move |ctx| {
         let current = ctx
             .current
             .ok_or_else(|| ApiError::not_found(t2.group(), t2.plural(), t2.name()))?;
-        let mut base = (*current.obj).clone();
-        base["apiVersion"] = json!(t2.api_version());
+        let current = served(&t2, &current.obj);
+        let base = current.clone();
         let patched = match ptype {
             PatchType::Json => patch::json_patch(&base, &patch_body)?,
             PatchType::Merge => patch::merge_patch(&base, &patch_body)?,
@@ -584,16 +682,22 @@ pub fn patch(
             ));
         }
         check_type(&t2, &mut patched)?;
-        let mut new = restrict(&t2, &current.obj, patched);
-        check_preconditions(&t2, &current.obj, &new)?;
-        admit(&t2, &mut new, t2.name())?;
-        Ok(Op::Replace(new))
+        let mut new = restrict(&t2, &current, patched);
+        check_preconditions(&t2, &current, &new)?;
+        *warned = admit(&t2, &mut new, t2.name(), fv, false)?;
+        Ok(Op::Replace(stored(&t2, new)))
     })?;
-    Ok(Reply::json(200, at_version(t, &w.stored)))
+    Ok(Reply::json(200, at_version(t, &w.stored)).warning(warnings))
 }
 
 /// Server-side apply: create or merge, per field manager (see [`patch::apply`]).
-fn apply(store: &Store, t: &Target, p: &Params, body: &[u8]) -> Result<Reply, ApiError> {
+fn apply(
+    store: &Store,
+    t: &Target,
+    p: &Params,
+    body: &[u8],
+    fv: FieldValidation,
+) -> Result<Reply, ApiError> {
     let manager = p.get("fieldManager").cloned().unwrap_or_default();
     if manager.is_empty() {
         return Err(ApiError::invalid(
@@ -633,6 +737,8 @@ fn apply(store: &Store, t: &Target, p: &Params, body: &[u8]) -> Result<Reply, Ap
     check_type(t, &mut applied)?;
     let name = check_identity(t, &mut applied, t.name.as_deref())?;
     let t2 = t.clone();
+    let mut warnings = Vec::new();
+    let warned = &mut warnings;
     let w = store.write(&t.key(), &t.namespace, &name, move |ctx| {
         let want_rv = meta::resource_version(&applied).to_string();
         let mut config = applied.clone();
@@ -654,29 +760,28 @@ fn apply(store: &Store, t: &Target, p: &Params, body: &[u8]) -> Result<Reply, Ap
                 {
                     o.remove("status");
                 }
-                admit(&t2, &mut obj, t2.name())?;
+                *warned = admit(&t2, &mut obj, t2.name(), fv, true)?;
                 ctx.applied.insert(manager, config);
-                Ok(Op::Create(obj))
+                Ok(Op::Create(stored(&t2, obj)))
             }
             Some(current) => {
                 if !want_rv.is_empty() && want_rv != meta::resource_version(&current.obj) {
                     return Err(ApiError::conflict(t2.group(), t2.plural(), t2.name()));
                 }
                 let previous = ctx.applied.get(&manager);
-                let mut base = (*current.obj).clone();
-                base["apiVersion"] = json!(t2.api_version());
-                let merged = patch::apply(&base, &config, previous);
-                let mut new = restrict(&t2, &current.obj, merged);
+                let current = served(&t2, &current.obj);
+                let merged = patch::apply(&current, &config, previous);
+                let mut new = restrict(&t2, &current, merged);
                 if let Some(m) = new.get_mut("metadata").and_then(|m| m.as_object_mut()) {
                     m.remove("resourceVersion");
                 }
-                admit(&t2, &mut new, t2.name())?;
+                *warned = admit(&t2, &mut new, t2.name(), fv, true)?;
                 ctx.applied.insert(manager, config);
-                Ok(Op::Replace(new))
+                Ok(Op::Replace(stored(&t2, new)))
             }
         }
     })?;
-    Ok(created_reply(t, &w))
+    Ok(created_reply(t, &w).warning(warnings))
 }
 
 /// The options of a delete, from the body (`DeleteOptions`) and the query.
@@ -811,7 +916,7 @@ pub fn delete_collection(
 ) -> Result<Reply, ApiError> {
     reject_dry_run(p)?;
     let opts = delete_options(p, body)?;
-    let (labels, fields) = selectors(p)?;
+    let (labels, fields) = selectors(t, p)?;
     let ns = (!t.namespace.is_empty()).then_some(t.namespace.as_str());
     let page = store.list(&t.key(), ns, None, 0, &|o| {
         labels.matches(o) && fields.matches(o)
@@ -830,7 +935,7 @@ pub fn delete_collection(
         "apiVersion": t.api_version(),
         "kind": t.rtype.list_kind,
         "metadata": { "resourceVersion": store.resource_version().to_string() },
-        "items": items.iter().map(|o| (**o).clone()).collect::<Vec<_>>(),
+        "items": items.iter().map(|o| served(t, o)).collect::<Vec<_>>(),
     });
     Ok(Reply::json(
         200,

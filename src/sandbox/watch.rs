@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::Instant;
 
+use super::convert;
 use super::faults::Faults;
 use super::meta;
 use super::selectors::{FieldSelector, LabelSelector};
@@ -74,11 +75,11 @@ impl State {
     }
 
     fn object_bytes(&self, obj: &Value, json: &Bytes) -> Bytes {
-        if obj.get("apiVersion").and_then(|v| v.as_str()) == Some(self.api_version.as_str()) {
+        let rtype = &self.target.rtype;
+        if !convert::needs_conversion(rtype, &self.api_version, obj) {
             return json.clone();
         }
-        let mut o = obj.clone();
-        o["apiVersion"] = json!(self.api_version);
+        let o = convert::to_served(rtype, &self.api_version, obj);
         Bytes::from(serde_json::to_vec(&o).unwrap_or_default())
     }
 
@@ -152,7 +153,7 @@ pub fn start(
     p: &Params,
     bookmark_every: Duration,
 ) -> Result<impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static, ApiError> {
-    let (labels, fields) = selectors(p)?;
+    let (labels, fields) = selectors(&target, p)?;
     let timeout = match p.get("timeoutSeconds").map(String::as_str) {
         None | Some("") => Duration::from_secs(1800),
         Some(s) => Duration::from_secs(

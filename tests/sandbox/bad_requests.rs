@@ -107,8 +107,11 @@ async fn bad_requests_get_the_real_servers_answers() {
         expect_status(addr, request("POST", CMS, json, &[0xff, 0xfe, 0x00]), 400, "BadRequest").await;
         // Content types.
         expect_status(addr, request("POST", CMS, Some("text/plain"), cm), 415, "UnsupportedMediaType").await;
-        expect_status(addr, request("POST", CMS, None, cm), 415, "UnsupportedMediaType").await;
-        expect_status(addr, request("POST", CMS, Some("application/vnd.kubernetes.protobuf"), cm), 415, "UnsupportedMediaType").await;
+        // No Content-Type is JSON, as on the real server: bad JSON is a 400, not a 415.
+        expect_status(addr, request("POST", CMS, None, b"{\"apiVersion\": "), 400, "BadRequest").await;
+        // Protobuf that is not protobuf (no `k8s\0` prefix, a broken envelope) is a 400.
+        expect_status(addr, request("POST", CMS, Some("application/vnd.kubernetes.protobuf"), cm), 400, "BadRequest").await;
+        expect_status(addr, request("POST", CMS, Some("application/vnd.kubernetes.protobuf"), b"k8s\0\x0a\xff"), 400, "BadRequest").await;
         // Unknown resources and paths.
         expect_status(addr, request("GET", "/apis/nope.example.com/v1/things", None, b""), 404, "NotFound").await;
         expect_status(addr, request("GET", "/api/v1/namespaces/default/widgets", None, b""), 404, "NotFound").await;

@@ -12,7 +12,7 @@ use logbook::model::Application;
 use serde_json::json;
 use support::{bounded, start};
 
-fn find_kubectl() -> PathBuf {
+pub(crate) fn find_kubectl() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|d| d.join("kubectl"))
@@ -22,20 +22,33 @@ fn find_kubectl() -> PathBuf {
         })
 }
 
-struct Kubectl {
-    bin: PathBuf,
-    kubeconfig: PathBuf,
-    home: tempfile::TempDir,
+pub(crate) struct Kubectl {
+    pub(crate) bin: PathBuf,
+    pub(crate) kubeconfig: PathBuf,
+    pub(crate) home: tempfile::TempDir,
 }
 
-struct Output {
-    ok: bool,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Output {
+    pub(crate) ok: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Kubectl {
-    async fn run(&self, args: &[&str]) -> Output {
+    /// kubectl for this sandbox, with a home and cache of its own.
+    pub(crate) fn for_sandbox(sandbox: &logbook::sandbox::Sandbox) -> Kubectl {
+        let bin = find_kubectl();
+        let home = tempfile::tempdir().expect("temp dir");
+        let kubeconfig = home.path().join("kubeconfig");
+        sandbox.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+        Kubectl {
+            bin,
+            kubeconfig,
+            home,
+        }
+    }
+
+    pub(crate) async fn run(&self, args: &[&str]) -> Output {
         let mut cmd = tokio::process::Command::new(&self.bin);
         cmd.arg("--kubeconfig")
             .arg(&self.kubeconfig)
@@ -57,7 +70,7 @@ impl Kubectl {
         }
     }
 
-    async fn ok(&self, args: &[&str]) -> String {
+    pub(crate) async fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args).await;
         assert!(
             out.ok,
@@ -68,7 +81,7 @@ impl Kubectl {
     }
 }
 
-fn repo_file(rel: &str) -> String {
+pub(crate) fn repo_file(rel: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join(rel)
         .display()

@@ -1,11 +1,12 @@
 //! The sandbox's integration tests, one binary: verbs, watches, bad requests, injected faults,
-//! `kubectl` against it, `logbook sandbox` as a process, and its hardening (bounded history,
-//! timeouts, foreign hosts and origins refused).
+//! `kubectl` against it, `logbook sandbox` as a process, its hardening (bounded history,
+//! timeouts, foreign hosts and origins refused) and its protocol fidelity to the real clients.
 
 mod bad_requests;
 mod cli;
 mod faults;
 mod hardening;
 mod kubectl;
+mod protocol;
 mod verbs;
 mod watch;
