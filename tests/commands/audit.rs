@@ -327,7 +327,7 @@ fn upsert(key: &ObjKey, o: &Observed, app: Option<&str>, at: DateTime<Utc>) -> N
         api_version: o.api_version.clone(),
         uid: o.uid.clone(),
         resource_version: o.resource_version.clone(),
-        object: Some(Json::from_value(&o.object)),
+        object: Some(o.text().clone()),
         synthesized: false,
     };
     NewEntry::event(entry_uuid(at, "event", content.as_bytes()), at, ev, app)
@@ -350,13 +350,13 @@ fn delete(key: &ObjKey, uid: &str, rv: &str, at: DateTime<Utc>) -> NewEntry {
 /// A later observation of the web Deployment (for follow tests).
 fn web_deployment_event(rv: u64, at: DateTime<Utc>) -> NewEntry {
     let key = ObjKey::new("Deployment", "shop", "web");
-    let o = Observed {
-        api_version: "apps/v1".into(),
-        uid: "uid-Deployment/shop/web".into(),
-        resource_version: rv.to_string(),
-        object: json!({"apiVersion": "apps/v1", "kind": "Deployment",
+    let o = Observed::with_identity(
+        "apps/v1",
+        "uid-Deployment/shop/web",
+        &rv.to_string(),
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "web", "namespace": "shop", "resourceVersion": rv.to_string()}}),
-    };
+    );
     upsert(&key, &o, Some("shop/web"), at)
 }
 

@@ -40,7 +40,7 @@ fn converge(mut world: World, rounds: usize) -> World {
 fn status_of(world: &World, ns: &str, name: &str) -> Value {
     world
         .object(&ObjKey::new("Application", ns, name))
-        .map(|o| o.object["status"].clone())
+        .map(|o| o.object()["status"].clone())
         .unwrap_or(Value::Null)
 }
 
@@ -148,7 +148,10 @@ fn the_older_application_keeps_a_contested_host() {
     let ingress = world
         .object(&ObjKey::new("Ingress", "b", SHARED_INGRESS))
         .unwrap();
-    assert_eq!(ingress.object["spec"]["rules"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        ingress.object()["spec"]["rules"].as_array().unwrap().len(),
+        1
+    );
     assert!(
         world
             .object(&ObjKey::new("Ingress", "a", SHARED_INGRESS))
