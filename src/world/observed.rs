@@ -637,15 +637,17 @@ mod tests {
     use crate::model::INSTANCE_LABEL;
     use serde_json::json;
 
-    /// What the old tree-reading accessors gave, to compare the lean ones with.
-    fn by_tree(
-        o: &Value,
-    ) -> (
+    /// The instance label, the fencing token, the status token, and generation, observed
+    /// generation and ready replicas.
+    type Read = (
         Option<String>,
         Option<(u64, Option<String>)>,
         Option<(u64, Option<String>)>,
         [Option<i64>; 3],
-    ) {
+    );
+
+    /// What the old tree-reading accessors gave, to compare the lean ones with.
+    fn by_tree(o: &Value) -> Read {
         let label = o
             .pointer("/metadata/labels")
             .and_then(|l| l.get(INSTANCE_LABEL))
@@ -684,14 +686,7 @@ mod tests {
         )
     }
 
-    fn lean(
-        o: &Observed,
-    ) -> (
-        Option<String>,
-        Option<(u64, Option<String>)>,
-        Option<(u64, Option<String>)>,
-        [Option<i64>; 3],
-    ) {
+    fn lean(o: &Observed) -> Read {
         (
             o.label(INSTANCE_LABEL).map(str::to_string),
             o.fencing_token().map(|(s, id)| (s, id.map(str::to_string))),

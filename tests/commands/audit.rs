@@ -11,8 +11,8 @@ use logbook::log::{Log, LogReader};
 use logbook::model::Application;
 use logbook::reconcile::{Planner, PlannerConfig};
 use logbook::record::{
-    Action, Body, Change, Entry, EntryKind, Json, Keys, MarkerKind, NewEntry, ObjKey,
-    ObservedEvent, OutcomeRecord, OutcomeResult, PlanRecord, Verb, entry_uuid,
+    Action, Body, Change, Entry, EntryKind, Keys, MarkerKind, NewEntry, ObjKey, ObservedEvent,
+    OutcomeRecord, OutcomeResult, PlanRecord, Verb, entry_uuid,
 };
 use logbook::world::{Fold, Observed};
 use logbook_testkit::{AppTest, apply_merge, server_defaults};
@@ -402,7 +402,7 @@ fn history() -> History {
     let (_, app1) = Application::test("shop", "web")
         .resource_version("1")
         .observed();
-    let app_rv1 = b.observe(app1.object, Some("shop/web"), t0 + minutes(1));
+    let app_rv1 = b.observe(app1.object().clone(), Some("shop/web"), t0 + minutes(1));
     let (plan1, actions) = b.plan(t0 + minutes(2));
     let create_dep = find(&actions, Verb::Create, "Deployment");
     let create_svc = find(&actions, Verb::Create, "Service");
@@ -429,7 +429,7 @@ fn history() -> History {
         .resource_version("2")
         .generation(2)
         .observed();
-    let app_rv2 = b.observe(app2.object, Some("shop/web"), t1);
+    let app_rv2 = b.observe(app2.object().clone(), Some("shop/web"), t1);
     let (plan2, actions) = b.plan(t1 + minutes(1));
     let apply_dep = find(&actions, Verb::Apply, "Deployment");
     let dep_applied2 = b.outcome(
