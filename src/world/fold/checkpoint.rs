@@ -13,7 +13,8 @@
 //! Everything the fold holds that a later entry's folding or a plan reads, in key order:
 //! the last seq folded; "now" (the last entry's time, as the world keeps it); the answer
 //! deadline and the planner settings of the last Config marker; every observed object (key,
-//! apiVersion, uid, resourceVersion, the object as canonical JSON text); the pending actions
+//! apiVersion, uid, resourceVersion, the object as canonical JSON text, which is the text the
+//! event recorded, written as it is: logbook records objects canonically); the pending actions
 //! (as recorded, by target); `issued` (per target, the plan seq and id of the newest action the
 //! log issued); the pending action ids with their targets; the applied actions awaiting their
 //! observation (target, id, the resourceVersion the executor reported); the answer deadlines
