@@ -75,7 +75,7 @@ fn bench_planner(c: &mut Criterion) {
         let mut obj = drifted
             .object(&key)
             .expect("deployment exists")
-            .object
+            .object()
             .clone();
         obj["spec"]["template"]["spec"]["containers"][0]["image"] = json!("hand:edit");
         let (k, o) = Observed::from_value(obj).expect("valid");

@@ -258,7 +258,7 @@ fn a_checkpoint_that_does_not_hold_the_fold_is_a_divergence_at_its_seq() {
         .world()
         .object(&web)
         .expect("observed")
-        .object
+        .object()
         .clone();
     object["spec"]["replicas"] = serde_json::json!(9);
     forged.apply(

@@ -13,8 +13,8 @@ use crate::log::{Filter, Log};
 use crate::model::INSTANCE_LABEL;
 use crate::reconcile::{Planner, PlannerConfig};
 use crate::record::{
-    Action, Appended, Body, Change, Deltas, EntryKind, Json, Keys, MarkerKind, MarkerRecord,
-    NewEntry, ObjKey, ObservedEvent, PlanRecord, entry_uuid,
+    Action, Appended, Body, Change, Deltas, EntryKind, Keys, MarkerKind, MarkerRecord, NewEntry,
+    ObjKey, ObservedEvent, PlanRecord, entry_uuid,
 };
 use crate::world::{
     ANSWER_DEADLINE_KEY, APPLICATION, CheckpointDetail, DEFAULT_ANSWER_DEADLINE_MS, Fold, Observed,
@@ -753,7 +753,7 @@ impl Core {
         }
         local.insert(key.clone(), Some(version));
         let app = app_of(&key, &o);
-        let json = Json::from_value(&o.object);
+        let json = o.text().clone();
         let content = format!("upsert\0{key}\0{}\0{}", o.uid, o.resource_version);
         let event = ObservedEvent {
             change: Change::Upsert,

@@ -128,7 +128,7 @@ impl Recorder {
         let image = match (a.verb, &object) {
             (Verb::Apply, Some(new)) if a.target.kind == "Deployment" => world
                 .object(&a.target)
-                .and_then(|old| image_change(&old.object, new)),
+                .and_then(|old| image_change(old.object(), new)),
             _ => None,
         };
         let rejected = match (a.verb, &object) {

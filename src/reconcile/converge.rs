@@ -55,7 +55,7 @@ pub(super) fn converge(
         Some(p) if matches!(p.verb, Verb::Create | Verb::Apply) => {
             match p.object.as_ref().map(|o| covers(o, desired)) {
                 Some(Ok(())) => {
-                    return observed.is_some_and(|o| covers(&o.object, desired).is_ok());
+                    return observed.is_some_and(|o| covers(o.object(), desired).is_ok());
                 }
                 Some(Err(path)) => {
                     basis.insert(PENDING.to_string(), p.id.clone());
@@ -77,7 +77,7 @@ pub(super) fn converge(
         }
         _ => match observed {
             None => (Verb::Create, "missing".to_string()),
-            Some(o) => match covers(&o.object, desired) {
+            Some(o) => match covers(o.object(), desired) {
                 Ok(()) => return true,
                 Err(path) => (Verb::Apply, format!("drift at {path}")),
             },

@@ -105,7 +105,7 @@ pub fn state_document(world_at: &WorldAt, namespace: Option<&str>) -> Value {
         if !wanted(&key.namespace) {
             continue;
         }
-        let mut object = observed.object.clone();
+        let mut object = observed.object().clone();
         if let Some(p) = world.pending(key) {
             annotate(&mut object, PENDING_ANNOTATION, &pending_text(p));
         }

@@ -108,7 +108,7 @@ pub fn timeline_from(
     };
     for key in seeded {
         if let Some(o) = world.object(&key) {
-            last_seen.insert(key, quiet(o.object.clone()));
+            last_seen.insert(key, quiet(o.object().clone()));
         }
     }
     let mut items = Vec::new();

@@ -22,8 +22,7 @@
 
 pub mod checkpoint;
 
-use super::{Observed, World};
-use crate::model::ACTION_ID_ANNOTATION;
+use super::{Observed, Unreadable, World};
 use crate::record::{
     Action, Body, Change, Json, MarkerKind, MarkerRecord, ObjKey, OutcomeRecord, OutcomeResult,
     Redrive, Verb,
@@ -210,15 +209,13 @@ impl Fold {
                         .filter(|o| o.uid == e.uid && o.resource_version == e.resource_version);
                     let observed = match prepared {
                         Some(o) => o,
-                        None => match json.parse() {
-                            Ok(v) => match Observed::from_value(v) {
-                                Ok((_, o)) => o,
-                                Err(err) => {
-                                    self.rejected.push((seq, format!("{}: {err}", e.key)));
-                                    return None;
-                                }
-                            },
-                            Err(err) => {
+                        None => match Observed::from_json(json) {
+                            Ok((_, o)) => o,
+                            Err(Unreadable::NoIdentity(err)) => {
+                                self.rejected.push((seq, format!("{}: {err}", e.key)));
+                                return None;
+                            }
+                            Err(Unreadable::NotJson(err)) => {
                                 self.rejected
                                     .push((seq, format!("{}: object is not JSON: {err}", e.key)));
                                 return None;
@@ -403,17 +400,7 @@ impl Fold {
 /// True when the observed object carries `action_id`: as its action annotation, or (an
 /// Application's status) as `status.lastAction.actionId`.
 fn shows(o: &Observed, action_id: &str) -> bool {
-    let annotated = o
-        .object
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(ACTION_ID_ANNOTATION))
-        .and_then(|v| v.as_str())
-        == Some(action_id);
-    annotated
-        || o.object
-            .pointer("/status/lastAction/actionId")
-            .and_then(|v| v.as_str())
-            == Some(action_id)
+    o.action_id_annotation() == Some(action_id) || o.last_action_id() == Some(action_id)
 }
 
 /// True when resourceVersion `seen` is `wanted` or later. resourceVersions are opaque strings
@@ -428,6 +415,7 @@ fn reached(seen: &str, wanted: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ACTION_ID_ANNOTATION;
     use crate::record::{ActionRecord, Json, ObservedEvent};
     use chrono::TimeZone;
     use serde_json::json;

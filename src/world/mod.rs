@@ -6,19 +6,17 @@
 //! and [`World::forget`]; it never reads the API server and never looks at a clock.
 
 mod fold;
+mod observed;
 
 pub use fold::checkpoint::{
     CHECKPOINT_FORMAT, CHECKPOINT_KIND, CHECKPOINT_NAME, Checkpoint, CheckpointDetail,
     checkpoint_key,
 };
 pub use fold::{ANSWER_DEADLINE_KEY, DEFAULT_ANSWER_DEADLINE_MS, Fold, Overdue, checkpoint};
+pub use observed::{Observed, Unreadable, strip_managed_fields};
 
-use crate::model::{
-    ACTION_ID_ANNOTATION, Application, INSTANCE_LABEL, MANAGED_BY, MANAGER, PLAN_SEQ_ANNOTATION,
-    SHARED_INGRESS,
-};
+use crate::model::{Application, INSTANCE_LABEL, SHARED_INGRESS};
 use crate::record::{Action, ObjKey};
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -31,98 +29,6 @@ fn stamp() -> u64 {
 
 /// The kind name of [`Application`].
 pub const APPLICATION: &str = "Application";
-
-/// An object as observed: its identity, version and content (managedFields dropped).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Observed {
-    /// `apiVersion`, e.g. `apps/v1`.
-    pub api_version: String,
-    /// `metadata.uid` (empty when unknown, e.g. objects read from a file).
-    pub uid: String,
-    /// `metadata.resourceVersion` (empty when unknown).
-    pub resource_version: String,
-    /// The whole object as JSON.
-    pub object: Value,
-}
-
-impl Observed {
-    /// Reads identity and version out of a JSON object.
-    pub fn from_value(object: Value) -> Result<(ObjKey, Observed), String> {
-        let kind = object
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let api_version = object
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let meta = object.get("metadata");
-        let field = |f: &str| {
-            meta.and_then(|m| m.get(f))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-        };
-        let name = field("name");
-        if kind.is_empty() || api_version.is_empty() {
-            return Err("object has no `kind` or `apiVersion`".to_string());
-        }
-        if name.is_empty() {
-            return Err(format!("{kind} has no `metadata.name`"));
-        }
-        let key = ObjKey::new(kind, field("namespace"), name);
-        let observed = Observed {
-            api_version: api_version.to_string(),
-            uid: field("uid").to_string(),
-            resource_version: field("resourceVersion").to_string(),
-            object: strip_managed_fields(object),
-        };
-        Ok((key, observed))
-    }
-
-    /// The value of label `name`, if set.
-    pub fn label(&self, name: &str) -> Option<&str> {
-        self.object
-            .get("metadata")?
-            .get("labels")?
-            .get(name)?
-            .as_str()
-    }
-
-    /// The fencing token an executor stamped on the object: its plan sequence annotation (when
-    /// it is a number) and action id annotation.
-    pub fn fencing_token(&self) -> Option<(u64, Option<&str>)> {
-        let annotations = self.object.get("metadata")?.get("annotations")?;
-        let seq = annotations
-            .get(PLAN_SEQ_ANNOTATION)?
-            .as_str()?
-            .parse()
-            .ok()?;
-        let id = annotations
-            .get(ACTION_ID_ANNOTATION)
-            .and_then(Value::as_str);
-        Some((seq, id))
-    }
-
-    /// The fencing token of an Application's status: `status.lastAction`.
-    pub fn status_token(&self) -> Option<(u64, Option<&str>)> {
-        let last = self.object.get("status")?.get("lastAction")?;
-        let seq = last.get("planSeq")?.as_u64()?;
-        Some((seq, last.get("actionId").and_then(Value::as_str)))
-    }
-
-    /// True when the object carries `app.kubernetes.io/managed-by=logbook`.
-    pub fn is_managed(&self) -> bool {
-        self.label(MANAGED_BY) == Some(MANAGER)
-    }
-}
-
-/// Removes `metadata.managedFields`, which is bookkeeping of the API server, not state.
-pub fn strip_managed_fields(mut object: Value) -> Value {
-    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("managedFields");
-    }
-    object
-}
 
 /// Who claims a host: ordered oldest first (by creationTimestamp, then namespace and name;
 /// an Application without a timestamp counts as the newest).
@@ -272,7 +178,8 @@ impl World {
     /// Returns an error when an Application's spec cannot be read; the world is then unchanged.
     pub fn observe(&mut self, key: ObjKey, observed: Observed) -> Result<(), String> {
         if key.kind == APPLICATION {
-            let app: Application = serde_json::from_value(observed.object.clone())
+            let app: Application = observed
+                .read_as()
                 .map_err(|e| format!("{key}: not a valid Application: {e}"))?;
             self.forget(&key);
             self.insert_app(key.clone(), app);

@@ -11,8 +11,8 @@ use logbook::log::{Log, LogReader};
 use logbook::model::Application;
 use logbook::reconcile::{Planner, PlannerConfig};
 use logbook::record::{
-    Action, Body, Change, Entry, EntryKind, Json, Keys, MarkerKind, NewEntry, ObjKey,
-    ObservedEvent, OutcomeRecord, OutcomeResult, PlanRecord, Verb, entry_uuid,
+    Action, Body, Change, Entry, EntryKind, Keys, MarkerKind, NewEntry, ObjKey, ObservedEvent,
+    OutcomeRecord, OutcomeResult, PlanRecord, Verb, entry_uuid,
 };
 use logbook::world::{Fold, Observed};
 use logbook_testkit::{AppTest, apply_merge, server_defaults};
@@ -327,7 +327,7 @@ fn upsert(key: &ObjKey, o: &Observed, app: Option<&str>, at: DateTime<Utc>) -> N
         api_version: o.api_version.clone(),
         uid: o.uid.clone(),
         resource_version: o.resource_version.clone(),
-        object: Some(Json::from_value(&o.object)),
+        object: Some(o.text().clone()),
         synthesized: false,
     };
     NewEntry::event(entry_uuid(at, "event", content.as_bytes()), at, ev, app)
@@ -350,13 +350,13 @@ fn delete(key: &ObjKey, uid: &str, rv: &str, at: DateTime<Utc>) -> NewEntry {
 /// A later observation of the web Deployment (for follow tests).
 fn web_deployment_event(rv: u64, at: DateTime<Utc>) -> NewEntry {
     let key = ObjKey::new("Deployment", "shop", "web");
-    let o = Observed {
-        api_version: "apps/v1".into(),
-        uid: "uid-Deployment/shop/web".into(),
-        resource_version: rv.to_string(),
-        object: json!({"apiVersion": "apps/v1", "kind": "Deployment",
+    let o = Observed::with_identity(
+        "apps/v1",
+        "uid-Deployment/shop/web",
+        &rv.to_string(),
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "web", "namespace": "shop", "resourceVersion": rv.to_string()}}),
-    };
+    );
     upsert(&key, &o, Some("shop/web"), at)
 }
 
@@ -402,7 +402,7 @@ fn history() -> History {
     let (_, app1) = Application::test("shop", "web")
         .resource_version("1")
         .observed();
-    let app_rv1 = b.observe(app1.object, Some("shop/web"), t0 + minutes(1));
+    let app_rv1 = b.observe(app1.object().clone(), Some("shop/web"), t0 + minutes(1));
     let (plan1, actions) = b.plan(t0 + minutes(2));
     let create_dep = find(&actions, Verb::Create, "Deployment");
     let create_svc = find(&actions, Verb::Create, "Service");
@@ -429,7 +429,7 @@ fn history() -> History {
         .resource_version("2")
         .generation(2)
         .observed();
-    let app_rv2 = b.observe(app2.object, Some("shop/web"), t1);
+    let app_rv2 = b.observe(app2.object().clone(), Some("shop/web"), t1);
     let (plan2, actions) = b.plan(t1 + minutes(1));
     let apply_dep = find(&actions, Verb::Apply, "Deployment");
     let dep_applied2 = b.outcome(

@@ -278,9 +278,9 @@ proptest! {
             let blocked = foreign.contains(&dep_key) || foreign.contains(&ObjKey::new("Service", ns, name));
             if validate(&world, ns, name, app).is_ok() && !blocked {
                 let dep = world.object(&dep_key).expect("deployment exists");
-                prop_assert!(covers(&dep.object, &r.desired_deployment(ns, name, app)).is_ok());
+                prop_assert!(covers(dep.object(), &r.desired_deployment(ns, name, app)).is_ok());
             }
-            let invalid_status = world.object(key).and_then(|o| o.object["status"]["conditions"].as_array().cloned())
+            let invalid_status = world.object(key).and_then(|o| o.object()["status"]["conditions"].as_array().cloned())
                 .and_then(|c| c.into_iter().find(|c| c["type"] == "Invalid")).map(|c| c["status"] == "True");
             prop_assert_eq!(invalid_status, Some(validate(&world, ns, name, app).is_err()));
         }

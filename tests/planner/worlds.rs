@@ -40,7 +40,7 @@ fn converge(mut world: World, rounds: usize) -> World {
 fn status_of(world: &World, ns: &str, name: &str) -> Value {
     world
         .object(&ObjKey::new("Application", ns, name))
-        .map(|o| o.object["status"].clone())
+        .map(|o| o.object()["status"].clone())
         .unwrap_or(Value::Null)
 }
 
@@ -148,7 +148,10 @@ fn the_older_application_keeps_a_contested_host() {
     let ingress = world
         .object(&ObjKey::new("Ingress", "b", SHARED_INGRESS))
         .unwrap();
-    assert_eq!(ingress.object["spec"]["rules"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        ingress.object()["spec"]["rules"].as_array().unwrap().len(),
+        1
+    );
     assert!(
         world
             .object(&ObjKey::new("Ingress", "a", SHARED_INGRESS))
@@ -217,7 +220,7 @@ fn a_hand_edit_is_drift_and_is_put_back_while_server_defaults_are_not() {
     assert!(plan(&world).is_empty());
     let mut edited = world.clone();
     let key = ObjKey::new("Deployment", "ns", "web");
-    let mut dep = edited.object(&key).unwrap().object.clone();
+    let mut dep = edited.object(&key).unwrap().object().clone();
     dep["spec"]["template"]["spec"]["containers"][0]["image"] = json!("evil:latest");
     dep["metadata"]["resourceVersion"] = json!("999");
     let (k, o) = Observed::from_value(dep).unwrap();
@@ -325,7 +328,7 @@ fn status_follows_the_deployment_to_ready() {
         "False"
     );
     let key = ObjKey::new("Deployment", "ns", "web");
-    let mut dep = world.object(&key).unwrap().object.clone();
+    let mut dep = world.object(&key).unwrap().object().clone();
     dep["status"] = json!({"observedGeneration": 1, "replicas": 2, "readyReplicas": 2});
     world
         .observe(key, Observed::from_value(dep).unwrap().1)

@@ -5,7 +5,6 @@ use super::ApplicationReconciler;
 use super::validate::Invalid;
 use crate::model::{Application, ApplicationStatus, Condition, condition};
 use crate::world::{Observed, World};
-use serde_json::Value;
 
 impl ApplicationReconciler {
     /// The status `app` should have, given what is known of its Deployment.
@@ -39,8 +38,7 @@ impl ApplicationReconciler {
                 observed_generation: generation,
             }
         };
-        let ready_replicas =
-            deployment.map(|d| int_at(&d.object, "/status/readyReplicas").unwrap_or(0) as i32);
+        let ready_replicas = deployment.map(|d| d.ready_replicas().unwrap_or(0) as i32);
         let conditions = match invalid {
             Some(inv) => vec![
                 cond(condition::INVALID, true, inv.reason(), inv.message()),
@@ -78,8 +76,8 @@ impl ApplicationReconciler {
                     ],
                     Some(d) => {
                         let ready = ready_replicas.unwrap_or(0);
-                        let observed = int_at(&d.object, "/status/observedGeneration").unwrap_or(0);
-                        let dgen = int_at(&d.object, "/metadata/generation").unwrap_or(0);
+                        let observed = d.observed_generation().unwrap_or(0);
+                        let dgen = d.generation().unwrap_or(0);
                         let rolled = deployment_current && observed >= dgen && ready >= want;
                         if rolled {
                             vec![
@@ -121,10 +119,6 @@ impl ApplicationReconciler {
             last_action: None,
         }
     }
-}
-
-fn int_at(v: &Value, pointer: &str) -> Option<i64> {
-    v.pointer(pointer).and_then(Value::as_i64)
 }
 
 /// Equal in everything but the conditions' lastTransitionTime. (Destructured, so a field

@@ -13,7 +13,8 @@
 //! Everything the fold holds that a later entry's folding or a plan reads, in key order:
 //! the last seq folded; "now" (the last entry's time, as the world keeps it); the answer
 //! deadline and the planner settings of the last Config marker; every observed object (key,
-//! apiVersion, uid, resourceVersion, the object as canonical JSON text); the pending actions
+//! apiVersion, uid, resourceVersion, the object as canonical JSON text, which is the text the
+//! event recorded, written as it is: logbook records objects canonically); the pending actions
 //! (as recorded, by target); `issued` (per target, the plan seq and id of the newest action the
 //! log issued); the pending action ids with their targets; the applied actions awaiting their
 //! observation (target, id, the resourceVersion the executor reported); the answer deadlines
@@ -260,7 +261,8 @@ struct ObjectView<'a> {
     api_version: &'a str,
     uid: &'a str,
     resource_version: &'a str,
-    object: JsonOf<'a>,
+    /// The text as recorded: canonical already (see [`Observed`]).
+    object: &'a Json,
 }
 
 /// An [`Action`](crate::record::Action) written as its [`RecordedAction`] (same fields, same
@@ -343,7 +345,7 @@ impl Fold {
                     api_version: &o.api_version,
                     uid: &o.uid,
                     resource_version: &o.resource_version,
-                    object: JsonOf(&o.object),
+                    object: o.text(),
                 }))
             })),
             pending: Each(Box::new(move || {
@@ -434,16 +436,9 @@ impl Fold {
         }
         let mut fold = Fold::new();
         for o in state.objects {
-            let object = o
-                .object
-                .parse()
-                .map_err(|e| format!("its object {} is not JSON: {e}", o.key))?;
-            let observed = Observed {
-                api_version: o.api_version,
-                uid: o.uid,
-                resource_version: o.resource_version,
-                object,
-            };
+            let observed =
+                Observed::with_identity_text(o.api_version, o.uid, o.resource_version, o.object)
+                    .map_err(|e| format!("its object {} is not JSON: {e}", o.key))?;
             fold.world
                 .observe(o.key, observed)
                 .map_err(|e| format!("its object {e}"))?;
@@ -971,7 +966,7 @@ mod tests {
                     api_version: o.api_version.clone(),
                     uid: o.uid.clone(),
                     resource_version: o.resource_version.clone(),
-                    object: Json::from_value(&o.object),
+                    object: Json::from_value(o.object()),
                 })
                 .collect(),
             pending: world.pending.values().map(RecordedAction::from).collect(),
@@ -1116,7 +1111,7 @@ mod tests {
         let mut object = edited
             .world()
             .object(&web)
-            .map(|o| o.object.clone())
+            .map(|o| o.object().clone())
             .unwrap_or_default();
         object["spec"]["replicas"] = json!(7);
         edited.apply(fold.last_seq(), at(fold.last_seq() as i64), &upsert(object));

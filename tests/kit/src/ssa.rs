@@ -138,7 +138,7 @@ pub fn model_apply(world: &mut World, actions: &[Action], mut next_rv: u64) -> u
                 let Some(desired) = &a.object else { continue };
                 let mut object = world
                     .object(&a.target)
-                    .map(|o| o.object.clone())
+                    .map(|o| o.object().clone())
                     .unwrap_or(json!({}));
                 apply_merge(&mut object, desired);
                 server_defaults(&mut object, &format!("uid-{}", a.target), next_rv);
@@ -161,7 +161,7 @@ pub fn model_apply(world: &mut World, actions: &[Action], mut next_rv: u64) -> u
                 ) else {
                     continue;
                 };
-                let mut object = obs.object.clone();
+                let mut object = obs.object().clone();
                 if let Some(map) = object.as_object_mut() {
                     map.insert("status".into(), status.clone());
                     if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
