@@ -194,21 +194,7 @@ impl LogReader {
                 .query(rusqlite::params![clamp(span), key, clamp(upto)])
                 .map_err(fail)?;
             while let Some(row) = rows.next().map_err(fail)? {
-                let first: i64 = row.get(0).map_err(fail)?;
-                let last: i64 = row.get(1).map_err(fail)?;
-                let listed = row
-                    .get_ref(2)
-                    .ok()
-                    .and_then(|v| v.as_blob().ok())
-                    .ok_or_else(|| "its seqs are not a blob".to_string())
-                    .and_then(|b| audit::decode_seqs(first, last, b))
-                    .map_err(|problem| LogError::Corrupt {
-                        path: path.clone(),
-                        problem: format!(
-                            "the audit row for {key} from seq {first} is malformed: {problem} \
-                             (`logbook audit verify` checks every audit row)"
-                        ),
-                    })?;
+                let listed = audit_row_seqs(path, key, row)?;
                 if let Some(seq) = listed.into_iter().rev().find(|s| *s <= upto) {
                     return Ok(Some(seq));
                 }
@@ -516,21 +502,7 @@ impl<'a> Entries<'a> {
                 let mut count = 0;
                 'rows: while let Some(row) = rows.next().map_err(fail)? {
                     count += 1;
-                    let first: i64 = row.get(0).map_err(fail)?;
-                    let last: i64 = row.get(1).map_err(fail)?;
-                    let listed = row
-                        .get_ref(2)
-                        .ok()
-                        .and_then(|v| v.as_blob().ok())
-                        .ok_or_else(|| "its seqs are not a blob".to_string())
-                        .and_then(|b| audit::decode_seqs(first, last, b))
-                        .map_err(|problem| LogError::Corrupt {
-                            path: path.clone(),
-                            problem: format!(
-                                "the audit row for {key} from seq {first} is malformed: {problem} \
-                                 (`logbook audit verify` checks every audit row)"
-                            ),
-                        })?;
+                    let listed = audit_row_seqs(path, key, row)?;
                     for seq in listed {
                         if seq < self.next_seq || seqs.last().is_some_and(|l| seq <= *l) {
                             continue;
@@ -601,6 +573,25 @@ const AUDIT_ROWS_SQL: &str = "WITH RECURSIVE spans(s) AS (SELECT ?1 >> 12 UNION 
     SELECT s + 1 FROM spans WHERE s < (min(?2, (SELECT max(seq) FROM entries)) >> 12)) \
     SELECT first, last, seqs FROM audit WHERE span IN spans AND key = ?4 AND last >= ?1 \
     AND first <= ?2 ORDER BY span, first LIMIT ?3";
+
+/// The seqs a row of `audit` (`first, last, seqs`) lists for `key`.
+fn audit_row_seqs(path: &Path, key: &str, row: &Row) -> LogResult<Vec<u64>> {
+    let fail = |e| LogError::sqlite(path, "read the audit keys of", e);
+    let first: i64 = row.get(0).map_err(fail)?;
+    let last: i64 = row.get(1).map_err(fail)?;
+    row.get_ref(2)
+        .ok()
+        .and_then(|v| v.as_blob().ok())
+        .ok_or_else(|| "its seqs are not a blob".to_string())
+        .and_then(|b| audit::decode_seqs(first, last, b))
+        .map_err(|problem| LogError::Corrupt {
+            path: path.to_path_buf(),
+            problem: format!(
+                "the audit row for {key} from seq {first} is malformed: {problem} \
+                 (`logbook audit verify` checks every audit row)"
+            ),
+        })
+}
 
 fn clamp(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
