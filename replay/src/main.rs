@@ -282,6 +282,7 @@ fn run(cli: &Cli, reader: &LogReader) -> Result<ExitCode, Failure> {
         Command::Timeline(a) => timeline(reader, a, &mut out)?,
         Command::WhatIf(a) => what_if(cli, reader, a, &mut out)?,
         Command::Export(a) => export(reader, a, &mut out)?,
+        // Answered by `main` before any log is opened.
         Command::Completions(_) | Command::Man(_) => ExitCode::SUCCESS,
     };
     out.flush()?;

@@ -473,7 +473,8 @@ mod tests {
             }),
         )
     }
-    fn outcome(id: &str, result: OutcomeResult, rv: Option<&str>, retry: bool) -> Body {
+    /// An outcome from executor `ex`, first attempt (also used by the checkpoint tests).
+    pub(super) fn outcome(id: &str, result: OutcomeResult, rv: Option<&str>, retry: bool) -> Body {
         Body::Outcome(OutcomeRecord {
             action_id: id.into(),
             result,

@@ -720,11 +720,11 @@ fn shorten(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::outcome;
     use super::*;
     use crate::model::{ACTION_ID_ANNOTATION, INSTANCE_LABEL, MANAGED_BY, MANAGER};
     use crate::record::{
-        Action, ActionRecord, Body, Change, ObservedEvent, OutcomeRecord, OutcomeResult, Redrive,
-        Verb,
+        Action, ActionRecord, Body, Change, ObservedEvent, OutcomeResult, Redrive, Verb,
     };
     use chrono::TimeZone;
     use serde_json::{Value, json};
@@ -797,18 +797,6 @@ mod tests {
                 action: a.into(),
             }),
         )
-    }
-
-    fn outcome(id: &str, result: OutcomeResult, rv: Option<&str>, retry: bool) -> Body {
-        Body::Outcome(OutcomeRecord {
-            action_id: id.into(),
-            result,
-            message: String::new(),
-            executor: "ex".into(),
-            attempt: 1,
-            resource_version: rv.map(str::to_string),
-            retry,
-        })
     }
 
     fn marker(kind: MarkerKind, detail: Value) -> Body {

@@ -422,6 +422,29 @@ pub fn shared_ingress() -> (History, u64) {
     (h, before)
 }
 
+/// The event and action lines of an export (JSON Lines, `audit log -o json` or
+/// `logbook-replay export`) of [`shared_ingress`]'s Ingress, parsed, after checking that each
+/// carries its Ingress whole (all 200 rules and more), patched in the log or not.
+pub fn whole_ingress_lines(jsonl: &str) -> Vec<Value> {
+    let mut lines = Vec::new();
+    for line in jsonl.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let object = match v["kind"].as_str() {
+            Some("event") => &v["body"]["object"],
+            Some("action") => &v["body"]["action"]["object"],
+            _ => continue,
+        };
+        assert!(
+            object["spec"]["rules"]
+                .as_array()
+                .is_some_and(|r| r.len() >= 200),
+            "{line}"
+        );
+        lines.push(v);
+    }
+    lines
+}
+
 /// The scale and speed of a generated history: how many Applications in how many namespaces,
 /// how often users act and executors meet conflicts, how often the controller resyncs. Given the
 /// same `Load`, [`generate`] feeds the core the same inputs.
