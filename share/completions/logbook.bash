@@ -1033,7 +1033,7 @@ _logbook() {
             return 0
             ;;
         logbook__subcmd__sandbox)
-            opts="-h -V --addr --kubeconfig --state --ready-delay --history --history-bytes --header-timeout --idle-timeout --body-timeout --seed --bookmark-interval --help --version"
+            opts="-h -V --addr --kubeconfig --state --data-dir --ready-delay --history --history-bytes --header-timeout --idle-timeout --body-timeout --seed --bookmark-interval --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1048,6 +1048,10 @@ _logbook() {
                     return 0
                     ;;
                 --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

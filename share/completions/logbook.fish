@@ -170,6 +170,7 @@ complete -c logbook -n "__fish_logbook_using_subcommand crd" -s V -l version -d 
 complete -c logbook -n "__fish_logbook_using_subcommand sandbox" -l addr -d 'Address to listen on; port 0 picks a free port' -r
 complete -c logbook -n "__fish_logbook_using_subcommand sandbox" -l kubeconfig -d 'Where to write the kubeconfig for kube and kubectl (default: a file in the temporary directory, removed on exit)' -r -F
 complete -c logbook -n "__fish_logbook_using_subcommand sandbox" -l state -d 'Restore objects from this file at start (if it exists) and save them to it on exit' -r -F
+complete -c logbook -n "__fish_logbook_using_subcommand sandbox" -l data-dir -d 'Where Pods\' logs, working directories and volumes are kept (default: a directory in the temporary directory, removed on exit); give one with --state to keep volumes\' data across restarts' -r -F
 complete -c logbook -n "__fish_logbook_using_subcommand sandbox" -l ready-delay -d 'How long a Deployment takes to report all replicas ready (`500ms`, `2s`, `1m`)' -r
 complete -c logbook -n "__fish_logbook_using_subcommand sandbox" -l history -d 'How many change events are kept for watches that resume from an older resourceVersion' -r
 complete -c logbook -n "__fish_logbook_using_subcommand sandbox" -l history-bytes -d 'How many bytes of change events are kept for such watches (an upper estimate of their memory; `65536`, `512KiB`, `64MiB`, `1GiB`); the oldest go first, and a watch from an older resourceVersion gets 410 Gone, as with --history' -r

@@ -95,6 +95,7 @@ async fn dev(args: DevArgs) -> Result<(), String> {
     let sandbox = Sandbox::start(SandboxConfig {
         ready_delay: args.ready_delay,
         state: Some(dir.join("sandbox-state.json")),
+        data_dir: Some(dir.join("sandbox")),
         ..SandboxConfig::default()
     })
     .await

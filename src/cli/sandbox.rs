@@ -32,6 +32,11 @@ pub struct SandboxArgs {
     /// Restore objects from this file at start (if it exists) and save them to it on exit.
     #[arg(long, env = "LOGBOOK_SANDBOX_STATE", value_name = "FILE")]
     pub state: Option<PathBuf>,
+    /// Where Pods' logs, working directories and volumes are kept (default: a directory in
+    /// the temporary directory, removed on exit); give one with --state to keep volumes'
+    /// data across restarts.
+    #[arg(long, env = "LOGBOOK_SANDBOX_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// How long a Deployment takes to report all replicas ready (`500ms`, `2s`, `1m`).
     #[arg(long, env = "LOGBOOK_SANDBOX_READY_DELAY", default_value = "200ms", value_parser = parse_duration, value_name = "DURATION")]
     pub ready_delay: Duration,
@@ -114,6 +119,7 @@ async fn serve(args: SandboxArgs) -> Result<(), String> {
         seed: args.seed,
         bookmark_interval: args.bookmark_interval,
         state: args.state.clone(),
+        data_dir: args.data_dir.clone(),
         ..SandboxConfig::default()
     };
     let sandbox = Sandbox::start(config).await.map_err(|e| e.to_string())?;
@@ -135,6 +141,7 @@ async fn serve(args: SandboxArgs) -> Result<(), String> {
     let _ = writeln!(out, "kubeconfig: {}", kubeconfig.display());
     let _ = writeln!(out, "  export KUBECONFIG={}", kubeconfig.display());
     let _ = writeln!(out, "admin endpoint: {}/sandbox/", sandbox.url());
+    let _ = writeln!(out, "data directory: {}", sandbox.data_dir().display());
     if let Some(state) = &args.state {
         let _ = writeln!(out, "state file: {} (saved on exit)", state.display());
     }

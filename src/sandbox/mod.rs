@@ -2,7 +2,9 @@
 //! benches and `logbook dev`. The real `kube` client and `kubectl` talk to it unchanged.
 //!
 //! It serves discovery, the built-in kinds logbook needs (Namespaces, Services, ConfigMaps,
-//! Secrets, Events, Deployments, Ingresses, Leases, CustomResourceDefinitions) and every
+//! Secrets, Events, Deployments, Ingresses, Leases, CustomResourceDefinitions; Pods, Nodes,
+//! ReplicaSets, Jobs, PersistentVolumeClaims, PersistentVolumes, StorageClasses and
+//! EndpointSlices as stored objects, for the node and workload controllers) and every
 //! resource a CRD declares, with get, list, watch, create, update, patch (JSON, merge,
 //! strategic merge), server-side apply, delete and `/status`; it keeps the bookkeeping the API
 //! server keeps (uid, resourceVersion, generation, Status errors, garbage collection) and
@@ -95,6 +97,10 @@ pub struct SandboxConfig {
     pub watch_buffer: usize,
     /// A state file to restore from at start (if it exists) and save to on shutdown.
     pub state: Option<PathBuf>,
+    /// Where the node keeps what outlives an object's request: Pods' logs and working
+    /// directories, and the volumes the local-path provisioner makes. `None`: a directory made
+    /// for this sandbox under the system's temporary directory, removed when it stops.
+    pub data_dir: Option<PathBuf>,
     /// How long a client has to send a request's headers, from the moment the connection is
     /// accepted or the first byte of a later request arrives; zero: no limit.
     pub header_timeout: Duration,
@@ -128,6 +134,7 @@ impl Default for SandboxConfig {
             max_body: routes::MAX_BODY,
             watch_buffer: 16_384,
             state: None,
+            data_dir: None,
             header_timeout: HEADER_TIMEOUT,
             idle_timeout: IDLE_TIMEOUT,
             body_timeout: BODY_TIMEOUT,
@@ -162,6 +169,16 @@ pub enum SandboxError {
         /// Why.
         source: std::io::Error,
     },
+    /// The data directory could not be made.
+    #[error(
+        "cannot make the sandbox data directory {path}: {source}; pass --data-dir with a writable directory"
+    )]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A kube client for the sandbox could not be built.
     #[error("cannot build a kube client: {0}")]
     Client(String),
@@ -176,6 +193,40 @@ pub struct Sandbox {
     server: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
     state: Option<PathBuf>,
+    data: DataDir,
+}
+
+/// The sandbox's data directory, removed on drop when the sandbox made it for itself.
+struct DataDir {
+    path: PathBuf,
+    temporary: bool,
+}
+
+impl DataDir {
+    fn open(wanted: Option<&Path>) -> Result<DataDir, SandboxError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let (path, temporary) = match wanted {
+            Some(p) => (p.to_path_buf(), false),
+            None => {
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let name = format!("logbook-sandbox-{}-{n}", std::process::id());
+                (std::env::temp_dir().join(name), true)
+            }
+        };
+        std::fs::create_dir_all(&path).map_err(|source| SandboxError::DataDir {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(DataDir { path, temporary })
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
 }
 
 fn bootstrap(store: &store::Store) {
@@ -209,6 +260,7 @@ impl Sandbox {
             tracing::info!(path = %path.display(), "sandbox state restored");
         }
         bootstrap(&store);
+        let data = DataDir::open(config.data_dir.as_deref())?;
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
             .map_err(|source| SandboxError::Bind {
@@ -247,6 +299,7 @@ impl Sandbox {
             server: Some(server),
             tasks,
             state: config.state,
+            data,
         })
     }
 
@@ -292,6 +345,11 @@ impl Sandbox {
             path: path.to_path_buf(),
             source,
         })
+    }
+
+    /// Where Pods' logs, working directories and volumes live ([`SandboxConfig::data_dir`]).
+    pub fn data_dir(&self) -> &Path {
+        &self.data.path
     }
 
     /// The fault-injection handle.
