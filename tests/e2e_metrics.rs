@@ -1,6 +1,6 @@
 //! End to end, seen from the admin servers: `/metrics` of the controller and of an executor
-//! count exactly what the test caused (compared with the log), `POST /checkpoint` records a
-//! checkpoint, `/readyz` follows the watches and NATS, and `--log-format json` writes one JSON
+//! count exactly what the test caused (compared with the log), the controller's periodic chain
+//! check counts an entry edited under it, `POST /checkpoint` records a checkpoint, `/readyz` follows the watches and NATS, and `--log-format json` writes one JSON
 //! object per line, with the action id on every line of an action's handling.
 
 use logbook_testkit::sandbox as support;
@@ -140,6 +140,8 @@ async fn metrics_count_what_the_test_caused() {
         let mut env = Env::start(&["shop"]).await;
         env.env_vars
             .push(("LOGBOOK_LOG_FORMAT".into(), "json".into()));
+        env.env_vars
+            .push(("LOGBOOK_VERIFY_EVERY".into(), "200ms".into()));
         env.controller();
         let n = 3;
         let all = apps(n);
@@ -235,6 +237,13 @@ async fn metrics_count_what_the_test_caused() {
         });
         assert_eq!(by_label(&text, "logbook_outcomes_total", "result"), results);
         assert!(results.get("applied").copied().unwrap_or(0) >= 2 * n as u64);
+        let markers = count_by(&entries, |e| match &e.body {
+            Body::Marker(m) => Some(m.marker.as_str().to_string()),
+            _ => None,
+        });
+        assert_eq!(by_label(&text, "logbook_markers_total", "marker"), markers);
+        assert!(markers.contains_key("start") && markers.contains_key("checkpoint"));
+        assert_eq!(value(&text, "logbook_log_verify_failures_total", &[]), 0.0);
 
         // The executor's: what it handled is what the log holds from it, by verb and result,
         // and each handled action was timed once.
@@ -332,6 +341,37 @@ async fn metrics_count_what_the_test_caused() {
             .filter_map(|l| l["fields"]["action_id"].as_str().map(str::to_string))
             .collect();
         assert_eq!(recorded, outcome_ids, "the controller's outcome lines");
+
+        // The chain is checked again while the controller runs (every 200 ms here): it has
+        // found the log intact past the checkpoint, and an entry edited on disk under it is
+        // counted as a failure (the controller goes on; its next start would refuse the log).
+        env.wait("the periodic check to reach the checkpoint", || async {
+            let (_, text) = get(&format!("{controller}/metrics")).await?;
+            (value(&text, "logbook_log_verified_seq", &[]) >= seq as f64).then_some(())
+        })
+        .await;
+        {
+            let db = rusqlite::Connection::open(&env.log_path).expect("the log opens");
+            db.busy_timeout(Duration::from_secs(5)).expect("a busy timeout");
+            db.execute_batch(
+                "DROP TRIGGER entries_append_only_update; \
+                 UPDATE entries SET at_ns = at_ns + 1 WHERE seq = 2;",
+            )
+            .expect("an entry edited under the controller");
+        }
+        env.wait("the periodic check to count the damage", || async {
+            let (_, text) = get(&format!("{controller}/metrics")).await?;
+            (value(&text, "logbook_log_verify_failures_total", &[]) >= 1.0).then_some(())
+        })
+        .await;
+        assert!(
+            json_lines(&env, "controller").iter().any(|l| l["level"] == "ERROR"
+                && l["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("hash chain is broken"))
+                && l["fields"]["seq"] == 2),
+            "the controller logs the damage, naming the entry"
+        );
 
         // SIGTERM: the controller exits 0 with a stop marker and nothing left unpublished.
         assert!(env.stop_controller().success(), "{}", env.tails());

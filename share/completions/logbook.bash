@@ -375,7 +375,7 @@ _logbook() {
             return 0
             ;;
         logbook__subcmd__controller)
-            opts="-h -V --kubeconfig --context --nats-url --nats-creds --nats-token --nats-user --nats-password --nats-tls-ca --ack-wait --max-deliver --stream-replicas --ingress-class --path-type --default-cpu-request --default-memory-request --liveness-probes --coalesce-shared-writes --leader-elect --lease-name --lease-namespace --identity --lease-duration --renew-deadline --retry-period --signing-key --key-name --trusted-keys --admin-addr --log-format --log --debounce --resync --grace --answer-deadline --checkpoint-every --help --version"
+            opts="-h -V --kubeconfig --context --nats-url --nats-creds --nats-token --nats-user --nats-password --nats-tls-ca --ack-wait --max-deliver --stream-replicas --ingress-class --path-type --default-cpu-request --default-memory-request --liveness-probes --coalesce-shared-writes --leader-elect --lease-name --lease-namespace --identity --lease-duration --renew-deadline --retry-period --signing-key --key-name --trusted-keys --admin-addr --log-format --log --debounce --resync --verify-every --grace --answer-deadline --checkpoint-every --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -502,6 +502,10 @@ _logbook() {
                     return 0
                     ;;
                 --resync)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --verify-every)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -13,6 +13,9 @@
 //! | `logbook_last_committed_seq` | gauge | | controller |
 //! | `logbook_last_published_seq` | gauge | | controller |
 //! | `logbook_publish_lag_entries` | gauge | | controller |
+//! | `logbook_markers_total` | counter | `marker` | controller |
+//! | `logbook_log_verified_seq` | gauge | | controller |
+//! | `logbook_log_verify_failures_total` | counter | | controller |
 //! | `logbook_apply_duration_seconds` | histogram | `verb`, `result` | executor |
 //! | `logbook_actions_handled_total` | counter | `verb`, `result` | executor |
 //! | `logbook_redeliveries_total` | counter | | executor |
@@ -37,6 +40,11 @@ const QUEUE_DEPTH_HELP: &str = "Messages waiting in the JetStream consumer this 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MarkerLabel {
+    marker: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -67,6 +75,9 @@ pub struct ControllerMetrics {
     last_published: Gauge,
     publish_lag: Gauge,
     queue_depth: Gauge,
+    markers: Family<MarkerLabel, Counter>,
+    verified_seq: Gauge,
+    verify_failures: Counter,
 }
 
 impl Default for ControllerMetrics {
@@ -89,6 +100,9 @@ impl ControllerMetrics {
             last_published: Gauge::default(),
             publish_lag: Gauge::default(),
             queue_depth: Gauge::default(),
+            markers: Family::default(),
+            verified_seq: Gauge::default(),
+            verify_failures: Counter::default(),
         };
         r.register(
             "entries_appended",
@@ -122,6 +136,23 @@ impl ControllerMetrics {
             m.publish_lag.clone(),
         );
         r.register("queue_depth", QUEUE_DEPTH_HELP, m.queue_depth.clone());
+        r.register(
+            "markers",
+            "Markers recorded in the log, by marker (redrive: an action published again for \
+             want of an answer; refused: a bus message not recorded)",
+            m.markers.clone(),
+        );
+        r.register(
+            "log_verified_seq",
+            "Sequence number up to which the log's hash chain was last found intact (at start \
+             and every --verify-every)",
+            m.verified_seq.clone(),
+        );
+        r.register(
+            "log_verify_failures",
+            "Verifications of the log's hash chain that found an entry edited, removed or moved",
+            m.verify_failures.clone(),
+        );
         ControllerMetrics {
             registry: Arc::new(r),
             ..m
@@ -153,6 +184,21 @@ impl ControllerMetrics {
     /// An outcome with `result` was recorded.
     pub fn outcome_recorded(&self, result: &'static str) {
         self.outcomes.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// A marker of this kind was recorded.
+    pub fn marker_recorded(&self, marker: &'static str) {
+        self.markers.get_or_create(&MarkerLabel { marker }).inc();
+    }
+
+    /// The hash chain was found intact up to `seq`.
+    pub fn log_verified(&self, seq: u64) {
+        self.verified_seq.set(gauge_value(seq));
+    }
+
+    /// A verification of the hash chain found damage.
+    pub fn log_verify_failed(&self) {
+        self.verify_failures.inc();
     }
 
     /// Where the log and the outbox are.
@@ -315,6 +361,8 @@ mod tests {
         m.action_recorded("create");
         m.action_recorded("create");
         m.outcome_recorded("applied");
+        m.marker_recorded("redrive");
+        m.log_verified(9);
         m.sequences(10, 7);
         m.queue_depth(4);
         let text = render(&m.registry());
@@ -327,6 +375,9 @@ mod tests {
             "# TYPE logbook_last_published_seq gauge",
             "# TYPE logbook_publish_lag_entries gauge",
             "# TYPE logbook_queue_depth gauge",
+            "# TYPE logbook_markers counter",
+            "# TYPE logbook_log_verified_seq gauge",
+            "# TYPE logbook_log_verify_failures counter",
         ] {
             assert!(text.contains(family), "{family} missing:\n{text}");
         }
@@ -335,6 +386,9 @@ mod tests {
             "logbook_plans_total 1",
             "logbook_actions_total{verb=\"create\"} 2",
             "logbook_outcomes_total{result=\"applied\"} 1",
+            "logbook_markers_total{marker=\"redrive\"} 1",
+            "logbook_log_verified_seq 9",
+            "logbook_log_verify_failures_total 0",
             "logbook_last_committed_seq 10",
             "logbook_last_published_seq 7",
             "logbook_publish_lag_entries 3",

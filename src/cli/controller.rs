@@ -48,6 +48,11 @@ pub struct ControllerArgs {
     /// How often the whole world is planned again (a recorded resync); 0 turns it off.
     #[arg(long, env = "LOGBOOK_RESYNC", default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
     pub resync: Duration,
+    /// How often the whole log's hash chain is checked again while running, on a read-only
+    /// connection: damage is logged and counted in `logbook_log_verify_failures_total` (0: only
+    /// the check at start).
+    #[arg(long, env = "LOGBOOK_VERIFY_EVERY", default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
+    pub verify_every: Duration,
     /// On SIGTERM, how long to publish what is left before exiting.
     #[arg(long, env = "LOGBOOK_GRACE", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub grace: Duration,
@@ -138,6 +143,7 @@ impl ControllerArgs {
                 every: self.checkpoint_every,
                 ..Default::default()
             },
+            verify_every: self.verify_every,
         })
     }
 }

@@ -130,6 +130,7 @@ async fn dev(args: DevArgs) -> Result<(), String> {
         answer_deadline: Duration::from_secs(60),
         keys: controller_keys,
         checkpoints: controller::Checkpoints::default(),
+        verify_every: Duration::from_secs(3600),
     };
     // Each process of the loop gets its own admin server on a free loopback port.
     let loopback = AdminArgs {

@@ -12,6 +12,7 @@ mod leading;
 pub mod lease;
 mod outbox;
 pub mod telemetry;
+mod verifier;
 mod watch;
 
 pub use leading::Instance;
@@ -50,6 +51,9 @@ pub struct ControllerConfig {
     pub keys: crate::bus::sign::Keys,
     /// When checkpoints are recorded.
     pub checkpoints: Checkpoints,
+    /// How often the whole hash chain is checked again while running, on a read-only
+    /// connection (`logbook_log_verify_failures_total` counts damage found); zero: only at start.
+    pub verify_every: Duration,
 }
 
 /// When the controller records a checkpoint (the world as folded, so that readers need not
@@ -243,6 +247,7 @@ pub async fn run_as(
         applications = core.fold().world().app_count(),
         "log folded"
     );
+    telemetry.metrics.log_verified(core.fold().last_seq());
     core.observe(telemetry::CoreTelemetry::new(&telemetry));
     if let Some(detail) = leader.detail() {
         core.lead(leader.fence(), detail)?;
@@ -292,6 +297,12 @@ pub async fn run_as(
         outbox_stop.clone(),
         telemetry.clone(),
     ));
+    handles.push(tokio::spawn(verifier::run(
+        config.log_path.clone(),
+        config.verify_every,
+        telemetry.metrics.clone(),
+        tasks.clone(),
+    )));
     let resync_tx = tx.clone();
     let resync = config.resync;
     let resync_stop = tasks.clone();

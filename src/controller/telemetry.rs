@@ -73,7 +73,8 @@ impl CoreTelemetry {
                     "outcome recorded"
                 );
             }
-            Body::Event(_) | Body::Marker(_) => {}
+            Body::Marker(m) => self.metrics.marker_recorded(m.marker.as_str()),
+            Body::Event(_) => {}
         }
     }
 

@@ -490,6 +490,23 @@ pub enum MarkerKind {
     Checkpoint,
 }
 
+impl MarkerKind {
+    /// Its name, as the log's JSON spells it (`redrive`, `refused`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MarkerKind::Start => "start",
+            MarkerKind::Stop => "stop",
+            MarkerKind::Config => "config",
+            MarkerKind::Leadership => "leadership",
+            MarkerKind::Resync => "resync",
+            MarkerKind::Tick => "tick",
+            MarkerKind::Redrive => "redrive",
+            MarkerKind::Refused => "refused",
+            MarkerKind::Checkpoint => "checkpoint",
+        }
+    }
+}
+
 /// What a [`MarkerKind::Redrive`] marker says: which action is published again, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
