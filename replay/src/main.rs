@@ -6,7 +6,7 @@
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use logbook::cli::docs;
+use logbook::cli::{docs, summary};
 use logbook::log::{Filter, LogReader};
 use logbook::record::{EntryKind, ObjKey};
 use logbook::replay::{
@@ -127,6 +127,10 @@ struct VerifyArgs {
     /// Skip the hash-chain check (only the replay).
     #[arg(long)]
     skip_chain: bool,
+    /// Print every unreadable entry the report lists; the text report otherwise shows the
+    /// first few past a screenful. JSON always has them all.
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -192,6 +196,11 @@ struct WhatIfArgs {
     /// Write the report as JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Print every plan, Application and object affected; the text report otherwise
+    /// summarizes lists past a screenful (counts per namespace, the first few). JSON always
+    /// has them all.
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -399,8 +408,12 @@ fn verify(
                 "  unreadable entries the controller ignored too: {}",
                 report.rejected.len()
             )?;
-            for (seq, why) in report.rejected.iter().take(5) {
+            let shown = summary::shown(report.rejected.len(), a.all);
+            for (seq, why) in report.rejected.iter().take(shown) {
                 writeln!(out, "    {seq}: {why}")?;
+            }
+            if let Some(more) = summary::more(report.rejected.len(), shown, "entries") {
+                writeln!(out, "    {more}")?;
             }
         }
         if let Some(stopped) = &report.stopped {
@@ -625,7 +638,8 @@ fn what_if(
         for note in &report.notes {
             writeln!(out, "note: {note}")?;
         }
-        for p in &report.plan_changes {
+        let plans = summary::shown(report.plan_changes.len(), a.all);
+        for p in &report.plan_changes[..plans] {
             writeln!(out, "plan {} ({}):", p.plan_seq, p.at)?;
             for c in &p.changes {
                 match c {
@@ -654,25 +668,30 @@ fn what_if(
                 }
             }
         }
+        if let Some(more) = summary::more(report.plan_changes.len(), plans, "plans") {
+            writeln!(out, "{more}")?;
+        }
         if let Some(s) = &report.stopped {
             writeln!(out, "STOPPED: {s}")?;
         }
-        let list = |set: Vec<String>| {
-            if set.is_empty() {
-                "none".to_string()
-            } else {
-                set.join(", ")
-            }
-        };
         writeln!(
             out,
             "Applications affected: {}",
-            list(report.applications.iter().cloned().collect())
+            summary::names(
+                report.applications.iter().map(String::as_str),
+                summary::namespace_of_name,
+                a.all
+            )
         )?;
+        let objects: Vec<String> = report.objects.iter().map(ToString::to_string).collect();
         writeln!(
             out,
             "objects affected: {}",
-            list(report.objects.iter().map(ToString::to_string).collect())
+            summary::names(
+                objects.iter().map(String::as_str),
+                summary::namespace_of_object,
+                a.all
+            )
         )?;
     }
     Ok(if report.stopped.is_some() {

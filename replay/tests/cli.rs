@@ -267,6 +267,72 @@ fn timeline_what_if_and_export() {
 }
 
 #[test]
+fn what_if_summarizes_long_lists_and_all_prints_them() {
+    // 30 Applications with health checks in 3 namespaces, each planned on its own: turning
+    // liveness probes on changes every one of their plans.
+    let mut h = history::History::new(PlannerConfig::default());
+    for i in 0..30 {
+        let ns = ["shop", "blog", "docs"][i % 3];
+        h.apply(
+            &logbook::model::Application::test(ns, &format!("app-{i:02}"))
+                .health_check("/healthz")
+                .build(),
+        );
+        h.settle();
+    }
+    let log = s(&h.path);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("probes.yaml");
+    std::fs::write(&config, "livenessProbes: true\n").expect("write");
+
+    // JSON has everything: every Application and every plan that would differ.
+    let r = replay(&["what-if", "--log", log, "--config", s(&config), "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(r.stdout.trim()).expect("JSON");
+    assert_eq!(v["applications"].as_array().map(Vec::len), Some(30), "{v}");
+    let plans = v["plan_changes"].as_array().map_or(0, Vec::len);
+    assert!(plans >= 30, "{v}");
+
+    // Text: the first few plans, then a count; the Applications and objects per namespace.
+    let r = replay(&["what-if", "--log", log, "--config", s(&config)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let apps_line = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Applications affected: "))
+        .expect("an Applications line");
+    assert_eq!(
+        apps_line,
+        "Applications affected: 30 in 3 namespaces (blog 10, docs 10, shop 10); first 5: \
+         blog/app-01, blog/app-04, blog/app-07, blog/app-10, blog/app-13; --all lists every one"
+    );
+    assert!(
+        r.stdout
+            .contains("objects affected: 30 in 3 namespaces (blog 10, docs 10, shop 10)"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(r.stdout.matches("\nplan ").count(), 5, "{}", r.stdout);
+    let more = format!(
+        "... and {} more plans (--all prints every one; --json has them all)",
+        plans - 5
+    );
+    assert!(r.stdout.contains(&more), "{}", r.stdout);
+
+    // --all: every one.
+    let r = replay(&["what-if", "--log", log, "--config", s(&config), "--all"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout.matches("\nplan ").count(), plans, "{}", r.stdout);
+    assert!(!r.stdout.contains("more plans"), "{}", r.stdout);
+    let apps_line = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Applications affected: "))
+        .expect("an Applications line");
+    assert_eq!(apps_line.matches("/app-").count(), 30, "{apps_line}");
+}
+
+#[test]
 fn bad_input_gets_one_line_and_exit_code_2() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("missing.db");

@@ -381,7 +381,7 @@ _logbook__replay() {
             return 0
             ;;
         logbook__subcmd__replay__subcmd__verify)
-            opts="-q -h -V --from --until --json --skip-chain --log --quiet --help --version"
+            opts="-q -h -V --from --until --json --skip-chain --all --log --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -407,7 +407,7 @@ _logbook__replay() {
             return 0
             ;;
         logbook__subcmd__replay__subcmd__what__subcmd__if)
-            opts="-q -h -V --config --from --until --json --log --quiet --help --version"
+            opts="-q -h -V --config --from --until --json --all --log --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -41,6 +41,7 @@ complete -c logbook-replay -n "__fish_logbook_replay_using_subcommand verify" -l
 complete -c logbook-replay -n "__fish_logbook_replay_using_subcommand verify" -l log -d 'The log file' -r -F
 complete -c logbook-replay -n "__fish_logbook_replay_using_subcommand verify" -l json -d 'Write the report as JSON (for CI) instead of text'
 complete -c logbook-replay -n "__fish_logbook_replay_using_subcommand verify" -l skip-chain -d 'Skip the hash-chain check (only the replay)'
+complete -c logbook-replay -n "__fish_logbook_replay_using_subcommand verify" -l all -d 'Print every unreadable entry the report lists; the text report otherwise shows the first few past a screenful. JSON always has them all'
 complete -c logbook-replay -n "__fish_logbook_replay_using_subcommand verify" -s q -l quiet -d 'No progress bar (it is drawn only on a terminal anyway)'
 complete -c logbook-replay -n "__fish_logbook_replay_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c logbook-replay -n "__fish_logbook_replay_using_subcommand verify" -s V -l version -d 'Print version'
@@ -68,6 +69,7 @@ complete -c logbook-replay -n "__fish_logbook_replay_using_subcommand what-if" -
 complete -c logbook-replay -n "__fish_logbook_replay_using_subcommand what-if" -l until -d 'Stop after this seq or time' -r
 complete -c logbook-replay -n "__fish_logbook_replay_using_subcommand what-if" -l log -d 'The log file' -r -F
 complete -c logbook-replay -n "__fish_logbook_replay_using_subcommand what-if" -l json -d 'Write the report as JSON instead of text'
+complete -c logbook-replay -n "__fish_logbook_replay_using_subcommand what-if" -l all -d 'Print every plan, Application and object affected; the text report otherwise summarizes lists past a screenful (counts per namespace, the first few). JSON always has them all'
 complete -c logbook-replay -n "__fish_logbook_replay_using_subcommand what-if" -s q -l quiet -d 'No progress bar (it is drawn only on a terminal anyway)'
 complete -c logbook-replay -n "__fish_logbook_replay_using_subcommand what-if" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c logbook-replay -n "__fish_logbook_replay_using_subcommand what-if" -s V -l version -d 'Print version'

@@ -11,6 +11,7 @@ mod executor;
 mod keys;
 mod plan;
 pub mod sandbox;
+pub mod summary;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
