@@ -31,7 +31,7 @@ pub fn names<'a>(
     }
     let mut counts: Vec<(&str, usize)> = per_ns.into_iter().collect();
     // Most first; ties in name order (the map's), so the line is the same every time.
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
     let namespaces = counts.len();
     let mut shown: Vec<String> = counts
         .iter()
