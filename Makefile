@@ -6,6 +6,7 @@
 #   make bench  run the criterion benches (results go in benches/README.md by hand)
 #   make completions          regenerate share/ (completions, man pages) from the clap definitions
 #   make install-completions  install them under PREFIX (default ~/.local)
+#   make install-plugin       install logbook, logbook-replay and the kubectl plugin under PREFIX
 
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -20,7 +21,7 @@ APT_GET := $(if $(filter 0,$(shell id -u)),apt-get,sudo apt-get)
 PY_SCRIPTS := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)
 export PATH := $(PY_SCRIPTS):$(PATH)
 
-.PHONY: dev test tools test-tools fmt clippy unit bench crd completions install-completions clean
+.PHONY: dev test tools test-tools fmt clippy unit bench crd completions install-completions install-plugin clean
 
 # `cargo run` finds the binary wherever CARGO_TARGET_DIR puts it; the examples are built in.
 dev: tools
@@ -91,6 +92,14 @@ install-completions:
 	install -d $(PREFIX)/share/man/man1
 	install -m644 share/man/man1/*.1 $(PREFIX)/share/man/man1/
 	@echo "installed under $(PREFIX): bash, zsh and fish completions and man pages"
+
+## install-plugin: install logbook and logbook-replay under PREFIX/bin, with the kubectl plugin
+## `kubectl-logbook` as a link to logbook (kubectl finds it on PATH: `kubectl logbook ...`)
+install-plugin:
+	$(CARGO) install --quiet --locked --path . --bin logbook --root $(PREFIX)
+	$(CARGO) install --quiet --locked --path replay --root $(PREFIX)
+	ln -sf logbook $(PREFIX)/bin/kubectl-logbook
+	@echo "installed $(PREFIX)/bin/{logbook,logbook-replay,kubectl-logbook}; with $(PREFIX)/bin on PATH, \`kubectl plugin list\` shows kubectl-logbook"
 
 clean:
 	$(CARGO) clean

@@ -546,35 +546,18 @@ fn timeline(
     for p in [a.since, a.until, from].into_iter().flatten() {
         replay::check_within(reader, p)?;
     }
-    let replay::Timeline {
-        items,
-        started_from,
-        notes,
-    } = replay::timeline_from(reader, &subject, a.since, a.until, a.from)?;
-    for note in &notes {
+    let timeline = replay::timeline_from(reader, &subject, a.since, a.until, a.from)?;
+    for note in &timeline.notes {
         eprintln!("logbook-replay: note: {note}");
     }
     if a.json {
-        for it in &items {
+        for it in &timeline.items {
             let line = serde_json::to_string(it)
                 .map_err(|e| Failure::Cannot(format!("cannot encode a step: {e}")))?;
             writeln!(out, "{line}")?;
         }
     } else {
-        writeln!(
-            out,
-            "timeline of {subject} ({} steps){}",
-            items.len(),
-            started_from
-                .map(|c| format!(", read from the checkpoint at entry {c}"))
-                .unwrap_or_default()
-        )?;
-        for it in &items {
-            writeln!(out, "{:>8}  {}  {:<7}  {}", it.seq, it.at, it.kind, it.text)?;
-            for d in &it.details {
-                writeln!(out, "{:>8}  {:>24}    {d}", "", "")?;
-            }
-        }
+        timeline.write_text(&subject, out)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -55,6 +55,9 @@ _logbook() {
             logbook__subcmd__audit,log)
                 cmd="logbook__subcmd__audit__subcmd__log"
                 ;;
+            logbook__subcmd__audit,timeline)
+                cmd="logbook__subcmd__audit__subcmd__timeline"
+                ;;
             logbook__subcmd__audit,verify)
                 cmd="logbook__subcmd__audit__subcmd__verify"
                 ;;
@@ -66,6 +69,9 @@ _logbook() {
                 ;;
             logbook__subcmd__audit__subcmd__help,log)
                 cmd="logbook__subcmd__audit__subcmd__help__subcmd__log"
+                ;;
+            logbook__subcmd__audit__subcmd__help,timeline)
+                cmd="logbook__subcmd__audit__subcmd__help__subcmd__timeline"
                 ;;
             logbook__subcmd__audit__subcmd__help,verify)
                 cmd="logbook__subcmd__audit__subcmd__help__subcmd__verify"
@@ -109,6 +115,9 @@ _logbook() {
             logbook__subcmd__help__subcmd__audit,log)
                 cmd="logbook__subcmd__help__subcmd__audit__subcmd__log"
                 ;;
+            logbook__subcmd__help__subcmd__audit,timeline)
+                cmd="logbook__subcmd__help__subcmd__audit__subcmd__timeline"
+                ;;
             logbook__subcmd__help__subcmd__audit,verify)
                 cmd="logbook__subcmd__help__subcmd__audit__subcmd__verify"
                 ;;
@@ -151,7 +160,7 @@ _logbook() {
             return 0
             ;;
         logbook__subcmd__audit)
-            opts="-h -V --log --help --version log why verify help"
+            opts="-h -V --log --help --version log why verify timeline help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -169,7 +178,7 @@ _logbook() {
             return 0
             ;;
         logbook__subcmd__audit__subcmd__help)
-            opts="log why verify help"
+            opts="log why verify timeline help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -197,6 +206,20 @@ _logbook() {
             return 0
             ;;
         logbook__subcmd__audit__subcmd__help__subcmd__log)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        logbook__subcmd__audit__subcmd__help__subcmd__timeline)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -287,6 +310,48 @@ _logbook() {
                     ;;
                 -o)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        logbook__subcmd__audit__subcmd__timeline)
+            opts="-o -h -V --app --object --since --until --output --log --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --app)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --object)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --until)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 --log)
@@ -689,7 +754,7 @@ _logbook() {
             return 0
             ;;
         logbook__subcmd__help__subcmd__audit)
-            opts="log why verify"
+            opts="log why verify timeline"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -703,6 +768,20 @@ _logbook() {
             return 0
             ;;
         logbook__subcmd__help__subcmd__audit__subcmd__log)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        logbook__subcmd__help__subcmd__audit__subcmd__timeline)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

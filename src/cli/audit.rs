@@ -5,7 +5,9 @@ use crate::log::{Filter, LogError, LogReader, VerifyReport};
 use crate::record::view as trail;
 use crate::record::{Entry, EntryKind, Keys, ObjKey, view::body_json};
 use crate::replay::query::{Listing, parse_time};
+use crate::replay::timeline::{Subject, timeline_from};
 use crate::replay::why::{EventView, OutcomeBrief, Why, WhyError, WhyState, explain, nanos};
+use crate::replay::{Point, ReplayError};
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
@@ -100,6 +102,38 @@ enum AuditCommand {
         logbook audit verify\n  \
         logbook audit verify --log /backup/log.db -o json")]
     Verify(VerifyArgs),
+    /// Tell the story of an Application (with its children) or of one object, in log order:
+    /// each observation with the fields it changed, each plan that touched it, the actions and
+    /// their reasons, and each outcome with its executor, attempt and resourceVersion.
+    ///
+    /// The same story as `logbook-replay timeline`. -o json prints one JSON object per step:
+    /// {"seq", "at", "kind", "text", "details"}.
+    #[command(after_help = "Examples:\n  \
+        logbook audit timeline --app shop/web\n  \
+        logbook audit timeline --object Deployment/shop/web --since 2h\n  \
+        logbook audit timeline --app shop/web -o json")]
+    Timeline(TimelineArgs),
+}
+
+/// Flags of `logbook audit timeline`.
+#[derive(Args, Debug)]
+#[group(id = "subject", required = true, multiple = false, args = ["app", "object"])]
+struct TimelineArgs {
+    /// The Application (NAMESPACE/NAME), with its children.
+    #[arg(long, value_name = "NS/NAME", value_parser = parse_app)]
+    app: Option<String>,
+    /// One object: KIND/NAMESPACE/NAME (KIND/NAME when cluster-scoped).
+    #[arg(long, value_name = "KIND/NS/NAME", value_parser = parse_object)]
+    object: Option<ObjKey>,
+    /// Only steps at or after this time (RFC 3339, or a duration meaning that long ago: 10m).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    since: Option<DateTime<Utc>>,
+    /// Only steps at or before this time (RFC 3339, or a duration meaning that long ago).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    until: Option<DateTime<Utc>>,
+    /// Output: one line per step, or one JSON object per step.
+    #[arg(short, long, value_enum, default_value_t = ReportOutput::Text)]
+    output: ReportOutput,
 }
 
 /// Flags of `logbook audit log`.
@@ -218,6 +252,7 @@ pub fn run(args: AuditArgs) -> ExitCode {
             AuditCommand::Log(a) => log(&reader, a, &mut out),
             AuditCommand::Why(a) => why(&reader, a, &mut out),
             AuditCommand::Verify(a) => verify(&reader, a, &mut out),
+            AuditCommand::Timeline(a) => timeline(&reader, a, &mut out),
         }?;
         out.flush()?;
         Ok(code)
@@ -485,6 +520,49 @@ fn why(reader: &LogReader, args: &WhyArgs, out: &mut Out) -> Result<u8, AuditErr
             for line in narrate(&why) {
                 out.line(&line)?;
             }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+// ---------------------------------------------------------------------------------------------
+// audit timeline
+
+fn timeline(reader: &LogReader, args: &TimelineArgs, out: &mut Out) -> Result<u8, AuditError> {
+    let subject = match (&args.app, &args.object) {
+        (Some(app), _) => Subject::App(app.clone()),
+        (None, Some(key)) => Subject::Object(key.clone()),
+        (None, None) => {
+            return Err(AuditError::Input(
+                "say whose timeline: --app NS/NAME or --object KIND/NS/NAME".into(),
+            ));
+        }
+    };
+    let story = timeline_from(
+        reader,
+        &subject,
+        args.since.map(Point::Time),
+        args.until.map(Point::Time),
+        1,
+    )
+    .map_err(|e| match e {
+        ReplayError::Log(e) => AuditError::Log(e),
+        other => AuditError::Input(other.to_string()),
+    })?;
+    match args.output {
+        ReportOutput::Json => {
+            for it in &story.items {
+                let line = serde_json::to_string(it)
+                    .map_err(|e| AuditError::Input(format!("cannot encode a step: {e}")))?;
+                out.line(&line)?;
+            }
+        }
+        ReportOutput::Text => {
+            let mut text = Vec::new();
+            story
+                .write_text(&subject, &mut text)
+                .map_err(AuditError::Output)?;
+            out.line(String::from_utf8_lossy(&text).trim_end())?;
         }
     }
     Ok(EXIT_OK)

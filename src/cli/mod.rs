@@ -2,7 +2,7 @@
 //!
 //! Parsing and printing only; the work is done by the library modules they call.
 
-mod audit;
+pub(crate) mod audit;
 pub mod common;
 pub mod controller;
 mod dev;
@@ -10,6 +10,7 @@ pub mod docs;
 mod executor;
 mod keys;
 mod plan;
+pub mod plugin;
 pub mod sandbox;
 pub mod summary;
 
@@ -48,7 +49,8 @@ enum Command {
     ///
     /// `audit log` prints entries (filtered by Application, object, kind, time or seq; --follow
     /// keeps printing), `audit why KIND/NS/NAME` traces an object back to the action, plan and
-    /// events that made it so, `audit verify` names the first edited, removed or moved entry.
+    /// events that made it so, `audit timeline` tells an Application's or object's story,
+    /// `audit verify` names the first edited, removed or moved entry.
     /// Reads only: the log is opened read-only and never blocks the controller's writes.
     /// Exit codes: 0 done, 1 a problem was found (verify), 2 could not do it (bad flags, a
     /// missing or damaged log, an unknown object).
@@ -79,6 +81,10 @@ enum Command {
 
 /// Entry point of the `logbook` binary.
 pub fn main() -> ExitCode {
+    // Run as `kubectl-logbook` (kubectl's plugin discovery): kubectl's habits, audit's answers.
+    if plugin::invoked_as_plugin() {
+        return plugin::run(std::env::args_os().skip(1).collect());
+    }
     let cli = Cli::parse();
     let format = match &cli.command {
         Command::Controller(args) => args.logging.log_format,

@@ -42,6 +42,32 @@ pub struct TimelineItem {
     pub details: Vec<String>,
 }
 
+impl Timeline {
+    /// The story as text: a header naming `subject` (and the checkpoint read from), then one
+    /// line per step (seq, time, kind, what happened) with its details indented under it.
+    pub fn write_text(
+        &self,
+        subject: &Subject,
+        out: &mut impl std::io::Write,
+    ) -> std::io::Result<()> {
+        writeln!(
+            out,
+            "timeline of {subject} ({} steps){}",
+            self.items.len(),
+            self.started_from
+                .map(|c| format!(", read from the checkpoint at entry {c}"))
+                .unwrap_or_default()
+        )?;
+        for it in &self.items {
+            writeln!(out, "{:>8}  {}  {:<7}  {}", it.seq, it.at, it.kind, it.text)?;
+            for d in &it.details {
+                writeln!(out, "{:>8}  {:>24}    {d}", "", "")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Metadata the API server changes on every write: not news in a timeline.
 const NOISE: &[&str] = &[
     "resourceVersion",
