@@ -4,8 +4,8 @@
 //! It serves discovery, the built-in kinds logbook needs (Namespaces, Services, ConfigMaps,
 //! Secrets, Events, Deployments, Ingresses, Leases, CustomResourceDefinitions; Pods, Nodes,
 //! ReplicaSets, Jobs, PersistentVolumeClaims, PersistentVolumes, StorageClasses and
-//! EndpointSlices as stored objects, for the node and workload controllers; Pods with `log`
-//! and `eviction`, run by the [`node`]) and every
+//! EndpointSlices as stored objects, for the node and workload controllers; Pods with `log`,
+//! `exec`, `eviction` and `binding`, run by the [`node`]) and every
 //! resource a CRD declares, with get, list, watch, create, update, patch (JSON, merge,
 //! strategic merge), server-side apply, delete and `/status`; it keeps the bookkeeping the API
 //! server keeps (uid, resourceVersion, generation, Status errors, garbage collection) and
@@ -303,6 +303,8 @@ impl Sandbox {
                 api: addr,
             },
         );
+        // Registered before serving, so that the first request already sees the Node.
+        node.register();
         let faults = Faults::new(config.seed, store.clone(), node.clone());
         let app = Arc::new(routes::App {
             store: store.clone(),

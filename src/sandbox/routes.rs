@@ -233,7 +233,7 @@ pub async fn handle(app: Arc<App>, req: Request) -> Response {
 }
 
 async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let query = parse_query(parts.uri.query().unwrap_or(""));
     let accept = header(&parts, ACCEPT).to_string();
@@ -347,10 +347,10 @@ async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         return Err(ApiError::no_such_path());
     }
     if rtype.id() == "/pods"
-        && let (Some(ns), Some(name), Some(sub @ ("log" | "eviction" | "binding"))) =
+        && let (Some(ns), Some(name), Some(sub @ ("log" | "eviction" | "binding" | "exec"))) =
             (namespace, name, sub)
     {
-        return pod_subresource(&app, &parts, body, &query, ns, name, sub).await;
+        return pod_subresource(&app, &mut parts, body, &query, ns, name, sub).await;
     }
     let status = match sub {
         None => false,
@@ -449,10 +449,11 @@ async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     Ok(response)
 }
 
-/// `pods/NAME/log` (GET), `pods/NAME/eviction` and `pods/NAME/binding` (POST).
+/// `pods/NAME/log` (GET), `pods/NAME/exec` (GET or POST, WebSocket), `pods/NAME/eviction`
+/// and `pods/NAME/binding` (POST).
 async fn pod_subresource(
     app: &App,
-    parts: &http::request::Parts,
+    parts: &mut http::request::Parts,
     body: Body,
     query: &[(String, String)],
     ns: &str,
@@ -485,6 +486,28 @@ async fn pod_subresource(
                     Ok(r)
                 }
             }
+        }
+        ("exec", Method::GET | Method::POST) => {
+            use super::node::exec;
+            use axum::extract::FromRequestParts;
+            use axum::extract::ws::WebSocketUpgrade;
+            let p = pod()?;
+            let o = exec::Options::parse(query)?;
+            let (spec, mounts) = app.node.exec_context(&p.obj, &o)?;
+            let upgrade = WebSocketUpgrade::from_request_parts(parts, &())
+                .await
+                .map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "pods/exec is served over WebSocket only ({} or {}): {e}",
+                        exec::PROTOCOLS[0],
+                        exec::PROTOCOLS[1]
+                    ))
+                })?;
+            let upgrade = upgrade.protocols(exec::PROTOCOLS);
+            let v5 = upgrade
+                .selected_protocol()
+                .is_some_and(|p| p.as_bytes() == exec::PROTOCOLS[0].as_bytes());
+            Ok(upgrade.on_upgrade(move |socket| exec::run(socket, v5, o, spec, mounts)))
         }
         ("eviction", Method::POST) => {
             let bytes = read_body(app, parts, body).await?;

@@ -626,3 +626,97 @@ async fn no_pod_process_outlives_a_sigkilled_sandbox() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn kubectl_exec_runs_in_the_container_and_returns_its_exit_code() {
+    bounded(async {
+        let sandbox = start_with(node_config()).await;
+        let pods: Api<Pod> = Api::namespaced(sandbox.client(), "default");
+        pods.create(
+            &PostParams::default(),
+            &pod(
+                "shell",
+                json!({
+                    "volumes": [{ "name": "data", "emptyDir": {} }],
+                    "containers": [{ "name": "sh", "image": "busybox", "command": ["sleep", "300"],
+                        "env": [{ "name": "GREETING", "value": "hello" }],
+                        "volumeMounts": [{ "name": "data", "mountPath": "/data" }] }],
+                }),
+            ),
+        )
+        .await
+        .expect("created");
+        until(&pods, "shell", "Ready", Duration::from_secs(10), ready).await;
+        let kubectl = Kubectl::for_sandbox(&sandbox);
+        let out = kubectl
+            .run(&[
+                "exec",
+                "shell",
+                "--",
+                "sh",
+                "-c",
+                "echo hi $GREETING; echo oops >&2; exit 3",
+            ])
+            .await;
+        assert!(!out.ok);
+        assert_eq!(out.stdout, "hi hello\n", "{}", out.stderr);
+        assert!(
+            out.stderr.contains("oops")
+                && out.stderr.contains("command terminated with exit code 3"),
+            "{}",
+            out.stderr
+        );
+        // -i: stdin reaches the command, and paths under a mount land in the volume.
+        let mut cmd = tokio::process::Command::new(&kubectl.bin);
+        cmd.arg("--kubeconfig")
+            .arg(&kubectl.kubeconfig)
+            .args([
+                "exec",
+                "-i",
+                "shell",
+                "--",
+                "sh",
+                "-c",
+                "cat > /data/in && cat /data/in",
+            ])
+            .env("HOME", kubectl.home.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("kubectl exec -i");
+        {
+            use tokio::io::AsyncWriteExt;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(b"through stdin\n").await.expect("write");
+        }
+        let done = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+            .await
+            .expect("kubectl exec -i ends")
+            .expect("output");
+        assert!(
+            done.status.success(),
+            "{}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&done.stdout), "through stdin\n");
+        let uid = pods
+            .get("shell")
+            .await
+            .expect("pod")
+            .metadata
+            .uid
+            .unwrap_or_default();
+        let file = sandbox
+            .data_dir()
+            .join("pods")
+            .join(format!("default_shell_{uid}"))
+            .join("volumes/data/in");
+        assert_eq!(
+            std::fs::read_to_string(file).expect("in the volume"),
+            "through stdin\n"
+        );
+        sandbox.shutdown().await;
+    })
+    .await;
+}

@@ -11,9 +11,10 @@
 //! [`mounts`] (volumes as host directories and path rewriting), [`process`] (one process and
 //! its log), [`supervise`] (the per-container supervisor that dies with the sandbox),
 //! [`probes`], [`pod`] (one Pod's run), [`status`] (the kubelet's status), [`logs`] (reading
-//! them back), [`printer`] (`kubectl get pods` columns).
+//! them back), [`exec`] (`pods/exec` over WebSocket), [`printer`] (`kubectl get pods` columns).
 
 pub mod env;
+pub mod exec;
 pub mod images;
 pub mod logs;
 pub mod mounts;
@@ -583,6 +584,37 @@ impl Node {
         self.signal(ns, name, None, |h| h.thaw())
     }
 
+    /// The context `pods/NAME/exec` runs a command in: the container's environment, directory,
+    /// user and mounts, if it is running.
+    pub fn exec_context(
+        &self,
+        pod: &Value,
+        o: &exec::Options,
+    ) -> Result<(process::Spec, mounts::Mounts), ApiError> {
+        let name = meta::name(pod);
+        let main: Vec<String> = pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from))
+            .collect();
+        let container = match &o.container {
+            Some(c) => c.clone(),
+            None => main.first().cloned().unwrap_or_default(),
+        };
+        let shared = self
+            .find(meta::namespace(pod), name)
+            .ok()
+            .and_then(|(_, s)| s);
+        let context = shared.and_then(|s| s.context(&container));
+        context.ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unable to upgrade connection: container not found (\"{container}\"): no process of it runs on the node (its image is not in the image map, or it is not running)"
+            ))
+        })
+    }
+
     /// Answer `GET pods/NAME/log` for a Pod as stored now.
     pub fn logs(&self, pod: &Value, query: &[(String, String)]) -> Result<LogReply, ApiError> {
         let o = logs::Options::parse(query)?;
@@ -740,10 +772,10 @@ async fn simulate(
     pod::write_status(&store, &ns, &name, &uid, &st);
 }
 
-/// Run the node until the store's change stream ends: register, then follow every Pod.
+/// Run the node until the store's change stream ends ([`Node::register`] first): follow every
+/// Pod, and renew the node's Lease.
 pub async fn run(node: Arc<Node>) {
     let mut rx = node.store().subscribe();
-    node.register();
     node.resync();
     let mut beat = tokio::time::interval(Duration::from_secs(10));
     beat.tick().await;

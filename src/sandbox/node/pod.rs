@@ -35,6 +35,8 @@ pub struct Shared {
     pub root: PathBuf,
     state: Mutex<status::Pod>,
     procs: Mutex<HashMap<String, Handle>>,
+    /// Each container's last process spec and mounts (what `exec` runs with).
+    contexts: Mutex<HashMap<String, (Spec, Mounts)>>,
     changed: Notify,
 }
 
@@ -71,6 +73,18 @@ impl Shared {
             c.restart_count
         };
         Some(log_path(&self.root, container, n))
+    }
+
+    /// The environment, directory, user and mounts of a running container (for `exec`).
+    pub fn context(&self, container: &str) -> Option<(Spec, Mounts)> {
+        if !self.running(container) {
+            return None;
+        }
+        self.contexts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(container)
+            .cloned()
     }
 
     /// Whether the container's current instance is running.
@@ -123,6 +137,7 @@ pub fn shared(uid: &str, root: PathBuf, initial: status::Pod) -> Arc<Shared> {
         root,
         state: Mutex::new(initial),
         procs: Mutex::new(HashMap::new()),
+        contexts: Mutex::new(HashMap::new()),
         changed: Notify::new(),
     })
 }
@@ -251,6 +266,7 @@ fn strings(c: &Value, k: &str) -> Option<Vec<String>> {
 /// A container's process spec and the host file of its termination message.
 struct Built {
     spec: Spec,
+    mounts: Mounts,
     message_file: PathBuf,
 }
 
@@ -380,6 +396,7 @@ impl Run {
                 gid,
                 log,
             },
+            mounts: m,
             message_file,
         })
     }
@@ -462,6 +479,11 @@ impl Run {
             }
         };
         let handle = running.handle();
+        self.shared
+            .contexts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.clone(), (built.spec.clone(), built.mounts.clone()));
         self.shared.procs().insert(name.clone(), handle);
         let readiness = c
             .get("readinessProbe")
