@@ -608,7 +608,7 @@ _logbook() {
             return 0
             ;;
         logbook__subcmd__dev)
-            opts="-f -q -h -V --data-dir --file --no-examples --executors --in-flight --ready-delay --until-ready --quiet --help --version"
+            opts="-f -q -h -V --data-dir --file --no-examples --executors --in-flight --ready-delay --images --until-ready --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -635,6 +635,10 @@ _logbook() {
                     return 0
                     ;;
                 --ready-delay)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --images)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1116,7 +1120,7 @@ _logbook() {
             return 0
             ;;
         logbook__subcmd__sandbox)
-            opts="-h -V --addr --kubeconfig --state --data-dir --ready-delay --history --history-bytes --header-timeout --idle-timeout --body-timeout --seed --bookmark-interval --help --version"
+            opts="-h -V --addr --kubeconfig --state --data-dir --ready-delay --history --history-bytes --header-timeout --idle-timeout --body-timeout --seed --bookmark-interval --images --print-images --restart-backoff --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1167,6 +1171,14 @@ _logbook() {
                     return 0
                     ;;
                 --bookmark-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --images)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --restart-backoff)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

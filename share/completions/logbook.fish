@@ -42,6 +42,7 @@ complete -c logbook -n "__fish_logbook_using_subcommand dev" -s f -l file -d 'Mo
 complete -c logbook -n "__fish_logbook_using_subcommand dev" -l executors -d 'How many executors to run' -r
 complete -c logbook -n "__fish_logbook_using_subcommand dev" -l in-flight -d 'Actions each executor handles at once' -r
 complete -c logbook -n "__fish_logbook_using_subcommand dev" -l ready-delay -d 'How long the sandbox takes to report a Deployment\'s replicas ready' -r
+complete -c logbook -n "__fish_logbook_using_subcommand dev" -l images -d 'The sandbox node\'s image map (YAML; see `logbook sandbox --print-images`): which images run as local programs; the others\' Pods are simulated' -r -F
 complete -c logbook -n "__fish_logbook_using_subcommand dev" -l no-examples -d 'Do not apply the built-in examples (three Applications in `shop` and `blog`, one in `default`): start empty, or with only what -f names'
 complete -c logbook -n "__fish_logbook_using_subcommand dev" -l until-ready -d 'Exit once every applied Application is Ready (for scripts and tests)'
 complete -c logbook -n "__fish_logbook_using_subcommand dev" -s q -l quiet -d 'Do not print the trail, only the summary'
@@ -191,6 +192,9 @@ complete -c logbook -n "__fish_logbook_using_subcommand sandbox" -l idle-timeout
 complete -c logbook -n "__fish_logbook_using_subcommand sandbox" -l body-timeout -d 'How long a request body may take to arrive once its headers are in; slower ones get 408 (`0`: no limit)' -r
 complete -c logbook -n "__fish_logbook_using_subcommand sandbox" -l seed -d 'Seed of the fault-injection random sequence' -r
 complete -c logbook -n "__fish_logbook_using_subcommand sandbox" -l bookmark-interval -d 'How often watches that allow bookmarks get one (`10s`)' -r
+complete -c logbook -n "__fish_logbook_using_subcommand sandbox" -l images -d 'The image map (YAML): which container images the node runs as local programs, from which directories, as which user; an image not in it never runs a process (its Pods are simulated). Default: the built-in map (busybox, alpine, git, postgres:15, logbook\'s image); print it with --print-images' -r -F
+complete -c logbook -n "__fish_logbook_using_subcommand sandbox" -l restart-backoff -d 'The node\'s restart back-off after a container\'s first immediate restart, doubling up to five minutes (`10s` as the kubelet; shorter for tests)' -r
+complete -c logbook -n "__fish_logbook_using_subcommand sandbox" -l print-images -d 'Print the image map in use (the built-in one, or --images) as YAML and exit'
 complete -c logbook -n "__fish_logbook_using_subcommand sandbox" -s h -l help -d 'Print help'
 complete -c logbook -n "__fish_logbook_using_subcommand sandbox" -s V -l version -d 'Print version'
 complete -c logbook -n "__fish_logbook_using_subcommand completions" -l dir -d 'Write the scripts into this directory (created if missing) under the names each shell looks for (`logbook.bash`, `_logbook`, `logbook.fish`): SHELL\'s only, or bash\'s, zsh\'s and fish\'s' -r -F

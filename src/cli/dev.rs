@@ -57,6 +57,10 @@ pub struct DevArgs {
     /// How long the sandbox takes to report a Deployment's replicas ready.
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub ready_delay: Duration,
+    /// The sandbox node's image map (YAML; see `logbook sandbox --print-images`): which images
+    /// run as local programs; the others' Pods are simulated.
+    #[arg(long, env = "LOGBOOK_SANDBOX_IMAGES", value_name = "FILE")]
+    pub images: Option<PathBuf>,
     /// Exit once every applied Application is Ready (for scripts and tests).
     #[arg(long)]
     pub until_ready: bool,
@@ -96,6 +100,8 @@ async fn dev(args: DevArgs) -> Result<(), String> {
         ready_delay: args.ready_delay,
         state: Some(dir.join("sandbox-state.json")),
         data_dir: Some(dir.join("sandbox")),
+        images: Some(super::sandbox::image_map(args.images.as_deref())?),
+        logbook_exe: std::env::current_exe().ok(),
         ..SandboxConfig::default()
     })
     .await

@@ -85,6 +85,14 @@ pub fn main() -> ExitCode {
     if plugin::invoked_as_plugin() {
         return plugin::run(std::env::args_os().skip(1).collect());
     }
+    // The sandbox node's per-container supervisor: not a user command, no flags, no logging.
+    let mut argv = std::env::args_os();
+    if argv
+        .nth(1)
+        .is_some_and(|a| a == crate::sandbox::node::supervise::SUBCOMMAND)
+    {
+        return crate::sandbox::node::supervise::main(argv.collect());
+    }
     let cli = Cli::parse();
     let format = match &cli.command {
         Command::Controller(args) => args.logging.log_format,

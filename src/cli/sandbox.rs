@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::process::{block_on, parse_duration, signalled};
+use crate::sandbox::node::images::ImageMap;
 use crate::sandbox::{Sandbox, SandboxConfig};
 
 /// Flags of `logbook sandbox`.
@@ -76,6 +77,27 @@ pub struct SandboxArgs {
     /// How often watches that allow bookmarks get one (`10s`).
     #[arg(long, env = "LOGBOOK_SANDBOX_BOOKMARK_INTERVAL", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub bookmark_interval: Duration,
+    /// The image map (YAML): which container images the node runs as local programs, from
+    /// which directories, as which user; an image not in it never runs a process (its Pods are
+    /// simulated). Default: the built-in map (busybox, alpine, git, postgres:15, logbook's
+    /// image); print it with --print-images.
+    #[arg(long, env = "LOGBOOK_SANDBOX_IMAGES", value_name = "FILE")]
+    pub images: Option<PathBuf>,
+    /// Print the image map in use (the built-in one, or --images) as YAML and exit.
+    #[arg(long)]
+    pub print_images: bool,
+    /// The node's restart back-off after a container's first immediate restart, doubling up to
+    /// five minutes (`10s` as the kubelet; shorter for tests).
+    #[arg(long, env = "LOGBOOK_SANDBOX_RESTART_BACKOFF", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub restart_backoff: Duration,
+}
+
+/// The image map `--images` names, or the built-in one for this executable.
+pub fn image_map(file: Option<&std::path::Path>) -> Result<ImageMap, String> {
+    match file {
+        Some(f) => ImageMap::load(f).map_err(|e| e.to_string()),
+        None => Ok(ImageMap::defaults(std::env::current_exe().ok().as_deref())),
+    }
 }
 
 /// A size in bytes: a whole number, optionally followed by `B`, `KiB`, `MiB` or `GiB`.
@@ -108,6 +130,11 @@ pub fn run(args: SandboxArgs) -> ExitCode {
 }
 
 async fn serve(args: SandboxArgs) -> Result<(), String> {
+    let images = image_map(args.images.as_deref())?;
+    if args.print_images {
+        print!("{}", images.to_yaml());
+        return Ok(());
+    }
     let config = SandboxConfig {
         addr: args.addr,
         ready_delay: args.ready_delay,
@@ -120,6 +147,9 @@ async fn serve(args: SandboxArgs) -> Result<(), String> {
         bookmark_interval: args.bookmark_interval,
         state: args.state.clone(),
         data_dir: args.data_dir.clone(),
+        images: Some(images),
+        logbook_exe: std::env::current_exe().ok(),
+        restart_backoff: args.restart_backoff,
         ..SandboxConfig::default()
     };
     let sandbox = Sandbox::start(config).await.map_err(|e| e.to_string())?;

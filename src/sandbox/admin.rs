@@ -49,7 +49,42 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "/sandbox/state",
         "every object, as --state saves them",
     ),
+    (
+        "POST",
+        "/sandbox/pods/kill?namespace=NS&name=POD[&container=C]",
+        "SIGKILL a Pod's container processes (the node restarts them per restartPolicy)",
+    ),
+    (
+        "POST",
+        "/sandbox/pods/freeze?namespace=NS&name=POD",
+        "SIGSTOP a Pod's processes, as a hung node (its probes fail)",
+    ),
+    (
+        "POST",
+        "/sandbox/pods/thaw?namespace=NS&name=POD",
+        "SIGCONT a frozen Pod's processes",
+    ),
 ];
+
+fn pod_target(query: &[(String, String)]) -> Result<(String, String, Option<String>), ApiError> {
+    let get = |k: &str| {
+        query
+            .iter()
+            .find(|(q, _)| q == k)
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+    };
+    let name = get("name").ok_or_else(|| {
+        ApiError::bad_request(
+            "a Pod fault needs ?name=POD (and &namespace=NS, default \"default\")",
+        )
+    })?;
+    Ok((
+        get("namespace").unwrap_or_else(|| "default".into()),
+        name,
+        get("container"),
+    ))
+}
 
 /// Answer an admin request: `rest` is the path after `/sandbox/`.
 pub fn handle(
@@ -109,6 +144,21 @@ pub fn handle(
         ("GET", "audited") => Ok(json!(faults.audited())),
         ("GET", "history") => Ok(json!(store.history_stats())),
         ("GET", "state") => Ok(json!(store.snapshot_all())),
+        ("POST", "pods/kill" | "pods/freeze" | "pods/thaw") => {
+            let (ns, name, container) = pod_target(query)?;
+            let done = match rest {
+                "pods/kill" => faults.kill_pod(&ns, &name, container.as_deref()),
+                "pods/freeze" => faults.freeze_pod(&ns, &name),
+                _ => faults.thaw_pod(&ns, &name),
+            };
+            match done {
+                Ok(n) => Ok(json!({ "namespace": ns, "name": name, "processes": n })),
+                Err(e @ super::node::NodeError::NoPod { .. }) => {
+                    Err(ApiError::new(404, "NotFound", e.to_string()))
+                }
+                Err(e) => Err(ApiError::new(409, "Conflict", e.to_string())),
+            }
+        }
         (_, r)
             if ROUTES.iter().any(|(_, p, _)| {
                 p.trim_start_matches("/sandbox/").split('?').next() == Some(r)

@@ -1,4 +1,5 @@
-//! Fault injection, reproducible from a seed: latency, error answers, short watches, pause.
+//! Fault injection, reproducible from a seed: latency, error answers, short watches, pause;
+//! and the node's: a Pod's processes killed, frozen, thawed.
 //! Owns the fault settings, the record of what was injected and the audit trail of requests
 //! that named themselves (`Audit-ID`); it must not serve requests.
 
@@ -132,10 +133,11 @@ pub struct Faults {
     inner: Arc<Mutex<Inner>>,
     paused: Arc<watch::Sender<bool>>,
     store: Arc<Store>,
+    node: Arc<super::node::Node>,
 }
 
 impl Faults {
-    pub(crate) fn new(seed: u64, store: Arc<Store>) -> Faults {
+    pub(crate) fn new(seed: u64, store: Arc<Store>, node: Arc<super::node::Node>) -> Faults {
         Faults {
             inner: Arc::new(Mutex::new(Inner {
                 config: FaultConfig::default(),
@@ -145,6 +147,7 @@ impl Faults {
             })),
             paused: Arc::new(watch::channel(false).0),
             store,
+            node,
         }
     }
 
@@ -201,6 +204,28 @@ impl Faults {
     /// End each watch stream after `n` events (`None`: never).
     pub fn close_watches_after(&self, n: Option<u64>) {
         self.lock().config.close_watch_after = n;
+    }
+
+    /// SIGKILL a Pod's container processes (`container`, or all of them), as an OOM kill or a
+    /// crash would; the node restarts them per the Pod's `restartPolicy`. How many were killed.
+    pub fn kill_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: Option<&str>,
+    ) -> Result<usize, super::node::NodeError> {
+        self.node.kill(namespace, name, container)
+    }
+
+    /// SIGSTOP every process of a Pod, as a hung node: its probes then fail and it turns
+    /// NotReady (a Pod without probes stays Ready, as on a real node).
+    pub fn freeze_pod(&self, namespace: &str, name: &str) -> Result<usize, super::node::NodeError> {
+        self.node.freeze(namespace, name)
+    }
+
+    /// SIGCONT a frozen Pod's processes.
+    pub fn thaw_pod(&self, namespace: &str, name: &str) -> Result<usize, super::node::NodeError> {
+        self.node.thaw(namespace, name)
     }
 
     /// Compact the watch history: every resourceVersion before now is too old, so the next

@@ -4,7 +4,8 @@
 //! It serves discovery, the built-in kinds logbook needs (Namespaces, Services, ConfigMaps,
 //! Secrets, Events, Deployments, Ingresses, Leases, CustomResourceDefinitions; Pods, Nodes,
 //! ReplicaSets, Jobs, PersistentVolumeClaims, PersistentVolumes, StorageClasses and
-//! EndpointSlices as stored objects, for the node and workload controllers) and every
+//! EndpointSlices as stored objects, for the node and workload controllers; Pods with `log`,
+//! `exec`, `eviction` and `binding`, run by the [`node`]) and every
 //! resource a CRD declares, with get, list, watch, create, update, patch (JSON, merge,
 //! strategic merge), server-side apply, delete and `/status`; it keeps the bookkeeping the API
 //! server keeps (uid, resourceVersion, generation, Status errors, garbage collection) and
@@ -28,7 +29,8 @@
 //! [`convert`] (one object served by two groups: Events), [`fields`] (unknown fields and
 //! `fieldValidation`), [`protobuf`] (protobuf request bodies), [`patch`] (patch types and apply),
 //! [`watch`], [`schema`] (CRD schemas), [`table`] (kubectl tables), [`selectors`], [`meta`],
-//! [`status`] (errors), [`faults`], [`workloads`], [`gc`], [`kubeconfig`], [`admin`],
+//! [`status`] (errors), [`faults`], [`workloads`], [`node`] (Pods run as local processes or
+//! simulated), [`gc`], [`kubeconfig`], [`admin`],
 //! [`persist`] (`--state`).
 
 pub mod admin;
@@ -40,6 +42,7 @@ pub mod gc;
 pub mod guard;
 pub mod kubeconfig;
 pub mod meta;
+pub mod node;
 pub mod openapi;
 pub mod patch;
 pub mod persist;
@@ -110,6 +113,16 @@ pub struct SandboxConfig {
     /// How long a request body may take to arrive once its headers are in (408 beyond);
     /// zero: no limit.
     pub body_timeout: Duration,
+    /// Which images the node runs as local programs; `None`: the built-in map
+    /// ([`node::images::ImageMap::defaults`]).
+    pub images: Option<node::images::ImageMap>,
+    /// The logbook binary: it supervises container processes (so that none outlives the
+    /// sandbox, even a SIGKILLed one) and stands for logbook's own image. `None`: processes are
+    /// started directly (killed when the sandbox stops or is dropped, not when it is SIGKILLed).
+    pub logbook_exe: Option<PathBuf>,
+    /// The node's restart back-off after the first immediate restart, doubling up to five
+    /// minutes (the kubelet's is 10 s).
+    pub restart_backoff: Duration,
 }
 
 /// The default of [`SandboxConfig::history_bytes`]: 64 MiB.
@@ -138,6 +151,9 @@ impl Default for SandboxConfig {
             header_timeout: HEADER_TIMEOUT,
             idle_timeout: IDLE_TIMEOUT,
             body_timeout: BODY_TIMEOUT,
+            images: None,
+            logbook_exe: None,
+            restart_backoff: node::RESTART_BACKOFF,
         }
     }
 }
@@ -194,6 +210,7 @@ pub struct Sandbox {
     tasks: Vec<JoinHandle<()>>,
     state: Option<PathBuf>,
     data: DataDir,
+    node: Arc<node::Node>,
 }
 
 /// The sandbox's data directory, removed on drop when the sandbox made it for itself.
@@ -271,7 +288,24 @@ impl Sandbox {
             addr: config.addr,
             source,
         })?;
-        let faults = Faults::new(config.seed, store.clone());
+        let images = config
+            .images
+            .clone()
+            .unwrap_or_else(|| node::images::ImageMap::defaults(config.logbook_exe.as_deref()));
+        let node = node::Node::new(
+            store.clone(),
+            node::NodeConfig {
+                images,
+                supervisor: config.logbook_exe.clone(),
+                restart_backoff: config.restart_backoff,
+                ready_delay: config.ready_delay,
+                data_dir: data.path.clone(),
+                api: addr,
+            },
+        );
+        // Registered before serving, so that the first request already sees the Node.
+        node.register();
+        let faults = Faults::new(config.seed, store.clone(), node.clone());
         let app = Arc::new(routes::App {
             store: store.clone(),
             faults: faults.clone(),
@@ -279,6 +313,7 @@ impl Sandbox {
             max_body: config.max_body,
             body_timeout: config.body_timeout,
             guard: guard::Guard::new(addr),
+            node: node.clone(),
         });
         let stop = CancellationToken::new();
         let timeouts = serve::Timeouts {
@@ -289,6 +324,7 @@ impl Sandbox {
         let tasks = vec![
             tokio::spawn(gc::run(store.clone(), config.gc_delay)),
             tokio::spawn(workloads::run(store.clone(), config.ready_delay)),
+            tokio::spawn(node::run(node.clone())),
         ];
         tracing::info!(url = %format!("http://{addr}"), "sandbox serving");
         Ok(Sandbox {
@@ -300,6 +336,7 @@ impl Sandbox {
             tasks,
             state: config.state,
             data,
+            node,
         })
     }
 
@@ -352,6 +389,11 @@ impl Sandbox {
         &self.data.path
     }
 
+    /// The node: Pods' processes (faults: kill, freeze, thaw).
+    pub fn node(&self) -> Arc<node::Node> {
+        self.node.clone()
+    }
+
     /// The fault-injection handle.
     pub fn faults(&self) -> Faults {
         self.faults.clone()
@@ -379,6 +421,7 @@ impl Sandbox {
         for t in self.tasks.drain(..) {
             t.abort();
         }
+        self.node.shutdown();
     }
 
     /// Stop serving: open watches end, requests in flight finish, the state file (if any) is

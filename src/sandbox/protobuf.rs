@@ -7,7 +7,8 @@
 //! `kubectl create deployment` and common manifests use (containers with image, command, args,
 //! ports, env, resources...); a Pod template that sets any other field (volumes, probes,
 //! affinity...) is refused with a 415 rather than stored without it; Services likewise, with
-//! the spec fields `kubectl create service` and common manifests set. Another kind in protobuf
+//! the spec fields `kubectl create service` and common manifests set; Pods (`kubectl run`) with
+//! the same Pod spec conversion as Deployments' templates. Another kind in protobuf
 //! is a 415 that says to send JSON; a body that does not decode is a 400. Owns the envelope and
 //! these conversions; it must not store or validate anything (the verbs do, as for JSON).
 
@@ -58,11 +59,12 @@ pub fn decode(id: &str, body: &[u8]) -> Result<Value, ApiError> {
         "/secrets" => secret(core::Secret::decode(raw.as_slice()).map_err(bad)?),
         "apps/deployments" => deployment(apps::Deployment::decode(raw.as_slice()).map_err(bad)?)?,
         "/services" => service(core::Service::decode(raw.as_slice()).map_err(bad)?)?,
+        "/pods" => pod(core::Pod::decode(raw.as_slice()).map_err(bad)?)?,
         _ => {
             return Err(ApiError::new(
                 415,
                 "UnsupportedMediaType",
-                "the logbook sandbox takes protobuf bodies only for Namespaces, ConfigMaps, \
+                "the logbook sandbox takes protobuf bodies only for Namespaces, ConfigMaps, Pods, \
                  Secrets, Deployments and Services; send this one as JSON or YAML (for \
                  example `kubectl create ... --dry-run=client -o yaml | kubectl apply -f -`), \
                  with \"application/json\" as its content type",
@@ -582,6 +584,17 @@ fn deployment(d: apps::Deployment) -> Result<Value, ApiError> {
     Ok(Value::Object(o))
 }
 
+/// A Pod as `kubectl run` sends it: metadata and the spec fields a Pod template may carry
+/// here; `status` is the server's (the node's).
+fn pod(p: core::Pod) -> Result<Value, ApiError> {
+    let mut o = Map::new();
+    o.insert("metadata".into(), object_meta(p.metadata));
+    if let Some(spec) = p.spec {
+        o.insert("spec".into(), pod_spec(spec)?);
+    }
+    Ok(Value::Object(o))
+}
+
 fn service(sv: core::Service) -> Result<Value, ApiError> {
     let mut o = Map::new();
     o.insert("metadata".into(), object_meta(sv.metadata));
@@ -751,6 +764,37 @@ mod tests {
             decode("coordination.k8s.io/leases", &l).map_err(|e| e.code),
             Err(415)
         );
+    }
+
+    #[test]
+    fn a_pod_as_kubectl_run_sends_it() {
+        let p = core::Pod {
+            metadata: Some(meta_pb::ObjectMeta {
+                name: Some("hello".into()),
+                labels: [("run".to_string(), "hello".to_string())].into(),
+                ..Default::default()
+            }),
+            spec: Some(core::PodSpec {
+                containers: vec![core::Container {
+                    name: Some("hello".into()),
+                    image: Some("busybox".into()),
+                    command: vec!["sh".into()],
+                    args: vec!["-c".into(), "echo hi".into()],
+                    resources: Some(core::ResourceRequirements::default()),
+                    ..Default::default()
+                }],
+                restart_policy: Some("Never".into()),
+                dns_policy: Some("ClusterFirst".into()),
+                ..Default::default()
+            }),
+            status: Some(core::PodStatus::default()),
+        };
+        let v = decode("/pods", &envelope("v1", "Pod", p.encode_to_vec())).expect("decodes");
+        assert_eq!(v["kind"], "Pod");
+        assert_eq!(v["metadata"]["labels"]["run"], "hello");
+        assert_eq!(v["spec"]["restartPolicy"], "Never");
+        assert_eq!(v["spec"]["containers"][0]["args"][1], "echo hi");
+        assert!(v.get("status").is_none());
     }
 
     #[test]

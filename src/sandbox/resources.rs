@@ -144,6 +144,12 @@ struct Builtin {
     stored_as: Option<&'static str>,
 }
 
+/// A column shown only with `-o wide`.
+fn wide(mut c: PrinterColumn) -> PrinterColumn {
+    c.priority = 1;
+    c
+}
+
 fn builtins() -> Vec<Builtin> {
     let c = PrinterColumn::new;
     vec![
@@ -266,11 +272,21 @@ fn builtins() -> Vec<Builtin> {
             status: true,
             generation: false,
             all: true,
+            // The API server's Pod columns; their cells are computed as its printer does
+            // (`node::printer`), the paths only name where they come from.
             columns: vec![
+                c("Ready", "string", ".status.containerStatuses[*].ready"),
                 c("Status", "string", ".status.phase"),
-                c("IP", "string", ".status.podIP"),
-                c("Node", "string", ".spec.nodeName"),
+                c(
+                    "Restarts",
+                    "string",
+                    ".status.containerStatuses[*].restartCount",
+                ),
                 PrinterColumn::age(),
+                wide(c("IP", "string", ".status.podIP")),
+                wide(c("Node", "string", ".spec.nodeName")),
+                wide(c("Nominated Node", "string", ".status.nominatedNodeName")),
+                wide(c("Readiness Gates", "string", ".spec.readinessGates")),
             ],
             stored_as: None,
         },

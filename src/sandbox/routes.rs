@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use http::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::admin;
 use super::discovery;
@@ -48,6 +48,8 @@ pub struct App {
     pub body_timeout: Duration,
     /// Which requests are refused before anything else (foreign Host, browser writes).
     pub guard: Guard,
+    /// The node (Pod logs).
+    pub node: Arc<super::node::Node>,
 }
 
 /// The axum router: every path goes through [`handle`].
@@ -231,7 +233,7 @@ pub async fn handle(app: Arc<App>, req: Request) -> Response {
 }
 
 async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let query = parse_query(parts.uri.query().unwrap_or(""));
     let accept = header(&parts, ACCEPT).to_string();
@@ -344,6 +346,12 @@ async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     if namespace.is_some() && !rtype.namespaced {
         return Err(ApiError::no_such_path());
     }
+    if rtype.id() == "/pods"
+        && let (Some(ns), Some(name), Some(sub @ ("log" | "eviction" | "binding" | "exec"))) =
+            (namespace, name, sub)
+    {
+        return pod_subresource(&app, &mut parts, body, &query, ns, name, sub).await;
+    }
     let status = match sub {
         None => false,
         Some("status") if rtype.has_status(version) => true,
@@ -439,6 +447,144 @@ async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         }
     }
     Ok(response)
+}
+
+/// `pods/NAME/log` (GET), `pods/NAME/exec` (GET or POST, WebSocket), `pods/NAME/eviction`
+/// and `pods/NAME/binding` (POST).
+async fn pod_subresource(
+    app: &App,
+    parts: &mut http::request::Parts,
+    body: Body,
+    query: &[(String, String)],
+    ns: &str,
+    name: &str,
+    sub: &str,
+) -> Result<Response, ApiError> {
+    let method = parts.method.clone();
+    let pod = || {
+        app.store
+            .get("/pods", ns, name)
+            .ok_or_else(|| ApiError::not_found("", "pods", name))
+    };
+    match (sub, method) {
+        ("log", Method::GET) => {
+            app.faults.wait_unpaused().await;
+            let p = pod()?;
+            match app.node.logs(&p.obj, query)? {
+                super::node::LogReply::Whole(bytes) => {
+                    Ok(respond(200, "text/plain", Bytes::from(bytes)))
+                }
+                super::node::LogReply::Follow(rx) => {
+                    let stream = futures::stream::unfold(rx, |mut rx| async move {
+                        rx.recv()
+                            .await
+                            .map(|chunk| (Ok::<_, std::io::Error>(Bytes::from(chunk)), rx))
+                    });
+                    let mut r = Response::new(Body::from_stream(stream));
+                    r.headers_mut()
+                        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                    Ok(r)
+                }
+            }
+        }
+        ("exec", Method::GET | Method::POST) => {
+            use super::node::exec;
+            use axum::extract::FromRequestParts;
+            use axum::extract::ws::WebSocketUpgrade;
+            let p = pod()?;
+            let o = exec::Options::parse(query)?;
+            let (spec, mounts) = app.node.exec_context(&p.obj, &o)?;
+            let upgrade = WebSocketUpgrade::from_request_parts(parts, &())
+                .await
+                .map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "pods/exec is served over WebSocket only ({} or {}): {e}",
+                        exec::PROTOCOLS[0],
+                        exec::PROTOCOLS[1]
+                    ))
+                })?;
+            let upgrade = upgrade.protocols(exec::PROTOCOLS);
+            let v5 = upgrade
+                .selected_protocol()
+                .is_some_and(|p| p.as_bytes() == exec::PROTOCOLS[0].as_bytes());
+            Ok(upgrade.on_upgrade(move |socket| exec::run(socket, v5, o, spec, mounts)))
+        }
+        ("eviction", Method::POST) => {
+            let bytes = read_body(app, parts, body).await?;
+            let ct = header(parts, CONTENT_TYPE).to_string();
+            let format = if ct.is_empty() {
+                verbs::BodyFormat::Json
+            } else {
+                verbs::body_format(Some(&ct))?
+            };
+            let eviction = verbs::decode(&bytes, format)?;
+            let kind = eviction.get("kind").and_then(Value::as_str).unwrap_or("");
+            if kind != "Eviction" {
+                return Err(ApiError::bad_request(format!(
+                    "the body of a pods/eviction request must be a policy/v1 Eviction, not {kind:?}"
+                )));
+            }
+            let rtype = app
+                .store
+                .find("", "v1", "pods")
+                .ok_or_else(ApiError::no_such_path)?;
+            let target = Target {
+                rtype,
+                version: "v1".into(),
+                namespace: ns.to_string(),
+                name: Some(name.to_string()),
+                status: false,
+            };
+            let opts = eviction.get("deleteOptions").cloned();
+            verbs::delete(&app.store, &target, &HashMap::new(), opts)?;
+            let ok = json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Success", "code": 201,
+            });
+            Ok(json_response(201, "application/json", &ok))
+        }
+        ("binding", Method::POST) => {
+            let bytes = read_body(app, parts, body).await?;
+            let binding = verbs::decode(&bytes, verbs::BodyFormat::Json)?;
+            let node = binding
+                .pointer("/target/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            if node.is_empty() {
+                return Err(ApiError::bad_request(
+                    "a Binding needs target.name, the node to bind the Pod to",
+                ));
+            }
+            app.store.write("/pods", ns, name, |ctx| {
+                let c = ctx
+                    .current
+                    .ok_or_else(|| ApiError::not_found("", "pods", name))?;
+                let bound = c
+                    .obj
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                if !bound.is_empty() {
+                    return Err(ApiError::conflict_msg(
+                        "",
+                        "pods",
+                        name,
+                        &format!("pod {name} is already assigned to node \"{bound}\""),
+                    ));
+                }
+                let mut p = (*c.obj).clone();
+                p["spec"]["nodeName"] = json!(node);
+                Ok(super::store::Op::Replace(p))
+            })?;
+            let ok = json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Success", "code": 201,
+            });
+            Ok(json_response(201, "application/json", &ok))
+        }
+        (_, m) => Err(ApiError::method_not_allowed(m.as_str())),
+    }
 }
 
 #[cfg(test)]

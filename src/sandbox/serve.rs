@@ -267,7 +267,8 @@ async fn connection(tcp: TcpStream, app: Arc<App>, timeouts: Timeouts, stop: Can
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(None);
-    let conn = builder.serve_connection(io, service);
+    // Upgrades: `pods/exec` switches to WebSocket.
+    let conn = builder.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
     let mut stopping = false;
     loop {

@@ -138,6 +138,10 @@ pub enum Op {
     Replace(Value),
     /// Remove it (there must be one).
     Delete,
+    /// Mark it terminating with a grace period, as the API server does for a Pod bound to a
+    /// node: `deletionTimestamp` = now + grace, `deletionGracePeriodSeconds` = grace; the object
+    /// stays (even without finalizers) until the node removes it. Grace 0 is [`Op::Delete`].
+    Terminate(i64),
 }
 
 /// What a write sees and may touch besides the object.
@@ -419,7 +423,7 @@ impl Store {
             (Op::Create(_), Some(_)) => {
                 Err(ApiError::already_exists(&rtype.group, &rtype.plural, name))
             }
-            (Op::Replace(_) | Op::Delete, None) => {
+            (Op::Replace(_) | Op::Delete | Op::Terminate(_), None) => {
                 Err(ApiError::not_found(&rtype.group, &rtype.plural, name))
             }
             (Op::Create(mut obj), None) => {
@@ -549,12 +553,34 @@ impl Store {
                     });
                 }
                 let terminating = !meta::meta_str(&obj, "deletionTimestamp").is_empty();
-                if terminating && meta::finalizers(&obj).is_empty() {
+                let graceful = obj
+                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(|g| g.as_i64())
+                    .is_some_and(|g| g > 0);
+                if terminating && !graceful && meta::finalizers(&obj).is_empty() {
                     return self.remove(inner, rtype, ns, name, Some(obj));
                 }
                 Ok(self.put_modified(inner, &key, ns, name, obj, old.obj))
             }
-            (Op::Delete, Some(cur)) => {
+            (Op::Terminate(grace), Some(cur)) if grace > 0 => {
+                if !meta::meta_str(&cur.obj, "deletionTimestamp").is_empty() {
+                    return Ok(Written {
+                        stored: cur,
+                        deleted: false,
+                        created: false,
+                    });
+                }
+                let mut obj = (*cur.obj).clone();
+                let at = chrono::Utc::now() + chrono::TimeDelta::seconds(grace);
+                let m = meta::metadata_mut(&mut obj);
+                m.insert(
+                    "deletionTimestamp".into(),
+                    json!(at.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                );
+                m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                Ok(self.put_modified(inner, &key, ns, name, obj, cur.obj))
+            }
+            (Op::Delete | Op::Terminate(_), Some(cur)) => {
                 if meta::finalizers(&cur.obj).is_empty() {
                     return self.remove(inner, rtype, ns, name, None);
                 }

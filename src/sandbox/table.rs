@@ -1,4 +1,5 @@
-//! `meta.k8s.io/v1` Table answers for `kubectl get`, from printer columns and simple JSONPath.
+//! `meta.k8s.io/v1` Table answers for `kubectl get`, from printer columns and simple JSONPath
+//! (Pods: the API server's printer, in `node::printer`).
 //! Owns column rendering; it must not decide which objects are listed.
 
 use std::sync::Arc;
@@ -30,12 +31,17 @@ pub fn table(
             "description": c.description, "priority": c.priority,
         }));
     }
+    let pods = rtype.id() == "/pods";
     let rows: Vec<Value> = objects
         .iter()
         .map(|o| {
             let mut cells = vec![json!(meta::name(o))];
-            for c in &columns {
-                cells.push(cell(c, o));
+            if pods {
+                cells.extend(super::node::printer::cells(o));
+            } else {
+                for c in &columns {
+                    cells.push(cell(c, o));
+                }
             }
             json!({
                 "cells": cells,
@@ -91,7 +97,7 @@ fn cell(c: &PrinterColumn, obj: &Value) -> Value {
 }
 
 /// Ages as kubectl prints them: `45s`, `3m12s`, `5h`, `2d`.
-fn human_age(d: chrono::TimeDelta) -> String {
+pub(crate) fn human_age(d: chrono::TimeDelta) -> String {
     let s = d.num_seconds().max(0);
     match s {
         0..120 => format!("{s}s"),

@@ -789,6 +789,8 @@ struct DeleteOptions {
     uid: Option<String>,
     rv: Option<String>,
     policy: String,
+    /// `gracePeriodSeconds`, from the body or the query.
+    grace: Option<i64>,
 }
 
 fn delete_options(p: &Params, body: Option<Value>) -> Result<DeleteOptions, ApiError> {
@@ -816,10 +818,22 @@ fn delete_options(p: &Params, body: Option<Value>) -> Result<DeleteOptions, ApiE
             )],
         ));
     }
+    let grace = match body.get("gracePeriodSeconds") {
+        Some(g) => g.as_i64(),
+        None => match p.get("gracePeriodSeconds") {
+            Some(g) => Some(g.parse::<i64>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "gracePeriodSeconds: {g:?} is not an integer (seconds; 0 deletes at once)"
+                ))
+            })?),
+            None => None,
+        },
+    };
     Ok(DeleteOptions {
         uid: s("/preconditions/uid"),
         rv: s("/preconditions/resourceVersion"),
         policy,
+        grace,
     })
 }
 
@@ -903,8 +917,32 @@ fn delete_one(
             .current
             .ok_or_else(|| ApiError::not_found(t.group(), t.plural(), name))?;
         delete_preconditions(t, name, opts, &current.obj)?;
-        Ok(Op::Delete)
+        Ok(pod_grace(t, &current.obj, opts.grace).map_or(Op::Delete, Op::Terminate))
     })
+}
+
+/// A Pod bound to a node is deleted gracefully, as the API server does: it is marked with the
+/// grace period (the request's, or the Pod's `terminationGracePeriodSeconds`, 30 s by
+/// default) and the node removes it once its processes have stopped. An unbound Pod, or a
+/// grace of 0 (`--grace-period=0 --force`), goes at once.
+fn pod_grace(t: &Target, pod: &Value, asked: Option<i64>) -> Option<i64> {
+    if t.key() != "/pods" {
+        return None;
+    }
+    let bound = pod
+        .pointer("/spec/nodeName")
+        .and_then(|n| n.as_str())
+        .is_some_and(|n| !n.is_empty());
+    let done = matches!(
+        pod.pointer("/status/phase").and_then(|p| p.as_str()),
+        Some("Succeeded" | "Failed")
+    );
+    let grace = asked.unwrap_or_else(|| {
+        pod.pointer("/spec/terminationGracePeriodSeconds")
+            .and_then(|g| g.as_i64())
+            .unwrap_or(30)
+    });
+    (bound && grace > 0).then_some(if done { 1 } else { grace })
 }
 
 /// DELETE a collection (with selectors).
