@@ -8,7 +8,8 @@
 //! resource a CRD declares, with get, list, watch, create, update, patch (JSON, merge,
 //! strategic merge), server-side apply, delete and `/status`; it keeps the bookkeeping the API
 //! server keeps (uid, resourceVersion, generation, Status errors, garbage collection) and
-//! simulates Deployments becoming ready. Faults (latency, error answers, short watches,
+//! runs the workload controllers ([`workloads`]: Deployments own ReplicaSets own Pods, Jobs own
+//! Pods; or, with [`Workloads::Simulated`], Deployments simulated ready after a delay). Faults (latency, error answers, short watches,
 //! compaction, pause) are reproducible from a seed, through [`Faults`] or the `/sandbox/`
 //! admin endpoint.
 //!
@@ -68,6 +69,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use faults::{Audited, FaultConfig, Faults, Injected, Verb};
 pub use status::ApiError;
+pub use workloads::Workloads;
 
 /// Namespaces that exist from the start, as in a fresh cluster.
 pub const INITIAL_NAMESPACES: [&str; 4] =
@@ -78,8 +80,13 @@ pub const INITIAL_NAMESPACES: [&str; 4] =
 pub struct SandboxConfig {
     /// Where to listen; port 0 picks a free one.
     pub addr: SocketAddr,
-    /// How long a Deployment takes to report all replicas ready.
+    /// How long a Deployment takes to report all replicas ready when `workloads` is
+    /// [`Workloads::Simulated`].
     pub ready_delay: Duration,
+    /// How workloads come to life: real controllers over Pods ([`Workloads::Pods`]) or
+    /// Deployments simulated ready after `ready_delay` ([`Workloads::Simulated`], the default
+    /// until the node agent makes Pods ready).
+    pub workloads: Workloads,
     /// How many change events are retained for watches from an older resourceVersion.
     pub history: usize,
     /// How many bytes of change events are retained (an upper estimate of their memory,
@@ -126,6 +133,7 @@ impl Default for SandboxConfig {
         SandboxConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             ready_delay: Duration::from_millis(200),
+            workloads: Workloads::default(),
             history: 10_000,
             history_bytes: HISTORY_BYTES,
             seed: 0,
@@ -288,7 +296,11 @@ impl Sandbox {
         let server = tokio::spawn(serve::run(listener, app, timeouts, stop.clone()));
         let tasks = vec![
             tokio::spawn(gc::run(store.clone(), config.gc_delay)),
-            tokio::spawn(workloads::run(store.clone(), config.ready_delay)),
+            tokio::spawn(workloads::run(
+                store.clone(),
+                config.workloads,
+                config.ready_delay,
+            )),
         ];
         tracing::info!(url = %format!("http://{addr}"), "sandbox serving");
         Ok(Sandbox {
