@@ -8,6 +8,7 @@ use logbook_testkit::sandbox as support;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use logbook::sandbox::{Sandbox, SandboxConfig, Workloads};
@@ -325,6 +326,246 @@ async fn recreate_stops_every_old_pod_before_the_new_ones_start() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         drop(standin);
+        sandbox.shutdown().await;
+    })
+    .await;
+}
+
+fn job_condition(j: &Job, ty: &str) -> Option<(String, String)> {
+    j.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == ty && c.status == "True")
+        .map(|c| (c.status.clone(), c.reason.clone().unwrap_or_default()))
+}
+
+async fn job_pods(pods: &Api<Pod>, job: &str) -> Vec<Pod> {
+    let lp = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
+    pods.list(&lp).await.expect("list pods").items
+}
+
+#[tokio::test]
+async fn a_job_whose_pod_succeeds_completes_and_kubectl_wait_returns() {
+    bounded(async {
+        let sandbox = start_pods().await;
+        let client = sandbox.client();
+        let k = Kubectl::for_sandbox(&sandbox);
+        let jobs: Api<Job> = Api::default_namespaced(client.clone());
+        let pods: Api<Pod> = Api::default_namespaced(client.clone());
+
+        // kubectl sends this one as protobuf.
+        k.ok(&["create", "job", "j", "--image=busybox", "--", "echo", "hi"])
+            .await;
+        let job = jobs.get("j").await.expect("job");
+        let uid = job.metadata.uid.clone().expect("uid");
+        let pod = eventually("the Job's Pod", WAIT, || {
+            let pods = pods.clone();
+            async move { job_pods(&pods, "j").await.into_iter().next() }
+        })
+        .await;
+        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(labels.get("batch.kubernetes.io/controller-uid"), Some(&uid));
+        assert_eq!(labels.get("controller-uid"), Some(&uid));
+        assert_eq!(labels.get("job-name").map(String::as_str), Some("j"));
+        assert_eq!(owner_uid(&pod.metadata), Some(uid));
+        let name = pod.metadata.name.clone().expect("name");
+        assert!(name.starts_with("j-"), "{name}");
+        let container = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers[0].clone())
+            .expect("spec");
+        assert_eq!(
+            container.command,
+            Some(vec!["echo".to_string(), "hi".to_string()])
+        );
+        let j = jobs.get("j").await.expect("job");
+        assert_eq!(j.status.as_ref().and_then(|s| s.active), Some(1));
+        assert!(
+            j.status
+                .as_ref()
+                .and_then(|s| s.start_time.as_ref())
+                .is_some()
+        );
+
+        let wait = k.run(&["wait", "--for=condition=complete", "job/j", "--timeout=20s"]);
+        let finish = async {
+            kubelet::set_running(&pods, &name, &kubelet::next_ip(), true).await;
+            kubelet::set_finished(&pods, &name, "Succeeded").await;
+        };
+        let (out, ()) = tokio::join!(wait, finish);
+        assert!(out.ok, "kubectl wait: {}\n{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout.contains("job.batch/j condition met"),
+            "{}",
+            out.stdout
+        );
+        let j = jobs.get("j").await.expect("job");
+        let s = j.status.clone().expect("status");
+        assert_eq!((s.succeeded, s.active, s.failed), (Some(1), None, None));
+        assert!(s.completion_time.is_some());
+        assert_eq!(
+            job_condition(&j, "SuccessCriteriaMet").map(|c| c.1),
+            Some("CompletionsReached".into())
+        );
+        assert_eq!(
+            job_condition(&j, "Complete").map(|c| c.1),
+            Some("CompletionsReached".into())
+        );
+        sandbox.shutdown().await;
+    })
+    .await;
+}
+
+fn job(name: &str, spec: serde_json::Value) -> Job {
+    let mut spec = spec;
+    spec["template"] = json!({ "spec": {
+        "restartPolicy": "Never",
+        "containers": [ { "name": "work", "image": "busybox", "command": ["true"] } ]
+    } });
+    serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": { "name": name },
+        "spec": spec,
+    }))
+    .expect("job literal")
+}
+
+#[tokio::test]
+async fn a_failing_job_stops_at_its_backoff_limit() {
+    bounded(async {
+        let sandbox = start_pods().await;
+        let client = sandbox.client();
+        let jobs: Api<Job> = Api::default_namespaced(client.clone());
+        let pods: Api<Pod> = Api::default_namespaced(client.clone());
+        jobs.create(
+            &PostParams::default(),
+            &job("bad", json!({ "backoffLimit": 1 })),
+        )
+        .await
+        .expect("create");
+        let mut failed = std::collections::BTreeSet::new();
+        for round in 1..=2 {
+            let p = eventually(&format!("Pod {round} of the failing Job"), WAIT, || {
+                let (pods, failed) = (pods.clone(), failed.clone());
+                async move {
+                    job_pods(&pods, "bad").await.into_iter().find(|p| {
+                        active(p) && !failed.contains(p.metadata.name.as_deref().unwrap_or(""))
+                    })
+                }
+            })
+            .await;
+            let name = p.metadata.name.clone().expect("name");
+            kubelet::set_finished(&pods, &name, "Failed").await;
+            failed.insert(name);
+        }
+        let j = eventually("the Job failed", WAIT, || {
+            let jobs = jobs.clone();
+            async move {
+                jobs.get("bad")
+                    .await
+                    .ok()
+                    .filter(|j| job_condition(j, "Failed").is_some())
+            }
+        })
+        .await;
+        assert_eq!(
+            job_condition(&j, "Failed").map(|c| c.1),
+            Some("BackoffLimitExceeded".into())
+        );
+        assert_eq!(
+            job_condition(&j, "FailureTarget").map(|c| c.1),
+            Some("BackoffLimitExceeded".into())
+        );
+        let s = j.status.clone().expect("status");
+        assert_eq!((s.failed, s.active, s.succeeded), (Some(2), None, None));
+        let left: Vec<Pod> = job_pods(&pods, "bad")
+            .await
+            .into_iter()
+            .filter(active)
+            .collect();
+        assert!(left.is_empty(), "no Pod runs after the Job failed");
+        sandbox.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn jobs_honour_parallelism_completions_deadline_and_ttl() {
+    bounded(async {
+        let sandbox = start_pods().await;
+        let client = sandbox.client();
+        let jobs: Api<Job> = Api::default_namespaced(client.clone());
+        let pods: Api<Pod> = Api::default_namespaced(client.clone());
+        let spec = json!({ "parallelism": 2, "completions": 3, "ttlSecondsAfterFinished": 0 });
+        jobs.create(&PostParams::default(), &job("batch", spec))
+            .await
+            .expect("create");
+        let running = |n: usize| {
+            let pods = pods.clone();
+            move || {
+                let pods = pods.clone();
+                async move {
+                    let ps: Vec<Pod> = job_pods(&pods, "batch")
+                        .await
+                        .into_iter()
+                        .filter(active)
+                        .collect();
+                    (ps.len() == n).then_some(ps)
+                }
+            }
+        };
+        // Two at a time; after two succeed, one more for the third completion.
+        let two = eventually("2 Pods in parallel", WAIT, running(2)).await;
+        for p in &two {
+            kubelet::set_finished(&pods, p.metadata.name.as_deref().unwrap_or(""), "Succeeded")
+                .await;
+        }
+        let last = eventually("1 Pod for the last completion", WAIT, running(1)).await;
+        let j = jobs.get("batch").await.expect("job");
+        assert_eq!(j.status.as_ref().and_then(|s| s.succeeded), Some(2));
+        kubelet::set_finished(
+            &pods,
+            last[0].metadata.name.as_deref().unwrap_or(""),
+            "Succeeded",
+        )
+        .await;
+        // Complete, then gone with its Pods at once (ttlSecondsAfterFinished: 0).
+        eventually("the finished Job and its Pods removed", WAIT, || {
+            let (jobs, pods) = (jobs.clone(), pods.clone());
+            async move {
+                let gone = jobs.get_opt("batch").await.ok()?.is_none();
+                (gone && job_pods(&pods, "batch").await.is_empty()).then_some(())
+            }
+        })
+        .await;
+
+        let spec = json!({ "activeDeadlineSeconds": 1 });
+        jobs.create(&PostParams::default(), &job("slow", spec))
+            .await
+            .expect("create");
+        let j = eventually("the Job past its deadline", WAIT, || {
+            let jobs = jobs.clone();
+            async move {
+                jobs.get("slow")
+                    .await
+                    .ok()
+                    .filter(|j| job_condition(j, "Failed").is_some())
+            }
+        })
+        .await;
+        assert_eq!(
+            job_condition(&j, "Failed").map(|c| c.1),
+            Some("DeadlineExceeded".into())
+        );
+        let left: Vec<Pod> = job_pods(&pods, "slow")
+            .await
+            .into_iter()
+            .filter(active)
+            .collect();
+        assert!(left.is_empty(), "the deadline stops the Job's Pods");
         sandbox.shutdown().await;
     })
     .await;
