@@ -29,7 +29,8 @@
 //! [`convert`] (one object served by two groups: Events), [`fields`] (unknown fields and
 //! `fieldValidation`), [`protobuf`] (protobuf request bodies), [`patch`] (patch types and apply),
 //! [`watch`], [`schema`] (CRD schemas), [`table`] (kubectl tables), [`selectors`], [`meta`],
-//! [`status`] (errors), [`faults`], [`workloads`], [`gc`], [`kubeconfig`], [`admin`],
+//! [`status`] (errors), [`faults`], [`workloads`], [`volumes`] (the local-path provisioner and
+//! the default StorageClass), [`gc`], [`kubeconfig`], [`admin`],
 //! [`persist`] (`--state`).
 
 pub mod admin;
@@ -55,6 +56,7 @@ pub mod store;
 pub mod table;
 pub mod validation;
 pub mod verbs;
+pub mod volumes;
 pub mod watch;
 pub mod workloads;
 
@@ -268,6 +270,7 @@ impl Sandbox {
             tracing::info!(path = %path.display(), "sandbox state restored");
         }
         bootstrap(&store);
+        volumes::install(&store);
         let data = DataDir::open(config.data_dir.as_deref())?;
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
@@ -301,6 +304,7 @@ impl Sandbox {
                 config.workloads,
                 config.ready_delay,
             )),
+            tokio::spawn(volumes::run(store.clone(), data.path.join("volumes"))),
         ];
         tracing::info!(url = %format!("http://{addr}"), "sandbox serving");
         Ok(Sandbox {

@@ -1,7 +1,7 @@
 //! The sandbox's integration tests, one binary: verbs, watches, bad requests, injected faults,
 //! `kubectl` against it, `logbook sandbox` as a process, its hardening (bounded history,
-//! timeouts, foreign hosts and origins refused) and its protocol fidelity to the real clients, and the workload controllers (with a stand-in
-//! kubelet setting Pod status until the node agent does).
+//! timeouts, foreign hosts and origins refused) and its protocol fidelity to the real clients, the workload controllers (with a stand-in
+//! kubelet setting Pod status until the node agent does) and the volume provisioner.
 
 mod bad_requests;
 mod cli;
@@ -11,5 +11,6 @@ mod kubectl;
 mod protocol;
 mod standin_kubelet;
 mod verbs;
+mod volumes;
 mod watch;
 mod workloads;
