@@ -30,12 +30,15 @@
 //! `fieldValidation`), [`protobuf`] (protobuf request bodies), [`patch`] (patch types and apply),
 //! [`watch`], [`schema`] (CRD schemas), [`table`] (kubectl tables), [`selectors`], [`meta`],
 //! [`status`] (errors), [`faults`], [`workloads`], [`volumes`] (the local-path provisioner and
-//! the default StorageClass), [`gc`], [`kubeconfig`], [`admin`],
+//! the default StorageClass), [`services`] (defaults and ClusterIPs on loopback),
+//! [`endpointslices`] and [`proxy`] (Services routing TCP to ready Pods, with
+//! [`Workloads::Pods`]), [`gc`], [`kubeconfig`], [`admin`],
 //! [`persist`] (`--state`).
 
 pub mod admin;
 pub mod convert;
 pub mod discovery;
+pub mod endpointslices;
 pub mod faults;
 pub mod fields;
 pub mod gc;
@@ -46,11 +49,13 @@ pub mod openapi;
 pub mod patch;
 pub mod persist;
 pub mod protobuf;
+pub mod proxy;
 pub mod resources;
 pub mod routes;
 pub mod schema;
 pub mod selectors;
 pub mod serve;
+pub mod services;
 pub mod status;
 pub mod store;
 pub mod table;
@@ -297,7 +302,7 @@ impl Sandbox {
             idle: config.idle_timeout,
         };
         let server = tokio::spawn(serve::run(listener, app, timeouts, stop.clone()));
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(gc::run(store.clone(), config.gc_delay)),
             tokio::spawn(workloads::run(
                 store.clone(),
@@ -306,6 +311,11 @@ impl Sandbox {
             )),
             tokio::spawn(volumes::run(store.clone(), data.path.join("volumes"))),
         ];
+        if config.workloads == Workloads::Pods {
+            // Endpoints come from Pods, so Services route only when Pods are real.
+            tasks.push(tokio::spawn(endpointslices::run(store.clone())));
+            tasks.push(tokio::spawn(proxy::run(store.clone())));
+        }
         tracing::info!(url = %format!("http://{addr}"), "sandbox serving");
         Ok(Sandbox {
             addr,

@@ -1,7 +1,8 @@
 //! The sandbox's integration tests, one binary: verbs, watches, bad requests, injected faults,
 //! `kubectl` against it, `logbook sandbox` as a process, its hardening (bounded history,
 //! timeouts, foreign hosts and origins refused) and its protocol fidelity to the real clients, the workload controllers (with a stand-in
-//! kubelet setting Pod status until the node agent does) and the volume provisioner.
+//! kubelet setting Pod status until the node agent does), the volume provisioner, and Services
+//! (ClusterIPs, EndpointSlices, the TCP proxy).
 
 mod bad_requests;
 mod cli;
@@ -9,6 +10,7 @@ mod faults;
 mod hardening;
 mod kubectl;
 mod protocol;
+mod services;
 mod standin_kubelet;
 mod verbs;
 mod volumes;
