@@ -1,5 +1,6 @@
 //! Sandbox benchmarks: server-side apply throughput and watch fan-out (one writer, 10
-//! watchers), both through the real `kube::Client` over loopback HTTP. Results and the machine
+//! watchers), both through the real `kube::Client` over loopback HTTP, and the Services' TCP
+//! proxy against a direct connection to the same echo server (`sandbox_proxy`). Results and the machine
 //! they were taken on are in `benches/README.md`.
 
 use std::sync::Arc;
@@ -257,10 +258,171 @@ fn watch_fan_out(c: &mut Criterion) {
     rt.block_on(sandbox.shutdown());
 }
 
+/// Bytes sent (and echoed back) per proxy bench iteration.
+const CHUNK: usize = 1 << 20;
+
+/// An echo server on `127.10.250.1` standing for a Pod's process.
+async fn echo_server() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind(("127.10.250.1", 0))
+        .await
+        .expect("bind echo server");
+    let addr = listener.local_addr().expect("echo addr");
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.into_split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A Service whose one ready endpoint is `backend`; returns its `clusterIP:port`.
+async fn service_over(
+    client: &kube::Client,
+    backend: std::net::SocketAddr,
+) -> std::net::SocketAddr {
+    use k8s_openapi::api::core::v1::{Pod, Service};
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": "echo", "labels": { "app": "echo" } },
+        "spec": { "containers": [ { "name": "echo", "image": "echo" } ] }
+    }))
+    .expect("pod literal");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("pod");
+    let ip = backend.ip().to_string();
+    let status = json!({ "status": { "phase": "Running", "podIP": ip, "podIPs": [ { "ip": ip } ],
+        "conditions": [ { "type": "Ready", "status": "True" } ] } });
+    pods.patch_status("echo", &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .expect("pod status");
+    let services: Api<Service> = Api::default_namespaced(client.clone());
+    let svc: Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": { "name": "echo" },
+        "spec": { "selector": { "app": "echo" },
+                  "ports": [ { "port": 7000, "targetPort": backend.port() } ] }
+    }))
+    .expect("service literal");
+    let svc = services
+        .create(&PostParams::default(), &svc)
+        .await
+        .expect("service");
+    let ip: std::net::IpAddr = svc
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .and_then(|i| i.parse().ok())
+        .expect("cluster IP");
+    let front = std::net::SocketAddr::new(ip, 7000);
+    // Until the proxy listens and the endpoint is ready, connections are refused or closed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(front).await
+            && round_trip(&mut s, 4).await.is_some()
+        {
+            return front;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Service's proxy did not answer in 10s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Send `n` bytes and read them back; `None` if the connection ends first.
+async fn round_trip(s: &mut tokio::net::TcpStream, n: usize) -> Option<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let data = vec![7u8; n];
+    let (mut r, mut w) = s.split();
+    let write = async {
+        w.write_all(&data).await.ok()?;
+        Some(())
+    };
+    let read = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0;
+        while got < n {
+            let k = r.read(&mut buf).await.ok()?;
+            if k == 0 {
+                return None;
+            }
+            got += k;
+        }
+        Some(())
+    };
+    let (a, b) = tokio::join!(write, read);
+    a.and(b)
+}
+
+fn proxy_throughput(c: &mut Criterion) {
+    let rt = runtime();
+    let (sandbox, client) = rt.block_on(async {
+        let sandbox = Sandbox::start(SandboxConfig {
+            workloads: logbook::sandbox::Workloads::Pods,
+            ..SandboxConfig::default()
+        })
+        .await
+        .expect("sandbox");
+        let client = sandbox.client();
+        (sandbox, client)
+    });
+    let backend = rt.block_on(echo_server());
+    let front = rt.block_on(service_over(&client, backend));
+    let mut direct = rt
+        .block_on(tokio::net::TcpStream::connect(backend))
+        .expect("direct connection");
+    let mut proxied = rt
+        .block_on(tokio::net::TcpStream::connect(front))
+        .expect("proxied connection");
+    let mut group = c.benchmark_group("sandbox_proxy");
+    group.throughput(Throughput::Bytes(CHUNK as u64));
+    group.sample_size(30);
+    group.bench_function("echo_1MiB_direct", |b| {
+        b.iter(|| {
+            rt.block_on(round_trip(&mut direct, CHUNK))
+                .expect("direct echo")
+        })
+    });
+    group.bench_function("echo_1MiB_through_service", |b| {
+        b.iter(|| {
+            rt.block_on(round_trip(&mut proxied, CHUNK))
+                .expect("proxied echo")
+        })
+    });
+    group.finish();
+
+    // The ratio in one run, alternating, which criterion does not report.
+    let (mut t_direct, mut t_proxy) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..50 {
+        let t = Instant::now();
+        rt.block_on(round_trip(&mut direct, CHUNK))
+            .expect("direct echo");
+        t_direct += t.elapsed();
+        let t = Instant::now();
+        rt.block_on(round_trip(&mut proxied, CHUNK))
+            .expect("proxied echo");
+        t_proxy += t.elapsed();
+    }
+    let mib = 50.0;
+    println!(
+        "sandbox_proxy over 50 MiB each, alternating: direct {:.0} MiB/s, through the Service {:.0} MiB/s, ratio {:.2}",
+        mib / t_direct.as_secs_f64(),
+        mib / t_proxy.as_secs_f64(),
+        t_direct.as_secs_f64() / t_proxy.as_secs_f64()
+    );
+    drop((direct, proxied, client));
+    rt.block_on(sandbox.shutdown());
+}
+
 criterion_group!(
     benches,
     apply_throughput,
     raw_apply_throughput,
-    watch_fan_out
+    watch_fan_out,
+    proxy_throughput
 );
 criterion_main!(benches);
