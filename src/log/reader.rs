@@ -206,11 +206,13 @@ impl LogReader {
         }
     }
 
-    /// The seq of the first entry recorded at or after `t` (one past the last seq when none
-    /// is): a binary search over seqs, reading one timestamp per step (about 20 for a million
-    /// entries). Entries are stored in seq order and time only roughly follows it (an outcome
-    /// may carry an executor's clock), so the answer is where time crosses `t` give or take
-    /// such an entry; callers filtering by time check each entry's own time as well.
+    /// The seq of the first entry the controller recorded at or after `t` (one past the last
+    /// seq when none is): a binary search over seqs, one timestamp read per step (about 20 for
+    /// a million entries). Outcomes are passed over: they carry an executor's clock, while
+    /// every other entry carries the controller's recording time, which never goes backwards.
+    /// An outcome stamped within a window may therefore lie after the seq this gives for the
+    /// window's end (it is recorded after its action); callers filtering by time search a
+    /// margin past it and check each entry's own time.
     pub fn seq_at_time(&self, t: DateTime<Utc>) -> LogResult<u64> {
         let path = &self.db.path;
         let fail = |e| LogError::sqlite(path, "search the times of", e);
@@ -223,25 +225,45 @@ impl LogReader {
         let mut stmt = self
             .db
             .conn
-            .prepare_cached("SELECT at_ns FROM entries WHERE seq = ?1")
+            .prepare_cached(
+                "SELECT seq, at_ns FROM entries WHERE seq >= ?1 AND seq <= ?2 \
+                 AND kind != 'outcome' ORDER BY seq LIMIT 1",
+            )
             .map_err(fail)?;
-        // The first seq in lo..=hi whose time is at or after `want` (hi = last + 1: none).
+        // The first seq in lo..=hi whose (non-outcome) time is at or after `want` (hi = last
+        // + 1: none).
         let (mut lo, mut hi) = (1u64, last.saturating_add(1));
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let at: Option<i64> = stmt
-                .query_row([clamp(mid)], |row| row.get(0))
+            // The first entry at or after `mid` that is not an outcome, before `hi`.
+            let found: Option<(i64, i64)> = stmt
+                .query_row([clamp(mid), clamp(hi.saturating_sub(1))], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
                 .map(Some)
                 .or_else(|e| match e {
                     rusqlite::Error::QueryReturnedNoRows => Ok(None),
                     e => Err(fail(e)),
                 })?;
-            match at {
-                Some(at) if at < want => lo = mid + 1,
+            match found {
+                Some((seq, at)) if at < want => lo = u64::try_from(seq).unwrap_or(mid) + 1,
                 _ => hi = mid,
             }
         }
-        Ok(lo)
+        // Every entry before `lo` that is not an outcome is earlier than `t`, and every one
+        // from `lo` on is not: the answer is the first of those, past any outcomes at `lo`.
+        let next: Option<(i64, i64)> = stmt
+            .query_row([clamp(lo), clamp(last)], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(fail(e)),
+            })?;
+        Ok(next
+            .and_then(|(seq, _)| u64::try_from(seq).ok())
+            .unwrap_or(last.saturating_add(1)))
     }
 
     /// The earliest and latest times of the entries with seq in `from..=to` (`None`: no

@@ -31,8 +31,12 @@ pub const VERSIONS: usize = 200;
 pub const STATE_ITEMS: usize = 500;
 /// Entries a timeline without a window shows: the last this many.
 pub const DEFAULT_SPAN: u64 = 20_000;
-/// Seqs searched either side of a time window (time only roughly follows seq).
+/// Seqs searched before a time window's start (the controller's clock never goes backwards:
+/// a margin for entries stamped in the same instant).
 const SLACK: u64 = 64;
+/// Seqs searched past a time window's end: outcomes carry the executor's clock and are
+/// recorded after their actions, possibly many entries later under load.
+const OUTCOME_SLACK: u64 = 4096;
 
 /// What a UI request can fail with; each becomes a status and a message saying what to do.
 #[derive(Debug, thiserror::Error)]
@@ -249,8 +253,9 @@ pub async fn timeline(State(shared): State<Arc<Shared>>, Query(q): Query<Timelin
             )
         };
         // Without a window: the last DEFAULT_SPAN entries, from the earliest to the latest time
-        // among them (time only roughly follows seq). With one: the seqs where time crosses its
-        // ends (give or take SLACK), each entry's own time checked too.
+        // among them (outcomes carry the executor's clock). With one: the seqs where the
+        // controller's time crosses its ends (SLACK before, OUTCOME_SLACK after, for outcomes
+        // recorded after their actions), each entry's own time checked too.
         let (from, to, lo, hi, timed) = match (from, to) {
             (None, None) => {
                 let lo = last.saturating_sub(DEFAULT_SPAN - 1).max(1).max(after);
@@ -272,7 +277,10 @@ pub async fn timeline(State(shared): State<Arc<Shared>>, Query(q): Query<Timelin
                     .saturating_sub(SLACK)
                     .max(1)
                     .max(after);
-                let hi = reader.seq_at_time(to)?.saturating_add(SLACK).min(last);
+                let hi = reader
+                    .seq_at_time(to)?
+                    .saturating_add(OUTCOME_SLACK)
+                    .min(last);
                 (from, to, lo, hi, true)
             }
         };
