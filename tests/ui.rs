@@ -492,7 +492,7 @@ fn a_missing_or_damaged_log_gets_an_error_and_the_server_keeps_serving() {
     assert!(
         a.json()["error"]
             .as_str()
-            .is_some_and(|m| m.contains("cannot be read")),
+            .is_some_and(|m| m.contains("is not a logbook log") && m.contains("--log FILE")),
         "{}",
         a.body
     );
@@ -522,4 +522,26 @@ fn a_tampered_log_fails_verify_in_the_ui() {
     assert_eq!(v.status, 200, "{}", v.body);
     let v = v.json();
     assert_eq!(v["ok"], false, "{v}");
+}
+
+#[test]
+fn the_timeline_follows_a_log_while_it_grows() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let path = dir.path().join("live.db");
+    let all = logbook_testkit::log::many(40);
+    let mut log = logbook::log::Log::open(&path).expect("a new log");
+    log.append(&all[..20]).expect("appends");
+    let s = UiServer::start(&path);
+    assert_eq!(s.get("/api/summary").json()["last_seq"], 20);
+    // The writer appends while the UI serves the file.
+    log.append(&all[20..]).expect("appends while the UI reads");
+    assert_eq!(s.get("/api/summary").json()["last_seq"], 40);
+    let v = s.get("/api/timeline?after=20").json();
+    let seqs: Vec<u64> = v["marks"]
+        .as_array()
+        .expect("marks")
+        .iter()
+        .filter_map(|m| m["seq"].as_u64())
+        .collect();
+    assert_eq!(seqs, (21..=40).collect::<Vec<u64>>());
 }

@@ -83,6 +83,11 @@ impl From<LogError> for UiError {
                     path.display()
                 ))
             }
+            LogError::NotALog { path, reason } => UiError::Log(format!(
+                "{} is not a logbook log ({reason}); nothing was written to it. Start logbook ui \
+                 with --log FILE naming the log the controller writes (or a copy of it)",
+                path.display()
+            )),
             _ => UiError::Log(format!(
                 "the log cannot be read: {e}. Nothing was written to it; `logbook audit verify \
                  --log FILE` checks it, and a copy from a backup can be served instead"

@@ -589,4 +589,5 @@ function whatIfView() {
 }
 
 initTheme();
+api("/api/summary").then((s) => { $("#logpath").textContent = s.path + " · " + s.last_seq + " entries"; }, () => {});
 route();
