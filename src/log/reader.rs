@@ -1,5 +1,7 @@
-//! Reading the log: single entries, ranges by seq and filtered queries, streamed in chunks.
-//! Owns row decoding and the query filters; never writes (its connection may be read-only).
+//! Reading the log: single entries, ranges by seq and filtered queries, streamed in chunks;
+//! and what a timeline asks: counts per lane, entry kind and time bucket ([`LogReader::counts`]),
+//! where the controller's time crosses a moment ([`LogReader::seq_at_time`]), a seq range's time
+//! span. Owns row decoding and the query filters; never writes (its connection may be read-only).
 //! Entries come out whole: an object stored as a patch is rebuilt ([`Rebuild`]) unless the
 //! filter asks for entries as stored ([`Filter::stored`]).
 
