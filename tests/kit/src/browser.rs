@@ -86,9 +86,12 @@ impl Browser {
                 Ok(())
             });
         }
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", chromium.display()))?;
+        let child = cmd.spawn().map_err(|e| {
+            format!(
+                "cannot start {}: {e} (`make tools` installs Debian's chromium)",
+                chromium.display()
+            )
+        })?;
         drop(cmd_r);
         drop(out_w);
         let (tx, rx) = channel();
