@@ -84,6 +84,36 @@ fn the_ui_in_a_real_browser() {
         );
     }
     shoot(&mut b, "timeline");
+    // Zoom from the keyboard: the window lands in the URL (a deep link to it) and is reloaded.
+    ok(b.eval("document.querySelector('#timeline svg').focus()"));
+    ok(b.press("+"));
+    ok(b.wait_for(
+        "location.search.includes('from=') && location.search.includes('to=')",
+        WAIT,
+    ));
+    let zoomed = ok(b.eval("location.pathname + location.search"));
+    ok(b.wait_for(
+        "document.querySelector('#tl-status').textContent.includes('entries in this window') \
+         && location.search.includes('to=')",
+        WAIT,
+    ));
+    ok(b.navigate(&format!(
+        "{}{}",
+        server.url,
+        zoomed.as_str().unwrap_or("/timeline")
+    )));
+    ok(b.wait_for(
+        "document.querySelector('#tl-status').textContent.includes('entries in this window')",
+        WAIT,
+    ));
+    ok(b.navigate(&format!("{}/timeline", server.url)));
+    ok(b.wait_for(
+        &format!(
+            "document.querySelectorAll('#timeline .mark').length === {}",
+            entries.len()
+        ),
+        WAIT,
+    ));
 
     // Clicking an action: its plan, the events the plan read, its outcome.
     let key = ObjKey::new("Deployment", "shop", "web");
