@@ -63,6 +63,7 @@ function initTheme() {
   let saved = null;
   try { saved = localStorage.getItem("logbook-theme"); } catch (e) { /* private mode */ }
   applyTheme(saved);
+  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => applyTheme(null));
   document.getElementById("theme-toggle").addEventListener("click", () => {
     const next = currentTheme() === "dark" ? "light" : "dark";
     try { localStorage.setItem("logbook-theme", next); } catch (e) { /* private mode */ }
@@ -274,7 +275,7 @@ function drawTimeline(data, quick) {
     const ms = from + (span * i) / 6;
     const xx = x(ms);
     axis.append(el("svg:line", { x1: xx, x2: xx, y1: TOP - 4, y2: height }),
-      el("svg:text", { x: xx + 2, y: 14 }, fmtTime(ms, span)));
+      el("svg:text", { x: i === 6 ? xx - 2 : xx + 2, y: 14, "text-anchor": i === 6 ? "end" : "start" }, fmtTime(ms, span)));
   }
   svg.append(axis);
   // Marks or buckets
