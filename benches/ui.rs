@@ -15,7 +15,8 @@
 //! (b) a zoom: `GET /api/timeline?from=..&to=..`, 1/64 of the log's time in its middle, against
 //!     (b') `audit log --since .. --until ..` over the same window (a time filter: the whole log
 //!     is read, as `audit log` reads it).
-//! Without `--bench` (as `cargo test --benches` runs it) it is a smoke run over 5,000 entries.
+//! Without `--bench` (as `cargo test --benches` runs it) it is a smoke run over 5,000 entries
+//! (`UI_ENTRIES` and `UI_SAMPLES` change the length and the samples of either).
 
 use criterion::Criterion;
 use logbook::log::{Filter, LogReader};
@@ -100,7 +101,10 @@ fn main() {
     let last = reader.last_seq().expect("reads");
     let (first_at, last_at) = reader.time_span(1, last).expect("reads").expect("entries");
     let server = UiServer::start(&path);
-    let samples = if bench { SAMPLES } else { 3 };
+    let samples = std::env::var("UI_SAMPLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if bench { SAMPLES } else { 3 });
 
     // (a) the first screen and (a') audit log over the same entries.
     let first_screen = || {
