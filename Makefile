@@ -42,7 +42,8 @@ tools:
 	@$(PY_SCRIPTS)/nats-server --version
 
 ## test-tools: the tools, the official Python Kubernetes client (the sandbox's protocol tests)
-## from PyPI, and promtool (the alerting rules' tests) from Debian's prometheus package
+## from PyPI, promtool (the alerting rules' tests) from Debian's prometheus package, and a headless
+## Chromium (the UI's browser test) from Debian's packages
 test-tools: tools
 	@if ! $(PYTHON) -c 'import kubernetes' >/dev/null 2>&1; then \
 		echo "installing the Python Kubernetes client $(PYTHON_KUBERNETES_VERSION) from PyPI (kubernetes)"; \
@@ -54,6 +55,11 @@ test-tools: tools
 		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends prometheus >/dev/null; \
 	fi
 	@promtool --version 2>&1 | head -1
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		echo "installing chromium from Debian's packages (the UI's browser test)"; \
+		DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends chromium >/dev/null; \
+	fi
+	@chromium --version 2>/dev/null | head -1
 
 fmt:
 	$(CARGO) fmt --all -- --check
@@ -67,7 +73,7 @@ unit:
 test: test-tools fmt clippy unit
 
 bench:
-	$(CARGO) bench --bench planner --bench log --bench sandbox --bench converge --bench replay
+	$(CARGO) bench --bench planner --bench log --bench sandbox --bench converge --bench replay --bench ui
 
 crd:
 	$(CARGO) run --quiet -- crd > schema/application.crd.yaml

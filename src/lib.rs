@@ -13,6 +13,7 @@
 //! - [`executor`]: carries out signed actions within logbook's remit; decides nothing.
 //! - [`replay`]: offline replay of a log: verify, state at a point, timeline, what-if, export.
 //! - [`sandbox`]: a Kubernetes API emulator served over real HTTP, for tests and `logbook dev`.
+//! - [`ui`]: `logbook ui`, the incident view in a browser: a read-only web application over a log.
 //! - [`admin`]: the admin server (`/metrics`, `/healthz`, `/readyz`) and each process's metrics.
 //! - [`process`]: process plumbing shared by every subcommand: durations, signals, exit codes.
 //! - [`cli`]: the `logbook` command line.
@@ -29,6 +30,7 @@ pub mod reconcile;
 pub mod record;
 pub mod replay;
 pub mod sandbox;
+pub mod ui;
 pub mod world;
 
 // This crate's own unit tests build Applications with the test kit's builder (`tests/kit`,

@@ -49,6 +49,9 @@ _logbook() {
             logbook,sandbox)
                 cmd="logbook__subcmd__sandbox"
                 ;;
+            logbook,ui)
+                cmd="logbook__subcmd__ui"
+                ;;
             logbook__subcmd__audit,help)
                 cmd="logbook__subcmd__audit__subcmd__help"
                 ;;
@@ -112,6 +115,9 @@ _logbook() {
             logbook__subcmd__help,sandbox)
                 cmd="logbook__subcmd__help__subcmd__sandbox"
                 ;;
+            logbook__subcmd__help,ui)
+                cmd="logbook__subcmd__help__subcmd__ui"
+                ;;
             logbook__subcmd__help__subcmd__audit,log)
                 cmd="logbook__subcmd__help__subcmd__audit__subcmd__log"
                 ;;
@@ -146,7 +152,7 @@ _logbook() {
 
     case "${cmd}" in
         logbook)
-            opts="-h -V --help --version dev controller executor audit keys plan crd sandbox completions man help"
+            opts="-h -V --help --version dev controller executor audit keys plan crd ui sandbox completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -744,7 +750,7 @@ _logbook() {
             return 0
             ;;
         logbook__subcmd__help)
-            opts="dev controller executor audit keys plan crd sandbox completions man help"
+            opts="dev controller executor audit keys plan crd ui sandbox completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -981,6 +987,20 @@ _logbook() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        logbook__subcmd__help__subcmd__ui)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         logbook__subcmd__keys)
             opts="-h -V --help --version generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1179,6 +1199,28 @@ _logbook() {
                     return 0
                     ;;
                 --restart-backoff)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        logbook__subcmd__ui)
+            opts="-h -V --log --addr --allow-remote --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --addr)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -13,6 +13,7 @@ mod plan;
 pub mod plugin;
 pub mod sandbox;
 pub mod summary;
+mod ui;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
@@ -62,6 +63,12 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Print the Application CustomResourceDefinition as YAML (what schema/ holds).
     Crd,
+    /// Serve the incident view of a log in a browser: the timeline, an entry's chain, an
+    /// object's history, the state at a point, verify and what-if, each at a stable URL.
+    ///
+    /// Read-only: every request opens the log read-only, so it can serve the live file while
+    /// the controller appends. Listens on loopback unless --allow-remote.
+    Ui(ui::UiArgs),
     /// Run the Kubernetes API emulator standalone and write a kubeconfig for it.
     Sandbox(sandbox::SandboxArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -119,6 +126,7 @@ pub fn main() -> ExitCode {
         Command::Controller(args) => controller::run(args),
         Command::Dev(args) => dev::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Ui(args) => ui::run(args),
         Command::Keys(args) => keys::run(args),
         Command::Completions(args) => docs::run_completions(Cli::command(), &args),
         Command::Man(args) => docs::run_man(Cli::command(), &args),

@@ -10,7 +10,8 @@
 //!   same transaction as a batch (one row per key per batch, not an index entry per entry),
 //!   which the reader searches and `verify` checks against the entries.
 //! - [`reader`] holds [`LogReader`]: ranges and filtered queries streamed in chunks, each query
-//!   through the audit keys (or a version-1 index) that fit it best, or the seq range.
+//!   through the audit keys (or a version-1 index) that fit it best, or the seq range; and the
+//!   timeline's counts per lane and time bucket, one scan of a seq range reading no payload.
 //! - [`chain`] defines the hash input, [`verify`] walks the chain.
 //! - [`error`] holds [`LogError`].
 //!

@@ -1,5 +1,7 @@
-//! Reading the log: single entries, ranges by seq and filtered queries, streamed in chunks.
-//! Owns row decoding and the query filters; never writes (its connection may be read-only).
+//! Reading the log: single entries, ranges by seq and filtered queries, streamed in chunks;
+//! and what a timeline asks: counts per lane, entry kind and time bucket ([`LogReader::counts`]),
+//! where the controller's time crosses a moment ([`LogReader::seq_at_time`]), a seq range's time
+//! span. Owns row decoding and the query filters; never writes (its connection may be read-only).
 //! Entries come out whole: an object stored as a patch is rebuilt ([`Rebuild`]) unless the
 //! filter asks for entries as stored ([`Filter::stored`]).
 
@@ -206,6 +208,154 @@ impl LogReader {
         }
     }
 
+    /// The seq of the first entry the controller recorded at or after `t` (one past the last
+    /// seq when none is): a binary search over seqs, one timestamp read per step (about 20 for
+    /// a million entries). Outcomes are passed over: they carry an executor's clock, while
+    /// every other entry carries the controller's recording time, which never goes backwards.
+    /// An outcome stamped within a window may therefore lie after the seq this gives for the
+    /// window's end (it is recorded after its action); callers filtering by time search a
+    /// margin past it and check each entry's own time.
+    pub fn seq_at_time(&self, t: DateTime<Utc>) -> LogResult<u64> {
+        let path = &self.db.path;
+        let fail = |e| LogError::sqlite(path, "search the times of", e);
+        let want = t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+            i64::MIN
+        } else {
+            i64::MAX
+        });
+        let last = self.last_seq()?;
+        let mut stmt = self
+            .db
+            .conn
+            .prepare_cached(
+                "SELECT seq, at_ns FROM entries WHERE seq >= ?1 AND seq <= ?2 \
+                 AND kind != 'outcome' ORDER BY seq LIMIT 1",
+            )
+            .map_err(fail)?;
+        // The first seq in lo..=hi whose (non-outcome) time is at or after `want` (hi = last
+        // + 1: none).
+        let (mut lo, mut hi) = (1u64, last.saturating_add(1));
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            // The first entry at or after `mid` that is not an outcome, before `hi`.
+            let found: Option<(i64, i64)> = stmt
+                .query_row([clamp(mid), clamp(hi.saturating_sub(1))], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    e => Err(fail(e)),
+                })?;
+            match found {
+                Some((seq, at)) if at < want => lo = u64::try_from(seq).unwrap_or(mid) + 1,
+                _ => hi = mid,
+            }
+        }
+        // Every entry before `lo` that is not an outcome is earlier than `t`, and every one
+        // from `lo` on is not: the answer is the first of those, past any outcomes at `lo`.
+        let next: Option<(i64, i64)> = stmt
+            .query_row([clamp(lo), clamp(last)], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(fail(e)),
+            })?;
+        Ok(next
+            .and_then(|(seq, _)| u64::try_from(seq).ok())
+            .unwrap_or(last.saturating_add(1)))
+    }
+
+    /// The earliest and latest times of the entries with seq in `from..=to` (`None`: no
+    /// entry there): one scan of that seq range's rows, reading no payload.
+    pub fn time_span(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> LogResult<Option<(DateTime<Utc>, DateTime<Utc>)>> {
+        let path = &self.db.path;
+        let fail = |e| LogError::sqlite(path, "read the times of", e);
+        let mut stmt = self
+            .db
+            .conn
+            .prepare_cached(
+                "SELECT min(at_ns), max(at_ns) FROM entries WHERE seq >= ?1 AND seq <= ?2",
+            )
+            .map_err(fail)?;
+        let (min, max): (Option<i64>, Option<i64>) = stmt
+            .query_row([clamp(from), clamp(to)], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .map_err(fail)?;
+        Ok(min.zip(max).map(|(a, b)| {
+            (
+                DateTime::<Utc>::from_timestamp_nanos(a),
+                DateTime::<Utc>::from_timestamp_nanos(b),
+            )
+        }))
+    }
+
+    /// How many entries matching `filter` fall in each lane ([`Lane`]), entry kind and time
+    /// bucket: bucket `b` holds the entries recorded in `[origin + b*width, origin +
+    /// (b+1)*width)` (nanoseconds; earlier entries get negative buckets). One grouped scan of the
+    /// filter's seq range that reads the key columns only, never a payload: what a timeline
+    /// shows where there are too many entries to draw one by one. Sorted by lane, kind, bucket.
+    pub fn counts(
+        &self,
+        filter: &Filter,
+        origin: DateTime<Utc>,
+        width_ns: i64,
+    ) -> LogResult<Vec<LaneCount>> {
+        let path = &self.db.path;
+        let fail = |e| LogError::sqlite(path, "count the entries of", e);
+        let width = width_ns.max(1);
+        let origin = origin.timestamp_nanos_opt().unwrap_or(0);
+        let (conditions, params) = conditions(filter);
+        let sql = format!(
+            "SELECT {LANE_KIND_SQL} AS lk, {LANE_NAME_SQL} AS ln, kind, \
+             (at_ns - ?1) / ?2 - (CASE WHEN at_ns < ?1 AND (at_ns - ?1) % ?2 != 0 THEN 1 ELSE 0 END) AS b, \
+             count(*) FROM entries NOT INDEXED WHERE seq >= ?3 AND seq <= ?(LAST){conditions} \
+             GROUP BY lk, ln, kind, b ORDER BY lk, ln, kind, b"
+        );
+        // `conditions` numbers its parameters from ?4: seq bounds take ?3 and one more slot,
+        // placed after them.
+        let last_slot = params.len() + 4;
+        let sql = sql.replace("?(LAST)", &format!("?{last_slot}"));
+        let mut args = vec![
+            Value::Integer(origin),
+            Value::Integer(width),
+            Value::Integer(clamp(filter.from_seq.unwrap_or(1))),
+        ];
+        args.extend(params);
+        args.push(Value::Integer(clamp(filter.to_seq.unwrap_or(u64::MAX))));
+        let mut stmt = self.db.conn.prepare_cached(&sql).map_err(fail)?;
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(args.iter()))
+            .map_err(fail)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(fail)? {
+            let kind: String = row.get(2).map_err(fail)?;
+            let kind = EntryKind::parse(&kind).ok_or_else(|| LogError::Corrupt {
+                path: path.to_path_buf(),
+                problem: format!(
+                    "an entry's kind is {kind:?}, not one of event, plan, action, outcome, marker"
+                ),
+            })?;
+            out.push(LaneCount {
+                lane: Lane {
+                    kind: row.get(0).map_err(fail)?,
+                    name: row.get(1).map_err(fail)?,
+                },
+                entry_kind: kind,
+                bucket: row.get(3).map_err(fail)?,
+                count: u64::try_from(row.get::<_, i64>(4).map_err(fail)?).unwrap_or(0),
+            });
+        }
+        Ok(out)
+    }
+
     /// The seq stored under cursor `name`, if it was ever set.
     pub fn cursor(&self, name: &str) -> LogResult<Option<u64>> {
         self.db.cursor(name)
@@ -282,6 +432,58 @@ impl LogReader {
     }
 }
 
+/// The row of a timeline an entry is drawn on: its Application when it has one (an
+/// Application and its children share a lane), else its object (a Build, a PgCluster, any kind
+/// without an Application), else its namespace, else the log itself (markers, whole-world plans).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct Lane {
+    /// `Application`, an object kind, `Namespace`, or `Log`.
+    pub kind: String,
+    /// `namespace/name` (`name` for a cluster-scoped object, the namespace, or empty).
+    pub name: String,
+}
+
+impl Lane {
+    /// The lane of an entry with `keys` (the same rule [`LogReader::counts`] groups by).
+    pub fn of(keys: &Keys) -> Lane {
+        let (kind, name) = match (&keys.application, &keys.object_kind, &keys.namespace) {
+            (Some(app), _, _) => ("Application".to_string(), app.clone()),
+            (None, Some(kind), ns) => (
+                kind.clone(),
+                match ns {
+                    Some(ns) => format!("{ns}/{}", keys.object_name.as_deref().unwrap_or("")),
+                    None => keys.object_name.clone().unwrap_or_default(),
+                },
+            ),
+            (None, None, Some(ns)) => ("Namespace".to_string(), ns.clone()),
+            (None, None, None) => ("Log".to_string(), String::new()),
+        };
+        Lane { kind, name }
+    }
+}
+
+/// [`Lane::of`] in SQL: the lane's kind and name from an entry's key columns.
+const LANE_KIND_SQL: &str = "CASE WHEN application IS NOT NULL THEN 'Application' \
+    WHEN object_kind IS NOT NULL THEN object_kind WHEN namespace IS NOT NULL THEN 'Namespace' \
+    ELSE 'Log' END";
+const LANE_NAME_SQL: &str = "CASE WHEN application IS NOT NULL THEN application \
+    WHEN object_kind IS NOT NULL THEN (CASE WHEN namespace IS NOT NULL \
+    THEN namespace || '/' || coalesce(object_name, '') ELSE coalesce(object_name, '') END) \
+    WHEN namespace IS NOT NULL THEN namespace ELSE '' END";
+
+/// How many entries of one kind fell in one lane and time bucket ([`LogReader::counts`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LaneCount {
+    /// The lane.
+    pub lane: Lane,
+    /// The entries' kind.
+    pub entry_kind: EntryKind,
+    /// The bucket's index from the origin.
+    pub bucket: i64,
+    /// How many.
+    pub count: u64,
+}
+
 /// Which entries a query returns. Every condition given must hold; `None`/empty means "any".
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Filter {
@@ -291,6 +493,8 @@ pub struct Filter {
     pub namespace: Option<String>,
     /// Only entries about this object.
     pub object: Option<ObjKey>,
+    /// Only entries about objects of this kind (checked on the rows read: no key serves it).
+    pub object_kind: Option<String>,
     /// Only entries of these kinds (empty: every kind).
     pub kinds: Vec<EntryKind>,
     /// Only entries at or after this time.
@@ -329,6 +533,12 @@ impl Filter {
     /// Only entries about `object`.
     pub fn object(mut self, object: &ObjKey) -> Filter {
         self.object = Some(object.clone());
+        self
+    }
+
+    /// Only entries about objects of kind `kind` (e.g. `Deployment`).
+    pub fn object_kind(mut self, kind: &str) -> Filter {
+        self.object_kind = Some(kind.to_string());
         self
     }
 
@@ -722,6 +932,14 @@ fn conditions(f: &Filter) -> (String, Vec<Value>) {
                 None => sql.push_str(&format!(" AND {column} IS NULL")),
             }
         }
+    }
+    if let Some(kind) = f.object_kind.as_ref().filter(|s| !s.is_empty()) {
+        cond(
+            &mut sql,
+            &mut params,
+            " AND object_kind = ?",
+            Value::Text(kind.clone()),
+        );
     }
     if !f.kinds.is_empty() {
         let mut kinds: Vec<&str> = f.kinds.iter().map(|k| k.as_str()).collect();

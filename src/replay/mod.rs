@@ -1,6 +1,8 @@
 //! Offline replay of a log: recompute recorded plans ([`verify`]), the world at a point
 //! ([`state`]), an object's story ([`timeline`]), another configuration's decisions ([`whatif`]),
-//! the chain that explains an object ([`why`]), listings by time and seq ([`query`]).
+//! the chain that explains an object ([`why`]), listings by time and seq ([`query`]), one
+//! entry's chain of events, plan, actions and outcomes ([`chain`]), an object's versions and the
+//! fields that changed between any two ([`history`]).
 //!
 //! Reads a log and never writes one; no network, no clock. It builds the planner's input with
 //! the same [`Fold`](crate::world::Fold) the controller uses, so the two cannot disagree, and
@@ -8,6 +10,8 @@
 //! `from`, it starts from the nearest checkpoint at or before it instead of the start of the
 //! log ([`start`]), so its cost is what came after.
 
+pub mod chain;
+pub mod history;
 pub mod query;
 pub mod start;
 pub mod state;

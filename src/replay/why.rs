@@ -419,7 +419,7 @@ pub fn explain(
 }
 
 /// One basis entry of an action, traced to the event the plan read (at seq ≤ `read_upto`).
-fn basis_view(
+pub(crate) fn basis_view(
     reader: &LogReader,
     target: &ObjKey,
     key: &str,
@@ -486,7 +486,7 @@ fn basis_view(
     Ok(view)
 }
 
-fn event_view(e: &Entry, ev: &ObservedEvent) -> EventView {
+pub(crate) fn event_view(e: &Entry, ev: &ObservedEvent) -> EventView {
     EventView {
         seq: e.seq,
         at: nanos(e.at),
@@ -499,7 +499,7 @@ fn event_view(e: &Entry, ev: &ObservedEvent) -> EventView {
     }
 }
 
-fn outcome_brief(e: &Entry, o: &OutcomeRecord) -> OutcomeBrief {
+pub(crate) fn outcome_brief(e: &Entry, o: &OutcomeRecord) -> OutcomeBrief {
     OutcomeBrief {
         seq: e.seq,
         at: nanos(e.at),
@@ -528,6 +528,208 @@ fn result_name(r: OutcomeResult) -> String {
 /// RFC 3339 to the second, as messages show it.
 fn secs(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// `audit why` as text, a line each (what `logbook audit why` prints and the UI shows).
+pub fn narrate(w: &Why) -> Vec<String> {
+    let mut lines = Vec::new();
+    lines.push(match &w.as_of.at {
+        Some(at) => format!("{}, as of {}", w.object, text_secs(at)),
+        None => format!(
+            "{}, as of the end of the log (seq {})",
+            w.object, w.as_of.log_seq
+        ),
+    });
+    match (w.state, &w.action) {
+        (WhyState::Changed, Some(a)) => lines.push(format!(
+            "Last changed by logbook: {} ({}).",
+            a.verb, a.reason
+        )),
+        (WhyState::Changed, None) => {
+            lines.push("Last changed by logbook (its action is not traced).".into())
+        }
+        (WhyState::Planned, Some(a)) => lines.push(format!(
+            "logbook planned {} ({}), but it was never confirmed applied.",
+            a.verb, a.reason
+        )),
+        _ => lines.push(
+            "logbook never changed it: no action in the log targets it; it was only observed."
+                .into(),
+        ),
+    }
+    if let Some(o) = &w.outcome {
+        let rv = o
+            .resource_version
+            .as_deref()
+            .map(|rv| format!(", resulting resourceVersion {rv}"))
+            .unwrap_or_default();
+        lines.push(format!(
+            "  outcome  seq {:<6} {}  {} by {} (attempt {}){rv}",
+            o.seq,
+            text_secs(&o.at),
+            o.result,
+            o.executor,
+            o.attempt
+        ));
+    }
+    if let Some(a) = &w.action {
+        lines.push(format!(
+            "  action   seq {:<6} {}  {} {} ({}) [{}]",
+            a.seq,
+            text_secs(&a.at),
+            a.verb,
+            w.object,
+            a.reason,
+            a.action_id
+        ));
+        for r in &a.redrives {
+            lines.push(format!(
+                "           published again: seq {} {} attempt {} (no outcome by {})",
+                r.seq,
+                text_secs(&r.at),
+                r.attempt,
+                r.due
+            ));
+        }
+        if w.state == WhyState::Planned {
+            if a.outcomes.is_empty() {
+                lines.push("           no outcome reported yet".into());
+            }
+            for o in &a.outcomes {
+                lines.push(format!("           {}", outcome_text(o)));
+            }
+        }
+    }
+    if let Some(p) = &w.plan {
+        let scope = if p.scope.is_empty() {
+            "the whole world".to_string()
+        } else {
+            p.scope.join(", ")
+        };
+        lines.push(format!(
+            "  plan     seq {:<6} {}  read the log up to seq {}; reconciler {}; scope {scope}; \
+             {} action{}; config {}; controller {}",
+            p.seq,
+            text_secs(&p.at),
+            p.upto_seq,
+            p.reconciler,
+            p.actions,
+            if p.actions == 1 { "" } else { "s" },
+            p.config_digest,
+            p.controller_version
+        ));
+    }
+    if !w.basis.is_empty() {
+        lines.push("  because of what the plan read:".into());
+        for b in &w.basis {
+            match (&b.pending_action, &b.event) {
+                (Some(p), _) => lines.push(format!(
+                    "    replacing action {} still on its way{}",
+                    p.action_id,
+                    p.seq.map(|s| format!(" (seq {s})")).unwrap_or_default()
+                )),
+                (None, Some(e)) => lines.push(format!(
+                    "    {} at rv {}: event seq {} {} ({})",
+                    b.key,
+                    e.resource_version,
+                    e.seq,
+                    text_secs(&e.at),
+                    change_text(e)
+                )),
+                (None, None) => lines.push(format!(
+                    "    {} at rv {}: no such event found",
+                    b.key,
+                    b.resource_version.as_deref().unwrap_or("?")
+                )),
+            }
+        }
+    }
+    for a in &w.later_actions {
+        let result = a
+            .outcomes
+            .last()
+            .map(outcome_text)
+            .unwrap_or_else(|| "no outcome yet".into());
+        lines.push(format!(
+            "  later: action seq {} {} ({}) [{}], plan {}: {result}",
+            a.seq, a.verb, a.reason, a.action_id, a.plan_seq
+        ));
+    }
+    let ev = &w.events;
+    match (&ev.first, &ev.last) {
+        (Some(first), Some(_)) if w.state == WhyState::Observed => {
+            lines.push(format!(
+                "  {} event{} recorded, first seq {} at {}:",
+                ev.count,
+                if ev.count == 1 { "" } else { "s" },
+                first.seq,
+                text_secs(&first.at)
+            ));
+            for e in &ev.recent {
+                lines.push(format!(
+                    "    event seq {} {} rv {} ({})",
+                    e.seq,
+                    text_secs(&e.at),
+                    e.resource_version,
+                    change_text(e)
+                ));
+            }
+        }
+        (_, Some(last)) => lines.push(format!(
+            "  last observed: event seq {} {} at rv {} ({})",
+            last.seq,
+            text_secs(&last.at),
+            last.resource_version,
+            change_text(last)
+        )),
+        _ => lines.push("  never observed: no event of it is in the log".into()),
+    }
+    if w.deleted
+        && let Some(last) = &ev.last
+    {
+        lines.push(format!(
+            "It is gone: deleted (event seq {} at {}).",
+            last.seq,
+            text_secs(&last.at)
+        ));
+    }
+    for n in &w.notes {
+        lines.push(format!("  note: {n}"));
+    }
+    lines
+}
+
+fn change_text(e: &EventView) -> &'static str {
+    match (e.change, e.synthesized) {
+        ("delete", true) => "gone: vanished while the watch was down",
+        ("delete", _) => "deleted",
+        _ => "seen",
+    }
+}
+
+fn outcome_text(o: &OutcomeBrief) -> String {
+    let mut s = format!(
+        "outcome seq {} {}: {} by {} (attempt {})",
+        o.seq,
+        text_secs(&o.at),
+        o.result,
+        o.executor,
+        o.attempt
+    );
+    if !o.message.is_empty() && o.result != "applied" {
+        s.push_str(&format!(": {}", o.message));
+    }
+    s
+}
+
+/// A time carried as [`nanos`] text, shown to the second.
+fn text_secs(text: &str) -> String {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| {
+            t.with_timezone(&Utc)
+                .to_rfc3339_opts(SecondsFormat::Secs, true)
+        })
+        .unwrap_or_else(|_| text.to_string())
 }
 
 /// RFC 3339 with the nanoseconds, as [`Why`] carries times.
