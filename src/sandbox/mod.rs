@@ -9,8 +9,7 @@
 //! resource a CRD declares, with get, list, watch, create, update, patch (JSON, merge,
 //! strategic merge), server-side apply, delete and `/status`; it keeps the bookkeeping the API
 //! server keeps (uid, resourceVersion, generation, Status errors, garbage collection) and
-//! runs the workload controllers ([`workloads`]: Deployments own ReplicaSets own Pods, Jobs own
-//! Pods; or, with [`Workloads::Simulated`], Deployments simulated ready after a delay). Faults (latency, error answers, short watches,
+//! simulates Deployments becoming ready. Faults (latency, error answers, short watches,
 //! compaction, pause) are reproducible from a seed, through [`Faults`] or the `/sandbox/`
 //! admin endpoint.
 //!
@@ -31,16 +30,12 @@
 //! `fieldValidation`), [`protobuf`] (protobuf request bodies), [`patch`] (patch types and apply),
 //! [`watch`], [`schema`] (CRD schemas), [`table`] (kubectl tables), [`selectors`], [`meta`],
 //! [`status`] (errors), [`faults`], [`workloads`], [`node`] (Pods run as local processes or
-//! simulated), [`volumes`] (the local-path provisioner and the default StorageClass),
-//! [`services`] (defaults and ClusterIPs on loopback), [`endpointslices`] and [`proxy`]
-//! (Services routing TCP to ready Pods, with [`Workloads::Pods`]), [`gc`], [`kubeconfig`],
-//! [`admin`],
+//! simulated), [`gc`], [`kubeconfig`], [`admin`],
 //! [`persist`] (`--state`).
 
 pub mod admin;
 pub mod convert;
 pub mod discovery;
-pub mod endpointslices;
 pub mod faults;
 pub mod fields;
 pub mod gc;
@@ -52,19 +47,16 @@ pub mod openapi;
 pub mod patch;
 pub mod persist;
 pub mod protobuf;
-pub mod proxy;
 pub mod resources;
 pub mod routes;
 pub mod schema;
 pub mod selectors;
 pub mod serve;
-pub mod services;
 pub mod status;
 pub mod store;
 pub mod table;
 pub mod validation;
 pub mod verbs;
-pub mod volumes;
 pub mod watch;
 pub mod workloads;
 
@@ -79,7 +71,6 @@ use tokio_util::sync::CancellationToken;
 
 pub use faults::{Audited, FaultConfig, Faults, Injected, Verb};
 pub use status::ApiError;
-pub use workloads::Workloads;
 
 /// Namespaces that exist from the start, as in a fresh cluster.
 pub const INITIAL_NAMESPACES: [&str; 4] =
@@ -90,13 +81,8 @@ pub const INITIAL_NAMESPACES: [&str; 4] =
 pub struct SandboxConfig {
     /// Where to listen; port 0 picks a free one.
     pub addr: SocketAddr,
-    /// How long a Deployment takes to report all replicas ready when `workloads` is
-    /// [`Workloads::Simulated`].
+    /// How long a Deployment takes to report all replicas ready.
     pub ready_delay: Duration,
-    /// How workloads come to life: real controllers over Pods ([`Workloads::Pods`]) or
-    /// Deployments simulated ready after `ready_delay` ([`Workloads::Simulated`], the default
-    /// until the node agent makes Pods ready).
-    pub workloads: Workloads,
     /// How many change events are retained for watches from an older resourceVersion.
     pub history: usize,
     /// How many bytes of change events are retained (an upper estimate of their memory,
@@ -153,7 +139,6 @@ impl Default for SandboxConfig {
         SandboxConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             ready_delay: Duration::from_millis(200),
-            workloads: Workloads::default(),
             history: 10_000,
             history_bytes: HISTORY_BYTES,
             seed: 0,
@@ -292,7 +277,6 @@ impl Sandbox {
             tracing::info!(path = %path.display(), "sandbox state restored");
         }
         bootstrap(&store);
-        volumes::install(&store);
         let data = DataDir::open(config.data_dir.as_deref())?;
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
@@ -337,21 +321,11 @@ impl Sandbox {
             idle: config.idle_timeout,
         };
         let server = tokio::spawn(serve::run(listener, app, timeouts, stop.clone()));
-        let mut tasks = vec![
+        let tasks = vec![
             tokio::spawn(gc::run(store.clone(), config.gc_delay)),
-            tokio::spawn(workloads::run(
-                store.clone(),
-                config.workloads,
-                config.ready_delay,
-            )),
-            tokio::spawn(volumes::run(store.clone(), data.path.join("volumes"))),
+            tokio::spawn(workloads::run(store.clone(), config.ready_delay)),
             tokio::spawn(node::run(node.clone())),
         ];
-        if config.workloads == Workloads::Pods {
-            // Endpoints come from Pods, so Services route only when Pods are real.
-            tasks.push(tokio::spawn(endpointslices::run(store.clone())));
-            tasks.push(tokio::spawn(proxy::run(store.clone())));
-        }
         tracing::info!(url = %format!("http://{addr}"), "sandbox serving");
         Ok(Sandbox {
             addr,

@@ -8,16 +8,13 @@
 //! ports, env, resources...); a Pod template that sets any other field (volumes, probes,
 //! affinity...) is refused with a 415 rather than stored without it; Services likewise, with
 //! the spec fields `kubectl create service` and common manifests set; Pods (`kubectl run`) with
-//! the same Pod spec conversion as Deployments' templates; and Jobs with the spec fields
-//! `kubectl create job` and common manifests set (no failure or success policies, no
-//! per-index backoff). Another kind in protobuf
+//! the same Pod spec conversion as Deployments' templates. Another kind in protobuf
 //! is a 415 that says to send JSON; a body that does not decode is a 400. Owns the envelope and
 //! these conversions; it must not store or validate anything (the verbs do, as for JSON).
 
 use std::collections::BTreeMap;
 
 use k8s_pb::api::apps::v1 as apps;
-use k8s_pb::api::batch::v1 as batch;
 use k8s_pb::api::core::v1 as core;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta_pb;
 use k8s_pb::apimachinery::pkg::runtime::Unknown;
@@ -63,13 +60,12 @@ pub fn decode(id: &str, body: &[u8]) -> Result<Value, ApiError> {
         "apps/deployments" => deployment(apps::Deployment::decode(raw.as_slice()).map_err(bad)?)?,
         "/services" => service(core::Service::decode(raw.as_slice()).map_err(bad)?)?,
         "/pods" => pod(core::Pod::decode(raw.as_slice()).map_err(bad)?)?,
-        "batch/jobs" => job(batch::Job::decode(raw.as_slice()).map_err(bad)?)?,
         _ => {
             return Err(ApiError::new(
                 415,
                 "UnsupportedMediaType",
                 "the logbook sandbox takes protobuf bodies only for Namespaces, ConfigMaps, Pods, \
-                 Secrets, Deployments, Services and Jobs; send this one as JSON or YAML (for \
+                 Secrets, Deployments and Services; send this one as JSON or YAML (for \
                  example `kubectl create ... --dry-run=client -o yaml | kubectl apply -f -`), \
                  with \"application/json\" as its content type",
             ));
@@ -596,49 +592,6 @@ fn pod(p: core::Pod) -> Result<Value, ApiError> {
     if let Some(spec) = p.spec {
         o.insert("spec".into(), pod_spec(spec)?);
     }
-    Ok(Value::Object(o))
-}
-
-fn job(j: batch::Job) -> Result<Value, ApiError> {
-    let mut o = Map::new();
-    o.insert("metadata".into(), object_meta(j.metadata));
-    // `status` is the server's, as for Deployments.
-    let Some(mut spec) = j.spec else {
-        return Ok(Value::Object(o));
-    };
-    let mut s = Map::new();
-    opt(&mut s, "parallelism", spec.parallelism.take());
-    opt(&mut s, "completions", spec.completions.take());
-    opt(
-        &mut s,
-        "activeDeadlineSeconds",
-        spec.active_deadline_seconds.take(),
-    );
-    opt(&mut s, "backoffLimit", spec.backoff_limit.take());
-    put(&mut s, "selector", label_selector(spec.selector.take()));
-    opt(&mut s, "manualSelector", spec.manual_selector.take());
-    if let Some(t) = spec.template.take() {
-        let mut x = Map::new();
-        put(&mut x, "metadata", object_meta(t.metadata));
-        if let Some(ps) = t.spec {
-            x.insert("spec".into(), pod_spec(ps)?);
-        }
-        s.insert("template".into(), Value::Object(x));
-    }
-    opt(
-        &mut s,
-        "ttlSecondsAfterFinished",
-        spec.ttl_seconds_after_finished.take(),
-    );
-    put(&mut s, "completionMode", json!(spec.completion_mode.take()));
-    opt(&mut s, "suspend", spec.suspend.take());
-    put(
-        &mut s,
-        "podReplacementPolicy",
-        json!(spec.pod_replacement_policy.take()),
-    );
-    nothing_else(&spec, "a Job's spec")?;
-    o.insert("spec".into(), Value::Object(s));
     Ok(Value::Object(o))
 }
 

@@ -190,8 +190,7 @@ struct Inner {
     bytes: usize,
     max_bytes: usize,
     applied: HashMap<(String, String, String), HashMap<String, Value>>,
-    /// Cluster IPs held by Services (see [`super::services`]).
-    cluster_ips: HashSet<String>,
+    next_ip: u32,
 }
 
 /// The store shared by every request handler and background task.
@@ -454,9 +453,6 @@ impl Store {
                     crd_status(&mut obj);
                     inner.registry.insert(t);
                 }
-                if key == "/services" {
-                    super::services::admit(&mut obj, name, &mut inner.cluster_ips)?;
-                }
                 inner.rv += 1;
                 let rv = inner.rv;
                 {
@@ -472,6 +468,11 @@ impl Store {
                     m.remove("deletionTimestamp");
                     m.remove("deletionGracePeriodSeconds");
                     m.remove("selfLink");
+                }
+                if key == "/services" {
+                    let ip = inner.next_ip;
+                    inner.next_ip += 1;
+                    default_service(&mut obj, ip);
                 }
                 let stored = Stored::new(obj);
                 inner
@@ -657,9 +658,6 @@ impl Store {
         inner
             .applied
             .remove(&(key.clone(), ns.to_string(), name.to_string()));
-        if key == "/services" {
-            super::services::release(&old.obj, &mut inner.cluster_ips);
-        }
         inner.rv += 1;
         let rv = inner.rv;
         let mut obj = last.unwrap_or_else(|| (*old.obj).clone());
@@ -813,15 +811,11 @@ impl Store {
         }
         inner.rv = snap.resource_version.max(1) + 1;
         inner.horizon = inner.rv;
-        inner.cluster_ips = inner
+        inner.next_ip = inner
             .objects
             .get("/services")
-            .map(|m| {
-                m.values()
-                    .filter_map(|s| super::services::cluster_ip(&s.obj).map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
+            .map(|m| m.len() as u32)
+            .unwrap_or(0);
     }
 }
 
@@ -888,6 +882,43 @@ fn crd_status(crd: &mut Value) {
                 "storedVersions": stored,
             }),
         );
+    }
+}
+
+/// Service defaults the API server fills in: type, a cluster IP, protocol and target port.
+fn default_service(svc: &mut Value, n: u32) {
+    let Some(spec) = svc.get_mut("spec").and_then(|s| s.as_object_mut()) else {
+        return;
+    };
+    let kind = spec
+        .get("type")
+        .and_then(|t| t.as_str())
+        .unwrap_or("ClusterIP")
+        .to_string();
+    spec.insert("type".into(), json!(kind));
+    if kind != "ExternalName"
+        && spec
+            .get("clusterIP")
+            .and_then(|c| c.as_str())
+            .is_none_or(str::is_empty)
+    {
+        let n = n % 65000 + 10;
+        let ip = format!("10.96.{}.{}", n / 256, n % 256);
+        spec.insert("clusterIP".into(), json!(ip));
+        spec.insert("clusterIPs".into(), json!([ip]));
+        spec.insert("ipFamilies".into(), json!(["IPv4"]));
+        spec.insert("ipFamilyPolicy".into(), json!("SingleStack"));
+    }
+    spec.entry("sessionAffinity").or_insert(json!("None"));
+    if let Some(ports) = spec.get_mut("ports").and_then(|p| p.as_array_mut()) {
+        for p in ports {
+            if let Some(p) = p.as_object_mut() {
+                p.entry("protocol").or_insert(json!("TCP"));
+                if let Some(port) = p.get("port").cloned() {
+                    p.entry("targetPort").or_insert(port);
+                }
+            }
+        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! Simulated workloads, as KWOK does: Deployments report all replicas ready after a delay
-//! ([`super::Workloads::Simulated`]). Owns Deployment status then; it must touch nothing else.
+//! Simulated workloads, as KWOK does: Deployments report all replicas ready after a delay.
+//! Owns Deployment status; nothing runs, and it must not touch any other field or kind.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::sandbox::meta;
-use crate::sandbox::store::{EventType, Op, Signal, Store};
+use super::meta;
+use super::store::{EventType, Op, Signal, Store};
 
 const DEPLOYMENTS: &str = "apps/deployments";
 
@@ -68,10 +68,10 @@ fn converged(d: &Value) -> bool {
 fn settle(store: &Store, ns: &str, name: &str, uid: &str, gen_: i64) {
     let _ = store.write(DEPLOYMENTS, ns, name, |ctx| {
         let Some(c) = ctx.current else {
-            return Err(crate::sandbox::status::ApiError::no_such_path());
+            return Err(super::status::ApiError::no_such_path());
         };
         if meta::uid(&c.obj) != uid || generation(&c.obj) != gen_ || converged(&c.obj) {
-            return Err(crate::sandbox::status::ApiError::no_such_path());
+            return Err(super::status::ApiError::no_such_path());
         }
         let mut d = (*c.obj).clone();
         d["status"] = ready_status(&c.obj);
