@@ -28,22 +28,7 @@ impl Guard {
 
     /// Whether a `Host` value (with or without a port) names this sandbox.
     pub fn host_allowed(&self, host: &str) -> bool {
-        let Some(name) = strip_port(host) else {
-            return false;
-        };
-        let name = name.strip_suffix('.').unwrap_or(name);
-        if name.eq_ignore_ascii_case("localhost") {
-            return true;
-        }
-        let ip = match name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
-            Some(v6) => v6.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6),
-            None => name.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4),
-        };
-        let Some(ip) = ip else {
-            return false;
-        };
-        let ip = ip.to_canonical();
-        ip.is_loopback() || self.listen.is_unspecified() || ip == self.listen.to_canonical()
+        crate::process::loopback::host_names_server(host, self.listen)
     }
 
     /// `Ok` if the request may go on; otherwise the 403 that says why.
@@ -82,24 +67,6 @@ impl Guard {
             )));
         }
         Ok(())
-    }
-}
-
-/// The host part of a `Host` value: `name`, `name:port`, `[v6]` or `[v6]:port`; `None` if
-/// what follows the host is not a port.
-fn strip_port(host: &str) -> Option<&str> {
-    let at = if host.starts_with('[') {
-        host.find(']')? + 1
-    } else {
-        host.find(':').unwrap_or(host.len())
-    };
-    let (name, port) = host.split_at(at);
-    match port.strip_prefix(':') {
-        None if port.is_empty() => Some(name),
-        Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
-            Some(name)
-        }
-        _ => None,
     }
 }
 

@@ -23,30 +23,7 @@ impl HostGuard {
 
     /// Whether a `Host` value (with or without a port) names this server.
     pub fn host_allowed(&self, host: &str) -> bool {
-        let name = match host.rsplit_once(':') {
-            // `[::1]:8080`, `127.0.0.1:8080`, `localhost:8080`; a bare IPv6 in brackets.
-            Some((name, port)) if !name.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
-                if name.starts_with('[') || !name.contains(':') {
-                    name
-                } else {
-                    host
-                }
-            }
-            _ => host,
-        };
-        let name = name.strip_suffix('.').unwrap_or(name);
-        if name.eq_ignore_ascii_case("localhost") {
-            return true;
-        }
-        let ip = match name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
-            Some(v6) => v6.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6),
-            None => name.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4),
-        };
-        let Some(ip) = ip else {
-            return false;
-        };
-        let ip = ip.to_canonical();
-        ip.is_loopback() || self.listen.is_unspecified() || ip == self.listen.to_canonical()
+        crate::process::loopback::host_names_server(host, self.listen)
     }
 
     /// `Ok` if the request may go on; otherwise why not, in a sentence.
