@@ -149,9 +149,14 @@ pub fn diff_versions(
 }
 
 /// `v` without [`NOISE`] in its metadata.
-pub fn quiet(mut v: Value) -> Value {
+pub fn quiet(v: Value) -> Value {
+    without_metadata(v, NOISE)
+}
+
+/// `v` without the metadata fields `keys`.
+pub fn without_metadata(mut v: Value, keys: &[&str]) -> Value {
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        for k in NOISE {
+        for k in keys {
             meta.remove(*k);
         }
     }

@@ -296,11 +296,6 @@ fn shorten(s: &mut String, max: usize) {
 }
 
 /// The object without the metadata every write changes.
-fn quiet(mut v: Value) -> Value {
-    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        for k in NOISE {
-            meta.remove(*k);
-        }
-    }
-    v
+fn quiet(v: Value) -> Value {
+    super::history::without_metadata(v, NOISE)
 }

@@ -328,38 +328,18 @@ pub fn compare(recorded: &[RecordedAction], recomputed: &[RecordedAction]) -> Ve
     out
 }
 
-/// Appends `path: old → new` for every leaf that differs between `a` and `b`.
+/// Appends `path: old → new` for every leaf that differs between `a` and `b`
+/// ([`super::history::changes`], as text).
 pub fn json_diff(a: &Value, b: &Value, path: &str, out: &mut Vec<String>) {
-    let show = |v: Option<&Value>| match v {
+    let show = |v: Option<Value>| match v {
         None => "(absent)".to_string(),
         Some(v) => v.to_string(),
     };
-    match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
-            for k in keys {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                match (x.get(k), y.get(k)) {
-                    (Some(u), Some(v)) => json_diff(u, v, &p, out),
-                    (u, v) => out.push(format!("{p}: {} → {}", show(u), show(v))),
-                }
-            }
-        }
-        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
-            for (i, (u, v)) in x.iter().zip(y).enumerate() {
-                json_diff(u, v, &format!("{path}[{i}]"), out);
-            }
-        }
-        (u, v) if u != v => out.push(format!(
-            "{}: {} → {}",
-            if path.is_empty() { "object" } else { path },
-            show(Some(u)),
-            show(Some(v))
-        )),
-        _ => {}
-    }
+    let mut changes = Vec::new();
+    super::history::changes(a, b, path, &mut changes);
+    out.extend(
+        changes
+            .into_iter()
+            .map(|c| format!("{}: {} → {}", c.path, show(c.from), show(c.to))),
+    );
 }
