@@ -7,7 +7,7 @@ use logbook::log::LogReader;
 use logbook::log::reader::Lane;
 use logbook::reconcile::PlannerConfig;
 use logbook::record::{Body, Entry, EntryKind, ObjKey};
-use logbook_testkit::history::standard;
+use logbook_testkit::history::{hand_edit_versions, standard};
 use logbook_testkit::ui::UiServer;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -259,18 +259,7 @@ fn an_objects_versions_and_the_diff_between_any_two() {
         .collect();
     assert_eq!(versions, events.iter().map(|e| e.seq).collect::<Vec<_>>());
     // The hand edit (replicas 5) against the version before it: exactly spec.replicas.
-    let edited = events
-        .iter()
-        .position(|e| match &e.body {
-            Body::Event(ev) => ev
-                .object
-                .as_ref()
-                .and_then(|o| o.parse().ok())
-                .is_some_and(|o: Value| o["spec"]["replicas"] == 5),
-            _ => false,
-        })
-        .expect("the hand edit is recorded");
-    let (a, b) = (events[edited - 1].seq, events[edited].seq);
+    let (a, b) = hand_edit_versions(entries);
     let d = s
         .get(&format!(
             "/api/diff/apps/v1/Deployment/blog/site?a={a}&b={b}"

@@ -7,9 +7,8 @@
 use logbook::reconcile::PlannerConfig;
 use logbook::record::{Body, Entry, EntryKind, ObjKey};
 use logbook_testkit::browser::Browser;
-use logbook_testkit::history::standard;
+use logbook_testkit::history::{hand_edit_versions, standard};
 use logbook_testkit::ui::UiServer;
-use serde_json::Value;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -183,23 +182,7 @@ fn the_ui_in_a_real_browser() {
     ));
 
     // The diff between two versions: exactly the changed fields.
-    let site = ObjKey::new("Deployment", "blog", "site");
-    let versions: Vec<&Entry> = entries
-        .iter()
-        .filter(|e| matches!(&e.body, Body::Event(ev) if ev.key == site))
-        .collect();
-    let edited = versions
-        .iter()
-        .position(|e| match &e.body {
-            Body::Event(ev) => ev
-                .object
-                .as_ref()
-                .and_then(|o| o.parse().ok())
-                .is_some_and(|o: Value| o["spec"]["replicas"] == 5),
-            _ => false,
-        })
-        .expect("the hand edit");
-    let (a, z) = (versions[edited - 1].seq, versions[edited].seq);
+    let (a, z) = hand_edit_versions(&entries);
     ok(b.navigate(&format!(
         "{}/object/apps/v1/Deployment/blog/site?a={a}&b={z}",
         server.url

@@ -394,6 +394,29 @@ pub fn standard_with(mut h: History) -> History {
     h
 }
 
+/// In a [`standard`] history's `entries`: the seqs of `Deployment/blog/site`'s observed version
+/// just before the hand edit (replicas set to 5), and of the edited one.
+pub fn hand_edit_versions(entries: &[Entry]) -> (u64, u64) {
+    let site = ObjKey::new("Deployment", "blog", "site");
+    let versions: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| matches!(&e.body, Body::Event(ev) if ev.key == site))
+        .collect();
+    let edited = versions
+        .iter()
+        .position(|e| match &e.body {
+            Body::Event(ev) => ev
+                .object
+                .as_ref()
+                .and_then(|o| o.parse().ok())
+                .is_some_and(|o: Value| o["spec"]["replicas"] == 5),
+            _ => false,
+        })
+        .filter(|&i| i > 0)
+        .expect("the standard history records the hand edit after a first version");
+    (versions[edited - 1].seq, versions[edited].seq)
+}
+
 /// Application `shop/app-NNN` with host `app-NNN.shop.example.com` (one rule in the shared
 /// Ingress of `shop`).
 pub fn app_with_host(i: u32) -> Application {
