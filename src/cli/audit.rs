@@ -643,14 +643,24 @@ fn parse_object(s: &str) -> Result<ObjKey, String> {
 
 /// `deploy`, `deployments`, `DEPLOYMENT` → `Deployment`; unknown kinds are kept as written.
 fn canonical_kind(kind: &str) -> String {
-    let known = match kind.to_ascii_lowercase().as_str() {
+    known_kind(kind).map_or_else(|| kind.to_string(), str::to_string)
+}
+
+/// The kind logbook records that `kind` names (short names, plurals, any case, and kubectl's
+/// `RESOURCE.GROUP` forms such as `deployments.apps`), or `None`.
+pub(crate) fn known_kind(kind: &str) -> Option<&'static str> {
+    let lower = kind.to_ascii_lowercase();
+    let resource = match lower.split_once('.') {
+        Some((r, "logbook.dev" | "apps" | "networking.k8s.io")) => r,
+        _ => lower.as_str(),
+    };
+    Some(match resource {
         "app" | "apps" | "application" | "applications" => "Application",
         "deploy" | "deployment" | "deployments" => "Deployment",
         "svc" | "service" | "services" => "Service",
         "ing" | "ingress" | "ingresses" => "Ingress",
-        _ => return kind.to_string(),
-    };
-    known.to_string()
+        _ => return None,
+    })
 }
 
 /// Parses an entry kind, case-insensitively, singular or plural.

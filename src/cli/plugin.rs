@@ -178,29 +178,12 @@ fn object_key(object: &str, namespace: &str) -> Result<String, String> {
             "`{object}` is not TYPE/NAME; name the namespace with -n (e.g. `deploy/web -n shop`)"
         ));
     }
-    let kind = match kind.to_ascii_lowercase().as_str() {
-        "app"
-        | "apps"
-        | "application"
-        | "applications"
-        | "application.logbook.dev"
-        | "applications.logbook.dev" => "Application",
-        "deploy" | "deployment" | "deployments" | "deployment.apps" | "deployments.apps" => {
-            "Deployment"
-        }
-        "svc" | "service" | "services" => "Service",
-        "ing"
-        | "ingress"
-        | "ingresses"
-        | "ingress.networking.k8s.io"
-        | "ingresses.networking.k8s.io" => "Ingress",
-        _ => {
-            return Err(format!(
-                "logbook records Applications, Deployments, Services and Ingresses, not `{kind}`; \
-                 use app/, deploy/, svc/ or ing/"
-            ));
-        }
-    };
+    let kind = audit::known_kind(kind).ok_or_else(|| {
+        format!(
+            "logbook records Applications, Deployments, Services and Ingresses, not `{kind}`; \
+             use app/, deploy/, svc/ or ing/"
+        )
+    })?;
     Ok(format!("{kind}/{namespace}/{name}"))
 }
 
